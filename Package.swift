@@ -1,0 +1,73 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Root targets only: dependencies keep their own warning settings.
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "prezero",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "prezerod", targets: ["prezerod"]),
+        .executable(name: "prezero", targets: ["prezero"]),
+        .executable(name: "prezero-hook", targets: ["prezero-hook"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C: the _GNU_SOURCE-only calls and the zeroing loops.
+        .target(name: "PrezeroCShims", cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]),
+        .systemLibrary(name: "CNuma", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+
+        // Pure logic: no syscalls, inputs as values.
+        .target(name: "PrezeroCore", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        // The one place that calls each syscall.
+        .target(name: "PrezeroSys", dependencies: ["PrezeroCShims", "CNuma"], swiftSettings: strict),
+        // Client side of the control socket (CLI, hook, tests).
+        .target(name: "PrezeroClient", dependencies: ["PrezeroCore", "PrezeroSys"], swiftSettings: strict),
+        // The daemon's engine: pool directories, node workers, scrubber, control server.
+        .target(
+            name: "PrezeroPool",
+            dependencies: [
+                "PrezeroCore", "PrezeroSys",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        .executableTarget(
+            name: "prezerod",
+            dependencies: [
+                "PrezeroPool", "PrezeroCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "prezero",
+            dependencies: [
+                "PrezeroClient", "PrezeroCore", "PrezeroSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict),
+        // Built out in the libvirt issue; no libvirt, no XML parser, no Foundation.
+        .executableTarget(name: "prezero-hook", dependencies: ["PrezeroSys"], swiftSettings: strict),
+
+        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroCore"], swiftSettings: strict),
+        .testTarget(
+            name: "PrezeroHostTests",
+            dependencies: ["PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero"],
+            swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,45 @@
+// C shims for calls Swift cannot see (_GNU_SOURCE-only, variadic) and for the
+// zeroing loops, which must run at full speed even in a debug build.
+#ifndef PREZERO_SHIMS_H
+#define PREZERO_SHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PZ_MADV_POPULATE_WRITE 23
+
+/// openat(2) with an explicit mode (the libc one is variadic).
+int pz_openat(int dirfd, const char *path, int flags, mode_t mode);
+/// O_PATH, O_NOFOLLOW, O_DIRECTORY, O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, O_RDONLY.
+int pz_flag_path(void);
+int pz_flag_nofollow(void);
+int pz_flag_directory(void);
+int pz_flag_cloexec(void);
+int pz_flag_creat_excl(void);
+
+/// fallocate(2); mode 0 allocates, punch = 1 punches a hole (keeping the size).
+int pz_fallocate(int fd, int punch, int64_t offset, int64_t length);
+/// renameat2(2) with RENAME_NOREPLACE: a state change never overwrites a file.
+int pz_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+/// SO_PEERCRED of a connected Unix socket.
+int pz_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+
+/// sched_setaffinity(2) of the calling thread to the given CPUs.
+int pz_set_thread_cpus(const int *cpus, int count);
+/// CPUs the calling thread may run on, written to out (at most cap); returns the count or -1.
+int pz_thread_cpus(int *out, int cap);
+int pz_gettid(void);
+
+/// Non-temporal zeroing (AVX2 or SSE2 streaming stores), then a store fence.
+void pz_zero_nontemporal(void *p, size_t n);
+/// Does the range hold only zero bytes?
+int pz_is_zero(const void *p, size_t n);
+
+/// accept4(2) with SOCK_CLOEXEC.
+int pz_accept(int fd);
+/// fstatfs(2): filesystem magic and block size (the page size on hugetlbfs).
+int pz_fstatfs(int fd, int64_t *magic, uint64_t *bsize);
+
+#endif

@@ -1,0 +1,120 @@
+#include "prezero_shims.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <immintrin.h>
+#include <linux/falloc.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+int pz_openat(int dirfd, const char *path, int flags, mode_t mode) {
+    return openat(dirfd, path, flags, mode);
+}
+int pz_flag_path(void) { return O_PATH; }
+int pz_flag_nofollow(void) { return O_NOFOLLOW; }
+int pz_flag_directory(void) { return O_DIRECTORY; }
+int pz_flag_cloexec(void) { return O_CLOEXEC; }
+int pz_flag_creat_excl(void) { return O_CREAT | O_EXCL; }
+
+int pz_fallocate(int fd, int punch, int64_t offset, int64_t length) {
+    int mode = punch ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) : 0;
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+int pz_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    return renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
+}
+
+int pz_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+int pz_set_thread_cpus(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++) {
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    }
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
+int pz_thread_cpus(int *out, int cap) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    int n = 0;
+    for (int i = 0; i < CPU_SETSIZE && n < cap; i++) {
+        if (CPU_ISSET(i, &set)) out[n++] = i;
+    }
+    return n;
+}
+
+int pz_gettid(void) { return (int)syscall(SYS_gettid); }
+
+__attribute__((target("avx2")))
+static void zero_nt_avx2(char *p, size_t n) {
+    const __m256i z = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 128) {
+        _mm256_stream_si256((__m256i *)(p + i), z);
+        _mm256_stream_si256((__m256i *)(p + i + 32), z);
+        _mm256_stream_si256((__m256i *)(p + i + 64), z);
+        _mm256_stream_si256((__m256i *)(p + i + 96), z);
+    }
+}
+
+static void zero_nt_sse2(char *p, size_t n) {
+    const __m128i z = _mm_setzero_si128();
+    for (size_t i = 0; i < n; i += 64) {
+        _mm_stream_si128((__m128i *)(p + i), z);
+        _mm_stream_si128((__m128i *)(p + i + 16), z);
+        _mm_stream_si128((__m128i *)(p + i + 32), z);
+        _mm_stream_si128((__m128i *)(p + i + 48), z);
+    }
+}
+
+void pz_zero_nontemporal(void *p, size_t n) {
+    char *c = (char *)p;
+    // Streaming stores need 128-byte blocks of aligned memory; huge-page
+    // mappings always are. Any ragged edge goes through memset.
+    size_t head = (size_t)((-(uintptr_t)c) & 127);
+    if (head > n) head = n;
+    memset(c, 0, head);
+    c += head;
+    n -= head;
+    size_t body = n & ~(size_t)127;
+    if (__builtin_cpu_supports("avx2")) zero_nt_avx2(c, body); else zero_nt_sse2(c, body);
+    _mm_sfence();
+    memset(c + body, 0, n - body);
+}
+
+int pz_is_zero(const void *p, size_t n) {
+    static const char zeros[4096];
+    const char *c = (const char *)p;
+    while (n >= sizeof(zeros)) {
+        if (memcmp(c, zeros, sizeof(zeros)) != 0) return 0;
+        c += sizeof(zeros);
+        n -= sizeof(zeros);
+    }
+    return memcmp(c, zeros, n) == 0;
+}
+
+int pz_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int pz_fstatfs(int fd, int64_t *magic, uint64_t *bsize) {
+    struct statfs s;
+    if (fstatfs(fd, &s) != 0) return -1;
+    *magic = (int64_t)s.f_type;
+    *bsize = (uint64_t)s.f_bsize;
+    return 0;
+}

@@ -1,0 +1,59 @@
+import Glibc
+import PrezeroCore
+import PrezeroSys
+
+/// Talks to prezerod over its control socket.
+public struct ControlClient: Sendable {
+    public var socket: String
+    public var timeout: Double
+
+    public init(socket: String = ControlProtocol.defaultSocket, timeout: Double = 30) {
+        self.socket = socket
+        self.timeout = timeout
+    }
+
+    /// Sends one request and returns the daemon's answer; a refusal by the daemon
+    /// comes back as a thrown ControlError.
+    public func send(_ request: Request) throws(ControlError) -> Response {
+        let res = try exchange(Wire.encode(request))
+        if let e = res.error { throw e }
+        return res
+    }
+
+    /// Sends raw bytes (already a line) and decodes whatever comes back.
+    public func exchange(_ bytes: [UInt8]) throws(ControlError) -> Response {
+        let conn: UnixConnection
+        do {
+            conn = try UnixConnection(connectingTo: socket)
+            try conn.setTimeout(seconds: timeout)
+        } catch {
+            throw ControlClient.describe(error, socket: socket)
+        }
+        do {
+            try conn.writeAll(bytes)
+            conn.shutdownWrite()
+            let reply = try conn.readAll(max: 16 << 20)
+            guard !reply.isEmpty else { throw ControlError(.system, "prezerod closed the connection without an answer") }
+            return try Wire.decode(Response.self, reply)
+        } catch let e as ControlError {
+            throw e
+        } catch let e as SysError {
+            throw ControlError(.system, e.errno == EAGAIN ? "prezerod did not answer within \(Int(timeout)) s" : "\(e)")
+        } catch {
+            throw ControlError(.system, "unreadable answer from prezerod: \(Wire.describe(error))")
+        }
+    }
+
+    static func describe(_ e: SysError, socket: String) -> ControlError {
+        switch e.errno {
+        case ENOENT:
+            return ControlError(.system, "prezerod is not running: no socket at \(socket); start it with: prezerod (or pass --socket)")
+        case EACCES, EPERM:
+            return ControlError(.forbidden, "permission denied on \(socket): the control socket is root-only; run as root or add your uid to allowed_uids")
+        case ECONNREFUSED:
+            return ControlError(.system, "prezerod is not listening on \(socket) (stale socket); restart prezerod")
+        default:
+            return ControlError(.system, "cannot reach prezerod at \(socket): \(e)")
+        }
+    }
+}

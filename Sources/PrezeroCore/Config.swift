@@ -1,0 +1,189 @@
+import Foundation
+import Yams
+
+/// prezerod's configuration. Every key has an embedded default, so the daemon
+/// runs with no file; the README documents each key.
+public struct Config: Sendable, Equatable {
+    public var socket = ControlProtocol.defaultSocket
+    public var stateDir = "/run/prezero"
+    /// Name of the root-only pool directory created on each mount.
+    public var poolDir = ".prezero"
+    /// Pool mounts; empty means every hugetlbfs mount on the host.
+    public var mounts: [MountConfig] = []
+    /// Defaults for every mount and node.
+    public var target: SizeSpec = .percent(50)
+    public var minFree: SizeSpec = .percent(10)
+    public var fileSize: SizeSpec = .bytes(1 << 30)
+    public var fillChunk: SizeSpec = .bytes(256 << 20)
+    /// Where claims may put files; empty means anywhere on a pool mount outside the pool directory.
+    public var allowedDirs: [String] = []
+    /// Peers allowed besides root.
+    public var allowedUids: [UInt32] = []
+    public var allowedGids: [UInt32] = []
+    public var maxRequestBytes = 1 << 20
+    public var requestTimeoutMs = 5000
+    public var scrub = ScrubConfig()
+    public var learnedShapes = 8
+    public var reclaimIntervalMs = 500
+    public var monitorIntervalMs = 200
+    /// After make-room, the freed pages are kept free this long for the launch that asked.
+    public var makeRoomHoldS = 30
+
+    public init() {}
+
+    /// Reads YAML; unknown keys are errors so that a typo never silently falls back to a default.
+    public static func parse(yaml: String) throws(ConfigError) -> Config {
+        if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return Config() }
+        do {
+            return try YAMLDecoder().decode(Config.self, from: yaml)
+        } catch let e as ConfigError {
+            throw e
+        } catch {
+            throw ConfigError(message: Wire.describe(error))
+        }
+    }
+}
+
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public var description: String { message }
+}
+
+public struct MountConfig: Sendable, Equatable, Codable {
+    public var path: String
+    public var target: SizeSpec?
+    public var minFree: SizeSpec?
+    public var fileSize: SizeSpec?
+    /// Per-node target overrides, keyed by node number.
+    public var nodes: [String: SizeSpec]?
+
+    public init(path: String, target: SizeSpec? = nil, minFree: SizeSpec? = nil,
+                fileSize: SizeSpec? = nil, nodes: [String: SizeSpec]? = nil) {
+        self.path = path
+        self.target = target
+        self.minFree = minFree
+        self.fileSize = fileSize
+        self.nodes = nodes
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case path, target, nodes
+        case minFree = "min_free", fileSize = "file_size"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        target = try c.decodeIfPresent(SizeSpec.self, forKey: .target)
+        minFree = try c.decodeIfPresent(SizeSpec.self, forKey: .minFree)
+        fileSize = try c.decodeIfPresent(SizeSpec.self, forKey: .fileSize)
+        nodes = try c.decodeIfPresent([String: SizeSpec].self, forKey: .nodes)
+    }
+}
+
+public enum ScrubStrategy: String, Codable, Sendable {
+    /// mmap and zero in place with the fastest loop measured on the host.
+    case zero
+    /// Punch the whole file out and fallocate it again: the kernel zeroes.
+    case kernel
+}
+
+public enum ZeroMethod: String, Codable, Sendable, CaseIterable {
+    case auto, memset, nontemporal
+}
+
+public enum VerifyMode: String, Codable, Sendable {
+    /// A few cache lines of every huge page.
+    case sample
+    /// Every byte.
+    case full
+}
+
+public struct ScrubConfig: Sendable, Equatable, Codable {
+    public var strategy: ScrubStrategy = .zero
+    public var method: ZeroMethod = .auto
+    /// Bytes per second per node; 0 means unlimited.
+    public var bandwidth: SizeSpec = .bytes(0)
+    public var verify: VerifyMode = .sample
+    public var chunk: SizeSpec = .bytes(64 << 20)
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case strategy, method, bandwidth, verify, chunk
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = ScrubConfig()
+        strategy = try c.decodeIfPresent(ScrubStrategy.self, forKey: .strategy) ?? d.strategy
+        method = try c.decodeIfPresent(ZeroMethod.self, forKey: .method) ?? d.method
+        bandwidth = try c.decodeIfPresent(SizeSpec.self, forKey: .bandwidth) ?? d.bandwidth
+        verify = try c.decodeIfPresent(VerifyMode.self, forKey: .verify) ?? d.verify
+        chunk = try c.decodeIfPresent(SizeSpec.self, forKey: .chunk) ?? d.chunk
+    }
+}
+
+extension Config: Codable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case socket, mounts, target, scrub
+        case stateDir = "state_dir", poolDir = "pool_dir", minFree = "min_free", fileSize = "file_size"
+        case fillChunk = "fill_chunk", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
+        case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
+        case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
+        case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
+        case makeRoomHoldS = "make_room_hold_s"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        var d = Config()
+        func opt<T: Decodable>(_ key: CodingKeys, _ into: inout T) throws {
+            if let v = try c.decodeIfPresent(T.self, forKey: key) { into = v }
+        }
+        try opt(.socket, &d.socket)
+        try opt(.stateDir, &d.stateDir)
+        try opt(.poolDir, &d.poolDir)
+        try opt(.mounts, &d.mounts)
+        try opt(.target, &d.target)
+        try opt(.minFree, &d.minFree)
+        try opt(.fileSize, &d.fileSize)
+        try opt(.fillChunk, &d.fillChunk)
+        try opt(.allowedDirs, &d.allowedDirs)
+        try opt(.allowedUids, &d.allowedUids)
+        try opt(.allowedGids, &d.allowedGids)
+        try opt(.maxRequestBytes, &d.maxRequestBytes)
+        try opt(.requestTimeoutMs, &d.requestTimeoutMs)
+        try opt(.scrub, &d.scrub)
+        try opt(.learnedShapes, &d.learnedShapes)
+        try opt(.reclaimIntervalMs, &d.reclaimIntervalMs)
+        try opt(.monitorIntervalMs, &d.monitorIntervalMs)
+        try opt(.makeRoomHoldS, &d.makeRoomHoldS)
+        if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir.hasPrefix("..") {
+            throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
+        }
+        if d.maxRequestBytes < 1024 {
+            throw ConfigError(message: "max_request_bytes: \(d.maxRequestBytes) is too small; use at least 1024")
+        }
+        self = d
+    }
+}
+
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+private func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: any Decoder, _: K.Type) throws {
+    let known = Set(K.allCases.map(\.stringValue))
+    let c = try decoder.container(keyedBy: AnyKey.self)
+    for key in c.allKeys where !known.contains(key.stringValue) {
+        let at = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        throw ConfigError(message: "unknown key '\(key.stringValue)'\(at.isEmpty ? "" : " in \(at)"); known keys: \(known.sorted().joined(separator: ", "))")
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+
+/// A hugetlbfs mount found in `/proc/self/mountinfo`.
+public struct HugetlbfsMount: Equatable, Sendable {
+    public var path: String
+    /// From the `pagesize=` option; nil when the mount uses the default size.
+    public var pageSizeOption: UInt64?
+}
+
+/// Parsers for the text files under /proc. Pure, so they are tested on recorded text.
+public enum ProcParsers {
+    /// hugetlbfs mounts from mountinfo text.
+    public static func hugetlbfsMounts(mountinfo: String) -> [HugetlbfsMount] {
+        mountinfo.split(separator: "\n").compactMap { line in
+            let halves = line.components(separatedBy: " - ")
+            guard halves.count >= 2 else { return nil }
+            let left = halves[0].split(separator: " ")
+            let right = halves[1].split(separator: " ")
+            guard left.count >= 5, right.count >= 3, right[0] == "hugetlbfs" else { return nil }
+            let options = right[2].split(separator: ",")
+            let size = options.first { $0.hasPrefix("pagesize=") }
+                .flatMap { ByteSize.parse(String($0.dropFirst("pagesize=".count))) }
+            return HugetlbfsMount(path: unescape(String(left[4])), pageSizeOption: size)
+        }
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as octal escapes.
+    static func unescape(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var out = [UInt8]()
+        let b = Array(s.utf8)
+        var i = 0
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
+               let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                out.append(v)
+                i += 4
+            } else {
+                out.append(b[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// (device, inode) of every file mapping in `/proc/PID/maps` text.
+    /// Device is `major:minor` in hex, as maps writes it.
+    public static func mappedInodes(maps: String) -> Set<FileID> {
+        var ids = Set<FileID>()
+        for line in maps.split(separator: "\n") {
+            let f = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard f.count >= 5, let inode = UInt64(f[4]), inode != 0 else { continue }
+            let dev = f[3].split(separator: ":")
+            guard dev.count == 2, let major = UInt32(dev[0], radix: 16), let minor = UInt32(dev[1], radix: 16)
+            else { continue }
+            ids.insert(FileID(major: major, minor: minor, inode: inode))
+        }
+        return ids
+    }
+
+    /// A list of CPUs or nodes as the kernel writes them: `0-3,8,10-11`.
+    public static func cpuList(_ text: String) -> [Int] {
+        var out: [Int] = []
+        for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+            let r = part.split(separator: "-")
+            if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a <= b {
+                out.append(contentsOf: a...b)
+            } else if r.count == 1, let a = Int(r[0]) {
+                out.append(a)
+            }
+        }
+        return out
+    }
+}
+
+/// A file's identity: device (major, minor) and inode.
+public struct FileID: Hashable, Sendable {
+    public var major: UInt32
+    public var minor: UInt32
+    public var inode: UInt64
+    public init(major: UInt32, minor: UInt32, inode: UInt64) {
+        self.major = major
+        self.minor = minor
+        self.inode = inode
+    }
+}

@@ -1,0 +1,347 @@
+import Foundation
+
+/// The control socket protocol: one JSON object per line each way.
+/// Every request carries `v`; a daemon answers a version it does not speak
+/// with an error rather than guessing.
+public enum ControlProtocol {
+    public static let version = 1
+    public static let defaultSocket = "/run/prezero/prezerod.sock"
+}
+
+public enum Operation: String, Codable, Sendable, CaseIterable {
+    case status, claim, release, fill, drain
+    case makeRoom = "make-room"
+}
+
+public struct ClaimRequest: Codable, Sendable, Equatable {
+    public var bytes: UInt64
+    /// Huge-page size in bytes; nil picks the first pool mount.
+    public var pageSize: UInt64?
+    /// Allowed host nodes; empty allows every node.
+    public var nodes: [Int]
+    public var dest: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mode: UInt32
+    /// nil: the daemon makes one up.
+    public var lease: String?
+
+    public init(bytes: UInt64, pageSize: UInt64? = nil, nodes: [Int] = [], dest: String,
+                uid: UInt32 = 0, gid: UInt32 = 0, mode: UInt32 = 0o600, lease: String? = nil) {
+        self.bytes = bytes
+        self.pageSize = pageSize
+        self.nodes = nodes
+        self.dest = dest
+        self.uid = uid
+        self.gid = gid
+        self.mode = mode
+        self.lease = lease
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bytes, nodes, dest, uid, gid, mode, lease
+        case pageSize = "page_size"
+    }
+}
+
+public struct ReleaseRequest: Codable, Sendable, Equatable {
+    public var lease: String?
+    public var dest: String?
+    public init(lease: String? = nil, dest: String? = nil) {
+        self.lease = lease
+        self.dest = dest
+    }
+}
+
+/// Sets targets (fill) or gives pages back (drain). nil mount / node means all.
+public struct PoolScope: Codable, Sendable, Equatable {
+    public var mount: String?
+    public var node: Int?
+    /// For fill: the new target per (mount, node); nil keeps the configured one.
+    public var target: SizeSpec?
+    public init(mount: String? = nil, node: Int? = nil, target: SizeSpec? = nil) {
+        self.mount = mount
+        self.node = node
+        self.target = target
+    }
+}
+
+public struct MakeRoomRequest: Codable, Sendable, Equatable {
+    public var pageSize: UInt64?
+    /// Pages needed, per node (JSON object keys are node numbers).
+    public var pages: [String: UInt64]
+    public init(pageSize: UInt64? = nil, pages: [String: UInt64]) {
+        self.pageSize = pageSize
+        self.pages = pages
+    }
+    enum CodingKeys: String, CodingKey {
+        case pages
+        case pageSize = "page_size"
+    }
+}
+
+public struct Request: Codable, Sendable {
+    public var v: Int
+    public var op: Operation
+    public var claim: ClaimRequest?
+    public var release: ReleaseRequest?
+    public var scope: PoolScope?
+    public var makeRoom: MakeRoomRequest?
+
+    public init(op: Operation, claim: ClaimRequest? = nil, release: ReleaseRequest? = nil,
+                scope: PoolScope? = nil, makeRoom: MakeRoomRequest? = nil) {
+        self.v = ControlProtocol.version
+        self.op = op
+        self.claim = claim
+        self.release = release
+        self.scope = scope
+        self.makeRoom = makeRoom
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case v, op, claim, release, scope
+        case makeRoom = "make_room"
+    }
+}
+
+/// An error a client can act on: a stable code and a one-line message naming the fix.
+public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Codable, Sendable, Hashable {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let badRequest = Code(rawValue: "bad_request")
+        public static let tooLarge = Code(rawValue: "too_large")
+        public static let version = Code(rawValue: "unsupported_version")
+        public static let forbidden = Code(rawValue: "forbidden")
+        public static let badDestination = Code(rawValue: "bad_destination")
+        public static let notFound = Code(rawValue: "not_found")
+        public static let noPool = Code(rawValue: "no_pool")
+        public static let busy = Code(rawValue: "busy")
+        public static let system = Code(rawValue: "system")
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+public struct ClaimResult: Codable, Sendable, Equatable {
+    public var outcome: ClaimOutcome
+    /// Empty on a miss.
+    public var path: String
+    public var node: Int?
+    public var bytes: UInt64
+    public var pageSize: UInt64
+    public var lease: String?
+
+    public init(outcome: ClaimOutcome, path: String, node: Int?, bytes: UInt64, pageSize: UInt64, lease: String?) {
+        self.outcome = outcome
+        self.path = path
+        self.node = node
+        self.bytes = bytes
+        self.pageSize = pageSize
+        self.lease = lease
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case outcome, path, node, bytes, lease
+        case pageSize = "page_size"
+    }
+}
+
+public struct ReleaseResult: Codable, Sendable, Equatable {
+    public var lease: String
+    /// True once no process holds the file and it is queued for scrubbing;
+    /// false while it stays leased because something still has it open or mapped.
+    public var reclaimed: Bool
+    public init(lease: String, reclaimed: Bool) {
+        self.lease = lease
+        self.reclaimed = reclaimed
+    }
+}
+
+public struct MakeRoomResult: Codable, Sendable, Equatable {
+    /// Pages given back to the kernel, per node.
+    public var freed: [String: UInt64]
+    /// Free pages per node after the call.
+    public var free: [String: UInt64]
+    public init(freed: [String: UInt64], free: [String: UInt64]) {
+        self.freed = freed
+        self.free = free
+    }
+}
+
+/// Counters and contents of one (mount, node) pool.
+public struct NodeStatus: Codable, Sendable, Equatable {
+    public var node: Int
+    public var cpus: [Int]
+    public var totalBytes: UInt64
+    public var freeBytes: UInt64
+    public var targetBytes: UInt64
+    public var minFreeBytes: UInt64
+    public var cleanBytes: UInt64
+    public var dirtyBytes: UInt64
+    public var leasedBytes: UInt64
+    public var fillingBytes: UInt64
+    public var scrubbingBytes: UInt64
+    public var cleanFiles: Int
+    public var fillRate: Double
+    public var scrubRate: Double
+    public var filledBytes: UInt64
+    public var scrubbedBytes: UInt64
+    public var yieldedBytes: UInt64
+    public var outcomes: [String: UInt64]
+
+    public init(node: Int) {
+        self.node = node
+        cpus = []
+        totalBytes = 0
+        freeBytes = 0
+        targetBytes = 0
+        minFreeBytes = 0
+        cleanBytes = 0
+        dirtyBytes = 0
+        leasedBytes = 0
+        fillingBytes = 0
+        scrubbingBytes = 0
+        cleanFiles = 0
+        fillRate = 0
+        scrubRate = 0
+        filledBytes = 0
+        scrubbedBytes = 0
+        yieldedBytes = 0
+        outcomes = Dictionary(uniqueKeysWithValues: ClaimOutcome.allCases.map { ($0.rawValue, 0) })
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case node, cpus, outcomes
+        case totalBytes = "total_bytes", freeBytes = "free_bytes", targetBytes = "target_bytes"
+        case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", dirtyBytes = "dirty_bytes"
+        case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes", scrubbingBytes = "scrubbing_bytes"
+        case cleanFiles = "clean_files", fillRate = "fill_rate_bps", scrubRate = "scrub_rate_bps"
+        case filledBytes = "filled_bytes", scrubbedBytes = "scrubbed_bytes", yieldedBytes = "yielded_bytes"
+    }
+}
+
+public struct MountStatus: Codable, Sendable, Equatable {
+    public var path: String
+    public var pageSize: UInt64
+    public var poolDir: String
+    public var quarantined: Int
+    public var nodes: [NodeStatus]
+    public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus]) {
+        self.path = path
+        self.pageSize = pageSize
+        self.poolDir = poolDir
+        self.quarantined = quarantined
+        self.nodes = nodes
+    }
+    enum CodingKeys: String, CodingKey {
+        case path, nodes, quarantined
+        case pageSize = "page_size", poolDir = "pool_dir"
+    }
+}
+
+public struct StatusResult: Codable, Sendable, Equatable {
+    public var pid: Int32
+    public var scrubMethod: String
+    public var scrubStrategy: String
+    public var mounts: [MountStatus]
+    public init(pid: Int32, scrubMethod: String, scrubStrategy: String, mounts: [MountStatus]) {
+        self.pid = pid
+        self.scrubMethod = scrubMethod
+        self.scrubStrategy = scrubStrategy
+        self.mounts = mounts
+    }
+    enum CodingKeys: String, CodingKey {
+        case pid, mounts
+        case scrubMethod = "scrub_method", scrubStrategy = "scrub_strategy"
+    }
+}
+
+public struct Response: Codable, Sendable {
+    public var v: Int
+    public var ok: Bool
+    public var error: ControlError?
+    public var status: StatusResult?
+    public var claim: ClaimResult?
+    public var release: ReleaseResult?
+    public var makeRoom: MakeRoomResult?
+
+    public init(error: ControlError) {
+        v = ControlProtocol.version
+        ok = false
+        self.error = error
+    }
+
+    public init(status: StatusResult? = nil, claim: ClaimResult? = nil, release: ReleaseResult? = nil,
+                makeRoom: MakeRoomResult? = nil) {
+        v = ControlProtocol.version
+        ok = true
+        self.status = status
+        self.claim = claim
+        self.release = release
+        self.makeRoom = makeRoom
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case v, ok, error, status, claim, release
+        case makeRoom = "make_room"
+    }
+}
+
+/// Encoding and decoding of one line of the protocol.
+public enum Wire {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        // Encoding our own value types cannot fail.
+        var bytes = Array((try? enc.encode(value)) ?? Data("{}".utf8))
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes
+    }
+
+    /// Decodes a request line, turning every failure into a ControlError that says what was wrong.
+    public static func decodeRequest(_ line: [UInt8]) -> Result<Request, ControlError> {
+        struct Envelope: Decodable { var v: Int? }
+        guard let env = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
+            return .failure(ControlError(.badRequest, "request is not a JSON object; send one JSON object per line"))
+        }
+        guard let v = env.v else {
+            return .failure(ControlError(.badRequest, "request has no protocol version \"v\"; send \"v\":\(ControlProtocol.version)"))
+        }
+        guard v == ControlProtocol.version else {
+            return .failure(ControlError(.version, "protocol version \(v) is not supported; this daemon speaks \(ControlProtocol.version)"))
+        }
+        do {
+            return .success(try JSONDecoder().decode(Request.self, from: Data(line)))
+        } catch {
+            return .failure(ControlError(.badRequest, "malformed request: \(describe(error))"))
+        }
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, _ line: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(line))
+    }
+
+    /// One line for a DecodingError, naming the field.
+    public static func describe(_ error: any Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        func path(_ c: DecodingError.Context) -> String {
+            let p = c.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? "" : "\(p): "
+        }
+        switch e {
+        case .keyNotFound(let k, let c): return "\(path(c))missing field \"\(k.stringValue)\""
+        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+            return "\(path(c))\(c.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+}

@@ -1,0 +1,105 @@
+/// One entry found in a pool state directory at start-up.
+public struct ListedFile: Equatable, Sendable {
+    public var state: PoolState
+    public var name: String
+    public var isRegular: Bool
+    public var links: UInt64
+    public var bytes: UInt64
+    /// Some process has it open or mapped.
+    public var held: Bool
+
+    public init(state: PoolState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool) {
+        self.state = state
+        self.name = name
+        self.isRegular = isRegular
+        self.links = links
+        self.bytes = bytes
+        self.held = held
+    }
+}
+
+/// What start-up does with a listed file.
+public enum RecoveryAction: Equatable, Sendable {
+    /// Leave it where it is.
+    case keep(PoolState, String)
+    /// Rename it into another state, under the same pool file name.
+    case move(from: PoolState, name: String, to: PoolState, newName: String)
+    /// A fill was cut short: finish it (its pages are kernel-zeroed, never handed out).
+    case resumeFill(String)
+    /// Not understood, or unsafe to hand out: set aside, never made clean.
+    case quarantine(PoolState, String, reason: String)
+}
+
+/// Rebuilds pool state from the directories alone. Nothing here ever moves a
+/// file into `clean/`: the only way there is a fill or a verified scrub.
+public enum Recovery {
+    public static func plan(_ files: [ListedFile]) -> [RecoveryAction] {
+        files.map(action)
+    }
+
+    static func action(_ f: ListedFile) -> RecoveryAction {
+        guard f.isRegular else { return .quarantine(f.state, f.name, reason: "not a regular file") }
+        if f.state == .quarantine { return .keep(.quarantine, f.name) }
+        if f.state == .leased {
+            guard let leased = LeasedName(f.name) else {
+                return .quarantine(f.state, f.name, reason: "not a lease name")
+            }
+            // Still linked at its destination, or still in use: an active lease.
+            if f.links > 1 || f.held { return .keep(.leased, f.name) }
+            return .move(from: .leased, name: f.name, to: .dirty, newName: leased.file.description)
+        }
+        guard let name = PoolFileName(f.name) else {
+            return .quarantine(f.state, f.name, reason: "not a pool file name")
+        }
+        let exposed = f.links > 1 || f.held
+        switch f.state {
+        case .filling:
+            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
+            return .resumeFill(f.name)
+        case .clean:
+            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
+            // A cut made by a give-back that crashed before its rename: zero, but
+            // not what the name says; scrubbing settles it without trusting it.
+            if f.bytes != name.bytes {
+                return .move(from: .clean, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
+            }
+            return .keep(.clean, f.name)
+        case .scrubbing:
+            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
+            return .move(from: .scrubbing, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
+        case .dirty:
+            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
+            if f.bytes != name.bytes {
+                return .move(from: .dirty, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
+            }
+            return .keep(.dirty, f.name)
+        case .leased, .quarantine:
+            return .keep(f.state, f.name)
+        }
+    }
+}
+
+/// A token bucket: `rate` bytes per second, bursts up to `burst` bytes.
+/// Pure: the caller passes the clock.
+public struct TokenBucket: Sendable {
+    public let rate: Double
+    public let burst: Double
+    private var tokens: Double
+    private var last: Double
+
+    public init(rate: Double, burst: Double, now: Double) {
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.last = now
+    }
+
+    /// Takes `bytes` and returns how long to wait (seconds) before using them.
+    public mutating func take(_ bytes: Double, now: Double) -> Double {
+        guard rate > 0 else { return 0 }
+        tokens = min(burst, tokens + (now - last) * rate)
+        last = now
+        tokens -= bytes
+        return tokens >= 0 ? 0 : -tokens / rate
+    }
+}

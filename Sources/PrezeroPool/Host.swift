@@ -1,0 +1,57 @@
+import PrezeroCore
+import PrezeroSys
+
+/// A hugetlbfs mount the daemon keeps a pool on, as found on this host.
+public struct PoolMount: Sendable {
+    public var path: String
+    public var pageSize: UInt64
+    public var nodes: [Int]
+    public var config: MountConfig
+}
+
+/// Why the host cannot hold a pool, with the fix.
+public struct HostError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Finds the hugetlbfs mounts, their page sizes, and the NUMA nodes.
+public enum HostDiscovery {
+    public static func hugetlbfsMounts() -> [HugetlbfsMount] {
+        ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
+    }
+
+    /// The page size of the hugetlbfs mounted at `path`, read with statfs; throws if it is not hugetlbfs.
+    public static func pageSize(ofMount path: String) throws -> UInt64 {
+        let dir: Descriptor
+        do {
+            dir = try Files.openDirectory(path: path)
+        } catch {
+            throw HostError(description: "cannot open pool mount \(path): \(error); mount one with: mkdir -p \(path) && mount -t hugetlbfs -o pagesize=2M none \(path)")
+        }
+        let fs = try Files.filesystem(dir)
+        guard fs.magic == Files.hugetlbfsMagic else {
+            throw HostError(description: "\(path) is not a hugetlbfs mount; mount one with: mount -t hugetlbfs -o pagesize=2M none \(path)")
+        }
+        return fs.blockSize
+    }
+
+    /// The mounts the configuration names, or every hugetlbfs mount when it names none.
+    public static func poolMounts(_ config: Config) throws -> [PoolMount] {
+        let configured = config.mounts.isEmpty
+            ? hugetlbfsMounts().map { MountConfig(path: $0.path) }
+            : config.mounts
+        guard !configured.isEmpty else {
+            throw HostError(description: "no hugetlbfs mount found; mount one with: mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M none /dev/hugepages (or list mounts in the config)")
+        }
+        let nodes = Numa.memoryNodes()
+        var out: [PoolMount] = []
+        for m in configured {
+            let size = try pageSize(ofMount: m.path)
+            guard let host = HugePageCounters.host(pageSize: size), host.total > 0 else {
+                throw HostError(description: "no \(ByteSize.format(size)) huge pages are reserved for \(m.path); reserve some: echo N > /sys/kernel/mm/hugepages/hugepages-\(size / 1024)kB/nr_hugepages")
+            }
+            out.append(PoolMount(path: m.path, pageSize: size, nodes: nodes, config: m))
+        }
+        return out
+    }
+}

@@ -1,0 +1,81 @@
+import Glibc
+import PrezeroCore
+import PrezeroSys
+
+/// The pool directories on one mount: `<mount>/<pool_dir>/{filling,clean,leased,dirty,scrubbing,quarantine}`.
+/// Every state change is a rename between two of them; every name is opened
+/// relative to these descriptors and never through a symlink.
+public final class PoolDirectory: Sendable {
+    public let mount: PoolMount
+    public let root: Descriptor
+    public let rootPath: String
+    let dirs: [PoolState: Descriptor]
+    public let device: FileStatus
+
+    public init(mount: PoolMount, name: String) throws {
+        let mountDir = try Files.openDirectory(path: mount.path)
+        root = try Files.openDirectory(in: mountDir, name: name, createMode: 0o700)
+        rootPath = mount.path.hasSuffix("/") ? mount.path + name : mount.path + "/" + name
+        // Root-only, whatever it was created as.
+        try Files.chown(root, uid: 0, gid: 0)
+        try Files.chmod(root, mode: 0o700)
+        var d: [PoolState: Descriptor] = [:]
+        for s in PoolState.allCases {
+            let fd = try Files.openDirectory(in: root, name: s.rawValue, createMode: 0o700)
+            try Files.chmod(fd, mode: 0o700)
+            d[s] = fd
+        }
+        dirs = d
+        device = try Files.status(root)
+        self.mount = mount
+    }
+
+    public func dir(_ s: PoolState) -> Descriptor { dirs[s]! }
+
+    public func path(_ s: PoolState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
+
+    /// Moves a file between states (or renames it within one).
+    func move(_ from: PoolState, _ name: String, to: PoolState, _ newName: String) throws(SysError) {
+        try Files.rename(in: dir(from), name, to: dir(to), newName)
+    }
+
+    func open(_ s: PoolState, _ name: String, create: Bool = false) throws(SysError) -> Descriptor {
+        try Files.openFile(in: dir(s), name: name, create: create)
+    }
+
+    func unlink(_ s: PoolState, _ name: String) throws(SysError) {
+        try Files.unlink(in: dir(s), name)
+    }
+
+    /// Files held open or mapped by any process, on this mount.
+    func heldFiles() -> Set<FileID> {
+        HolderScan.heldFiles(onDevice: device.deviceMajor, device.deviceMinor)
+    }
+
+    func fileID(_ s: FileStatus) -> FileID {
+        FileID(major: device.deviceMajor, minor: device.deviceMinor, inode: s.inode)
+    }
+
+    /// Everything in the state directories, as recovery sees it.
+    func listing() throws -> [ListedFile] {
+        let held = heldFiles()
+        var out: [ListedFile] = []
+        for s in PoolState.allCases {
+            for name in try Files.list(dir(s)) {
+                guard let st = try Files.status(in: dir(s), name: name) else { continue }
+                out.append(ListedFile(state: s, name: name, isRegular: st.isRegular, links: st.links,
+                                      bytes: st.size, held: held.contains(fileID(st))))
+            }
+        }
+        // Anything else directly under the pool root is not ours either.
+        return out
+    }
+
+    /// Sets a file aside under a unique name; the only way out of quarantine is an operator.
+    func quarantine(_ s: PoolState, _ name: String, seq: UInt64) throws(SysError) {
+        let safe = String(name.unicodeScalars.map { c -> Character in
+            (c.isASCII && (c.properties.isAlphabetic || c.properties.numericType != nil || c == "-" || c == "_" || c == ".")) ? Character(c) : "_"
+        }).prefix(100)
+        try move(s, name, to: .quarantine, "\(s.rawValue)-\(seq)-\(safe.isEmpty ? "x" : String(safe))")
+    }
+}

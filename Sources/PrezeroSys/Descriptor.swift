@@ -1,0 +1,252 @@
+import Glibc
+import PrezeroCShims
+
+/// An owned file descriptor, closed when the last reference goes.
+public final class Descriptor: Sendable {
+    public let raw: Int32
+    /// What it was opened from, for error messages.
+    public let label: String
+
+    public init(_ raw: Int32, label: String) {
+        self.raw = raw
+        self.label = label
+    }
+
+    deinit { close(raw) }
+}
+
+/// File status, reduced to what prezero uses.
+public struct FileStatus: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var links: UInt64
+    public var size: UInt64
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+
+    init(_ s: stat) {
+        device = UInt64(s.st_dev)
+        inode = UInt64(s.st_ino)
+        links = UInt64(s.st_nlink)
+        size = UInt64(s.st_size)
+        mode = UInt32(s.st_mode)
+        uid = s.st_uid
+        gid = s.st_gid
+    }
+
+    public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+    public var permissions: UInt32 { mode & 0o7777 }
+    public var deviceMajor: UInt32 { UInt32(((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)) }
+    public var deviceMinor: UInt32 { UInt32((device & 0xff) | ((device >> 12) & ~0xff)) }
+}
+
+/// Directory-relative file operations. Every path here is one name inside a
+/// directory descriptor and never follows a symlink.
+public enum Files {
+    static func validName(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.contains("/")
+    }
+
+    static func requireName(_ call: String, _ name: String) throws(SysError) {
+        guard validName(name) else { throw SysError(call, name, errno: EINVAL) }
+    }
+
+    /// Opens a directory by absolute path, refusing a symlink in any component.
+    /// The corresponding C calls are `openat` with `O_NOFOLLOW | O_DIRECTORY`, one per component.
+    public static func openDirectory(path: String, pathOnly: Bool = false) throws(SysError) -> Descriptor {
+        guard path.hasPrefix("/") else { throw SysError("open", path, errno: EINVAL) }
+        let parts = path.split(separator: "/").map(String.init)
+        var fd = Descriptor(try check("open", "/") { pz_openat(AT_FDCWD, "/", O_RDONLY | pz_flag_directory() | pz_flag_cloexec(), 0) }, label: "/")
+        for p in parts {
+            guard validName(p) else { throw SysError("open", path, errno: EINVAL) }
+            fd = try openDirectory(in: fd, name: p, pathOnly: pathOnly, label: path)
+        }
+        return fd
+    }
+
+    /// Opens the directory `name` inside `dir`, creating it with `createMode` when given.
+    public static func openDirectory(in dir: Descriptor, name: String, pathOnly: Bool = false,
+                                     createMode: UInt32? = nil, label: String? = nil) throws(SysError) -> Descriptor {
+        try requireName("open", name)
+        let shown = label ?? "\(dir.label)/\(name)"
+        if let mode = createMode {
+            if mkdirat(dir.raw, name, mode_t(mode)) != 0, errno != EEXIST { throw SysError("mkdir", shown) }
+        }
+        let access = pathOnly ? pz_flag_path() : O_RDONLY
+        let raw = try check("open", shown) {
+            pz_openat(dir.raw, name, access | pz_flag_directory() | pz_flag_nofollow() | pz_flag_cloexec(), 0)
+        }
+        return Descriptor(raw, label: shown)
+    }
+
+    /// Opens a regular file inside `dir` for reading and writing; `create` makes a new one (never an existing one).
+    public static func openFile(in dir: Descriptor, name: String, create: Bool = false, mode: UInt32 = 0o600) throws(SysError) -> Descriptor {
+        try requireName("open", name)
+        let flags = O_RDWR | pz_flag_nofollow() | pz_flag_cloexec() | (create ? pz_flag_creat_excl() : 0)
+        let raw = try check("open", "\(dir.label)/\(name)") { pz_openat(dir.raw, name, flags, mode_t(mode)) }
+        return Descriptor(raw, label: "\(dir.label)/\(name)")
+    }
+
+    /// The corresponding C function is `fstatat` with `AT_SYMLINK_NOFOLLOW`; nil if there is no such name.
+    public static func status(in dir: Descriptor, name: String) throws(SysError) -> FileStatus? {
+        try requireName("stat", name)
+        var s = stat()
+        if fstatat(dir.raw, name, &s, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT { return nil }
+            throw SysError("stat", "\(dir.label)/\(name)")
+        }
+        return FileStatus(s)
+    }
+
+    /// The corresponding C function is `fstat`.
+    public static func status(_ fd: Descriptor) throws(SysError) -> FileStatus {
+        var s = stat()
+        try check("stat", fd.label) { fstat(fd.raw, &s) }
+        return FileStatus(s)
+    }
+
+    /// The corresponding C function is `stat` (follows links; for /proc/PID/fd entries).
+    public static func status(followingPath path: String) -> FileStatus? {
+        var s = stat()
+        return stat(path, &s) == 0 ? FileStatus(s) : nil
+    }
+
+    /// Renames without ever replacing an existing name. The corresponding C function is `renameat2(RENAME_NOREPLACE)`.
+    public static func rename(in from: Descriptor, _ name: String, to: Descriptor, _ newName: String) throws(SysError) {
+        try requireName("rename", name)
+        try requireName("rename", newName)
+        try check("rename", "\(from.label)/\(name) to \(to.label)/\(newName)") {
+            pz_rename_noreplace(from.raw, name, to.raw, newName)
+        }
+    }
+
+    /// Adds a hard link; fails with EEXIST if anything, a symlink included, has the new name.
+    /// The corresponding C function is `linkat` (flags 0: a symlink source is linked, never followed).
+    public static func link(in from: Descriptor, _ name: String, to: Descriptor, _ newName: String) throws(SysError) {
+        try requireName("link", name)
+        try requireName("link", newName)
+        try check("link", "\(from.label)/\(name) to \(to.label)/\(newName)") {
+            linkat(from.raw, name, to.raw, newName, 0)
+        }
+    }
+
+    /// The corresponding C function is `unlinkat`.
+    public static func unlink(in dir: Descriptor, _ name: String) throws(SysError) {
+        try requireName("unlink", name)
+        try check("unlink", "\(dir.label)/\(name)") { unlinkat(dir.raw, name, 0) }
+    }
+
+    /// Names in a directory, without `.` and `..`.
+    public static func list(_ dir: Descriptor) throws(SysError) -> [String] {
+        let dupfd = try check("dup", dir.label) { pz_openat(dir.raw, ".", O_RDONLY | pz_flag_directory() | pz_flag_cloexec(), 0) }
+        guard let d = fdopendir(dupfd) else {
+            let e = SysError("opendir", dir.label)
+            close(dupfd)
+            throw e
+        }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let ent = readdir(d) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Names in a directory by absolute path (for /proc); empty if it cannot be read.
+    public static func list(path: String) -> [String] {
+        guard let d = opendir(path) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let ent = readdir(d) {
+            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Creates `path` and any missing parents with `mode` (like `mkdir -p`).
+    public static func makeDirectories(_ path: String, mode: UInt32) throws(SysError) {
+        var at = ""
+        for part in path.split(separator: "/") {
+            at += "/" + part
+            if mkdir(at, mode_t(mode)) != 0, errno != EEXIST { throw SysError("mkdir", at) }
+        }
+    }
+
+    /// The corresponding C function is `fchown`.
+    public static func chown(_ fd: Descriptor, uid: UInt32, gid: UInt32) throws(SysError) {
+        try check("chown", fd.label) { fchown(fd.raw, uid, gid) }
+    }
+
+    /// The corresponding C function is `fchmod`.
+    public static func chmod(_ fd: Descriptor, mode: UInt32) throws(SysError) {
+        try check("chmod", fd.label) { fchmod(fd.raw, mode_t(mode)) }
+    }
+
+    /// The corresponding C function is `ftruncate`. Shrinking a hugetlbfs file gives its tail pages back.
+    public static func truncate(_ fd: Descriptor, to size: UInt64) throws(SysError) {
+        try check("truncate", fd.label) { ftruncate(fd.raw, off_t(size)) }
+    }
+
+    /// Allocates `[offset, offset+length)`; on hugetlbfs the kernel zeroes the new pages
+    /// in the calling thread, under its memory policy. The corresponding C function is `fallocate`.
+    public static func allocate(_ fd: Descriptor, offset: UInt64, length: UInt64) throws(SysError) {
+        try check("fallocate", fd.label) { pz_fallocate(fd.raw, 0, Int64(offset), Int64(length)) }
+    }
+
+    /// Gives the pages of `[offset, offset+length)` back to the kernel, keeping the size.
+    /// The corresponding C function is `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`.
+    public static func punchHole(_ fd: Descriptor, offset: UInt64, length: UInt64) throws(SysError) {
+        try check("fallocate(punch)", fd.label) { pz_fallocate(fd.raw, 1, Int64(offset), Int64(length)) }
+    }
+
+    /// Bytes actually backed by pages (st_blocks × 512): less than the size when the file has holes.
+    public static func allocatedBytes(_ fd: Descriptor) throws(SysError) -> UInt64 {
+        var s = stat()
+        try check("stat", fd.label) { fstat(fd.raw, &s) }
+        return UInt64(s.st_blocks) * 512
+    }
+
+    /// Reads a whole small text file (sysfs, procfs); nil if it cannot be read.
+    public static func readText(_ path: String, limit: Int = 1 << 22) -> String? {
+        let fd = pz_openat(AT_FDCWD, path, O_RDONLY | pz_flag_cloexec(), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Writes a small text file (sysfs knobs, config); throws on failure.
+    public static func writeText(_ path: String, _ text: String) throws(SysError) {
+        let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_cloexec(), 0o644) }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        try check("write", path) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+    }
+
+    /// statfs of an open file: (filesystem magic, block size). On hugetlbfs the block size is the page size.
+    public static func filesystem(_ fd: Descriptor) throws(SysError) -> (magic: Int, blockSize: UInt64) {
+        var magic: Int64 = 0
+        var bsize: UInt64 = 0
+        try check("statfs", fd.label) { pz_fstatfs(fd.raw, &magic, &bsize) }
+        return (Int(magic), bsize)
+    }
+
+    public static let hugetlbfsMagic = 0x958458f6
+}

@@ -1,0 +1,60 @@
+import Glibc
+import PrezeroCShims
+
+/// A shared mapping of a file, unmapped when released.
+public final class Mapping {
+    public let base: UnsafeMutableRawPointer
+    public let length: Int
+
+    /// Maps `length` bytes of `fd` shared and writable. The corresponding C function is `mmap(MAP_SHARED)`.
+    /// Shared is the only safe way for hugetlbfs: a private mapping copies on write into new pages.
+    public init(_ fd: Descriptor, length: Int) throws(SysError) {
+        let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.raw, 0)
+        guard let p, p != MAP_FAILED else { throw SysError("mmap", fd.label) }
+        base = p
+        self.length = length
+    }
+
+    /// Anonymous MAP_HUGETLB memory, as another hugepage user would take it.
+    public init(anonymousHugeBytes length: Int, pageShift: Int) throws(SysError) {
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | 0x40000 /* MAP_HUGETLB */ | Int32(pageShift << 26)
+        let p = mmap(nil, length, PROT_READ | PROT_WRITE, flags, -1, 0)
+        guard let p, p != MAP_FAILED else { throw SysError("mmap(MAP_HUGETLB)", "\(length) bytes") }
+        base = p
+        self.length = length
+    }
+
+    deinit { munmap(base, length) }
+
+    /// Faults every page in for writing without touching its content.
+    /// The corresponding C call is `madvise(MADV_POPULATE_WRITE)`.
+    public func populateWrite(offset: Int = 0, length: Int? = nil) throws(SysError) {
+        let n = length ?? self.length - offset
+        try check("madvise(POPULATE_WRITE)", "\(n) bytes") { madvise(base + offset, n, PZ_MADV_POPULATE_WRITE) }
+    }
+
+    public func slice(_ offset: Int, _ count: Int) -> UnsafeMutableRawPointer { base + offset }
+}
+
+/// Ways to zero memory; `Zeroing.measure` picks the fastest on this host.
+public enum Zeroing {
+    public static func memsetZero(_ p: UnsafeMutableRawPointer, _ n: Int) { memset(p, 0, n) }
+    public static func nontemporal(_ p: UnsafeMutableRawPointer, _ n: Int) { pz_zero_nontemporal(p, n) }
+    public static func isZero(_ p: UnsafeRawPointer, _ n: Int) -> Bool { pz_is_zero(p, n) != 0 }
+    public static func fill(_ p: UnsafeMutableRawPointer, _ n: Int, byte: UInt8) { memset(p, Int32(byte), n) }
+}
+
+/// Monotonic clock in seconds.
+public func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Sleeps the calling thread.
+public func sleepSeconds(_ s: Double) {
+    guard s > 0 else { return }
+    var want = timespec(tv_sec: Int(s), tv_nsec: Int((s - Double(Int(s))) * 1e9))
+    var left = timespec()
+    while nanosleep(&want, &left) != 0 && errno == EINTR { want = left }
+}

@@ -1,0 +1,104 @@
+import CNuma
+import Glibc
+import PrezeroCShims
+
+/// NUMA topology and per-thread placement, through libnuma.
+public enum Numa {
+    /// Nodes that have memory. A host without NUMA support is one node, 0.
+    public static func memoryNodes() -> [Int] {
+        guard numa_available() >= 0 else { return [0] }
+        let maxNode = Int(numa_max_node())
+        let nodes = (0...maxNode).filter { numa_node_size64(Int32($0), nil) > 0 }
+        return nodes.isEmpty ? [0] : nodes
+    }
+
+    /// CPUs of a node; empty when the node has none (memory-only nodes).
+    public static func cpus(ofNode node: Int) -> [Int] {
+        guard numa_available() >= 0, let mask = numa_allocate_cpumask() else { return [] }
+        defer { numa_free_cpumask(mask) }
+        guard numa_node_to_cpus(Int32(node), mask) == 0 else { return [] }
+        let count = Int(numa_num_possible_cpus())
+        return (0..<count).filter { numa_bitmask_isbitset(mask, UInt32($0)) != 0 }
+    }
+
+    /// Binds the calling thread's future allocations strictly to `node` (MPOL_BIND).
+    /// The corresponding C call is `numa_set_membind`, i.e. `set_mempolicy(MPOL_BIND)`.
+    public static func bindMemory(toNode node: Int) {
+        guard numa_available() >= 0, let mask = numa_allocate_nodemask() else { return }
+        defer { numa_bitmask_free(mask) }
+        numa_bitmask_setbit(mask, UInt32(node))
+        numa_set_membind(mask)
+    }
+
+    /// Restores the default memory policy of the calling thread.
+    public static func resetMemoryPolicy() {
+        guard numa_available() >= 0 else { return }
+        numa_set_localalloc()
+    }
+
+    /// Pins the calling thread to `cpus`. The corresponding C function is `sched_setaffinity`.
+    public static func pinThread(toCPUs cpus: [Int]) throws(SysError) {
+        guard !cpus.isEmpty else { return }
+        let c32 = cpus.map { Int32($0) }
+        try check("sched_setaffinity", "cpus \(cpus)") { c32.withUnsafeBufferPointer { pz_set_thread_cpus($0.baseAddress, Int32($0.count)) } }
+    }
+
+    /// CPUs the calling thread may run on.
+    public static func threadCPUs() -> [Int] {
+        var buf = [Int32](repeating: 0, count: 1024)
+        let n = buf.withUnsafeMutableBufferPointer { pz_thread_cpus($0.baseAddress, Int32($0.count)) }
+        return n > 0 ? buf[0..<Int(n)].map(Int.init) : []
+    }
+
+    public static func threadID() -> Int32 { pz_gettid() }
+}
+
+/// Kernel huge-page counters, from sysfs.
+public enum HugePageCounters {
+    public struct Counts: Sendable, Equatable {
+        public var total: UInt64
+        public var free: UInt64
+        public var surplus: UInt64
+    }
+
+    static func dir(_ pageSize: UInt64) -> String { "hugepages-\(pageSize / 1024)kB" }
+
+    /// Per-node counters for one page size; nil if the node or the size does not exist.
+    public static func node(_ node: Int, pageSize: UInt64) -> Counts? {
+        read("/sys/devices/system/node/node\(node)/hugepages/\(dir(pageSize))")
+            ?? (node == 0 ? host(pageSize: pageSize) : nil)
+    }
+
+    /// Host-wide counters for one page size.
+    public static func host(pageSize: UInt64) -> Counts? {
+        read("/sys/kernel/mm/hugepages/\(dir(pageSize))")
+    }
+
+    /// Reserved (promised to mappings but not yet faulted) pages, host-wide.
+    public static func reserved(pageSize: UInt64) -> UInt64 {
+        value("/sys/kernel/mm/hugepages/\(dir(pageSize))/resv_hugepages") ?? 0
+    }
+
+    /// Page sizes the kernel supports, in bytes.
+    public static func supportedPageSizes() -> [UInt64] {
+        Files.list(path: "/sys/kernel/mm/hugepages").compactMap { name in
+            guard name.hasPrefix("hugepages-"), name.hasSuffix("kB"),
+                  let kb = UInt64(name.dropFirst("hugepages-".count).dropLast(2)) else { return nil }
+            return kb * 1024
+        }.sorted()
+    }
+
+    /// Sets how many pages of one size the host reserves (`nr_hugepages`).
+    public static func setHostTotal(_ pages: UInt64, pageSize: UInt64) throws(SysError) {
+        try Files.writeText("/sys/kernel/mm/hugepages/\(dir(pageSize))/nr_hugepages", "\(pages)\n")
+    }
+
+    static func read(_ base: String) -> Counts? {
+        guard let total = value("\(base)/nr_hugepages"), let free = value("\(base)/free_hugepages") else { return nil }
+        return Counts(total: total, free: free, surplus: value("\(base)/surplus_hugepages") ?? 0)
+    }
+
+    static func value(_ path: String) -> UInt64? {
+        Files.readText(path).flatMap { UInt64($0.filter { !$0.isWhitespace }) }
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import Prometheus
+import PrezeroClient
+import PrezeroCore
+import PrezeroSys
+
+struct Metrics: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print prezerod's counters in the Prometheus text format (for node_exporter's textfile collector or a scrape wrapper).")
+
+    @OptionGroup var connection: Connection
+
+    func run() throws {
+        try guarded {
+            let s = try connection.send(Request(op: .status)).status!
+            print(PrometheusText.render(s), terminator: "")
+        }
+    }
+}
+
+enum PrometheusText {
+    static func render(_ s: StatusResult) -> String {
+        let r = PrometheusCollectorRegistry()
+        for m in s.mounts {
+            for n in m.nodes {
+                let labels = [("mount", m.path), ("page_size", "\(m.pageSize)"), ("node", "\(n.node)")]
+                func gauge(_ name: String, _ help: String, _ v: Double) {
+                    r.makeGauge(descriptor: descriptor(name, help), labels: labels).set(to: v)
+                }
+                gauge("hugepages_total_bytes", "Huge pages reserved on the node", Double(n.totalBytes))
+                gauge("hugepages_free_bytes", "Free huge pages on the node", Double(n.freeBytes))
+                gauge("pool_target_bytes", "Bytes the pool aims to hold clean", Double(n.targetBytes))
+                gauge("pool_clean_bytes", "Pre-zeroed bytes ready to hand out", Double(n.cleanBytes))
+                gauge("pool_dirty_bytes", "Released bytes waiting for or under scrubbing", Double(n.dirtyBytes + n.scrubbingBytes))
+                gauge("pool_leased_bytes", "Bytes handed out to VMs", Double(n.leasedBytes))
+                gauge("pool_filling_bytes", "Bytes being filled", Double(n.fillingBytes))
+                gauge("fill_rate_bytes_per_second", "Rate of the last fill", n.fillRate)
+                gauge("scrub_rate_bytes_per_second", "Rate of the last scrub", n.scrubRate)
+                func counter(_ name: String, _ help: String, _ v: UInt64, _ extra: [(String, String)] = []) {
+                    r.makeCounter(descriptor: descriptor(name, help), labels: labels + extra).increment(by: Int64(v))
+                }
+                counter("filled_bytes_total", "Bytes filled by fallocate", n.filledBytes)
+                counter("scrubbed_bytes_total", "Bytes scrubbed", n.scrubbedBytes)
+                counter("yielded_bytes_total", "Bytes given back to the kernel for other users", n.yieldedBytes)
+                for o in ClaimOutcome.allCases {
+                    counter("claims_total", "Claims by outcome", n.outcomes[o.rawValue] ?? 0, [("outcome", o.rawValue)])
+                }
+            }
+            r.makeGauge(descriptor: descriptor("quarantined_files", "Files set aside as not understood"), labels: [("mount", m.path)])
+                .set(to: Double(m.quarantined))
+        }
+        return r.emitToString()
+    }
+
+    /// `prezero_<name>`; the unit is already the tail of each name (`_bytes`, `_total`).
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        let parts = name.split(separator: "_")
+        return MetricNameDescriptor(namespace: "prezero", metricName: parts.dropLast().joined(separator: "_"),
+                                    unitName: String(parts.last!), helpText: help)
+    }
+}
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the host and prezerod: hugetlbfs mounts, reserved pages per node, the daemon, the pool directories.")
+
+    @OptionGroup var connection: Connection
+    @Flag(name: .long, help: "Print the checks as JSON.")
+    var json = false
+
+    struct Check: Codable {
+        var name: String
+        var ok: Bool
+        var detail: String
+    }
+
+    func run() throws {
+        var checks: [Check] = []
+        let mounts = ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
+        checks.append(Check(name: "hugetlbfs mounts", ok: !mounts.isEmpty,
+                            detail: mounts.isEmpty ? "none; mount one: mount -t hugetlbfs -o pagesize=2M none /dev/hugepages"
+                                : mounts.map { "\($0.path) (\($0.pageSizeOption.map(ByteSize.format) ?? "default size"))" }.joined(separator: ", ")))
+        let sizes = HugePageCounters.supportedPageSizes()
+        var anyReserved = false
+        for ps in sizes {
+            let host = HugePageCounters.host(pageSize: ps)
+            anyReserved = anyReserved || (host?.total ?? 0) > 0
+            let perNode = Numa.memoryNodes().map { n in "node \(n): \(HugePageCounters.node(n, pageSize: ps).map { "\($0.free)/\($0.total) free" } ?? "n/a")" }
+            checks.append(Check(name: "\(ByteSize.format(ps)) pages", ok: true,
+                                detail: "\(host?.total ?? 0) reserved; " + perNode.joined(separator: ", ")))
+        }
+        if !anyReserved {
+            checks.append(Check(name: "reserved huge pages", ok: false,
+                                detail: "no huge pages are reserved; reserve some: echo 1024 > /proc/sys/vm/nr_hugepages (1 GiB pages first, at boot if possible)"))
+        }
+        do {
+            let s = try connection.client.send(Request(op: .status)).status!
+            checks.append(Check(name: "prezerod", ok: true, detail: "pid \(s.pid) on \(connection.socket), scrub \(s.scrubStrategy) (\(s.scrubMethod))"))
+            for m in s.mounts {
+                let st = try? Files.status(Files.openDirectory(path: m.poolDir))
+                let rootOnly = st.map { $0.uid == 0 && $0.permissions == 0o700 } ?? false
+                checks.append(Check(name: "pool \(m.poolDir)", ok: rootOnly && m.quarantined == 0,
+                                    detail: !rootOnly ? "not a root-only (0700) directory; restart prezerod to repair it"
+                                        : m.quarantined > 0 ? "\(m.quarantined) quarantined file(s) in \(m.poolDir)/quarantine: inspect them, then delete them to give their pages back"
+                                        : "root-only, nothing quarantined"))
+                for n in m.nodes where n.totalBytes == 0 {
+                    checks.append(Check(name: "node \(n.node) on \(m.path)", ok: false,
+                                        detail: "no \(ByteSize.format(m.pageSize)) pages reserved on node \(n.node); its pool stays empty: echo N > /sys/devices/system/node/node\(n.node)/hugepages/hugepages-\(m.pageSize / 1024)kB/nr_hugepages"))
+                }
+            }
+        } catch {
+            checks.append(Check(name: "prezerod", ok: false, detail: error.message))
+        }
+        if json {
+            printJSON(checks)
+        } else {
+            for c in checks { print("\(c.ok ? "ok  " : "FAIL") \(c.name): \(c.detail)") }
+        }
+        if checks.contains(where: { !$0.ok }) { throw ExitCode(4) }
+    }
+}

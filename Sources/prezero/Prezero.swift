@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import PrezeroClient
+import PrezeroCore
+
+@main
+struct Prezero: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prezero",
+        abstract: "Control prezerod: pools of pre-zeroed hugetlbfs pages for fast VM launch.",
+        discussion: """
+            Exit status: 0 success, 1 the request failed or was refused, 2 bad usage,
+            3 prezerod could not be reached, 4 doctor found a problem.
+            """,
+        subcommands: [Status.self, Claim.self, Release.self, Fill.self, Drain.self, Doctor.self, Metrics.self, Bench.self])
+}
+
+/// `--socket` and `--json`, shared by every command that talks to prezerod.
+struct Connection: ParsableArguments {
+    @Option(name: .long, help: "prezerod's control socket.")
+    var socket: String = ControlProtocol.defaultSocket
+
+    @Option(name: .long, help: "Seconds to wait for prezerod's answer.")
+    var timeout: Double = 30
+
+    var client: ControlClient { ControlClient(socket: socket, timeout: timeout) }
+
+    /// Sends a request; a failure is printed as one line and exits with a meaningful status.
+    func send(_ r: Request) throws -> Response {
+        do {
+            return try client.send(r)
+        } catch {
+            throw CLIError(error)
+        }
+    }
+}
+
+/// One line on stderr and an exit status that says what went wrong.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32
+
+    init(_ e: ControlError) {
+        description = e.message
+        let unreachable = e.code == .system && (e.message.hasPrefix("prezerod is not") || e.message.hasPrefix("cannot reach"))
+        code = unreachable || e.code == .forbidden && e.message.hasPrefix("permission denied") ? 3 : 1
+    }
+
+    init(_ message: String, code: Int32 = 1) {
+        description = message
+        self.code = code
+    }
+}
+
+extension ParsableCommand {
+    /// Runs `body`, turning a CLIError into its message on stderr and its exit status.
+    func guarded(_ body: () throws -> Void) throws {
+        do {
+            try body()
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("prezero: \(e.description)\n".utf8))
+            throw ExitCode(e.code)
+        }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    if let d = try? enc.encode(value), let s = String(data: d, encoding: .utf8) { print(s) }
+}
+
+func parseSize(_ text: String, what: String) throws -> UInt64 {
+    guard let v = ByteSize.parse(text) else {
+        throw ValidationError("\(what) '\(text)' is not a size; use e.g. 2G, 512M or a byte count")
+    }
+    return v
+}
+
+func parsePageSize(_ text: String?) throws -> UInt64? {
+    guard let text else { return nil }
+    let v = try parseSize(text, what: "--page-size")
+    guard v == 2 << 20 || v == 1 << 30 else { throw ValidationError("--page-size must be 2M or 1G") }
+    return v
+}
+
+func parseNodes(_ text: [String]) throws -> [Int] {
+    try text.flatMap { t in
+        let list = ProcParsers.cpuList(t)
+        guard !list.isEmpty || t.isEmpty else { throw ValidationError("--node '\(t)' is not a node list; use e.g. 0, 2,3 or 0-3") }
+        return list
+    }
+}

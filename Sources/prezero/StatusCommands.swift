@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import PrezeroCore
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show each pool mount and node: pages, clean/dirty/leased bytes, rates and claim outcomes.")
+
+    @OptionGroup var connection: Connection
+    @Flag(name: .long, help: "Print the daemon's status as JSON.")
+    var json = false
+
+    func run() throws {
+        try guarded {
+            let s = try connection.send(Request(op: .status)).status!
+            if json { printJSON(s) } else { print(StatusTable.render(s)) }
+        }
+    }
+}
+
+enum StatusTable {
+    static func render(_ s: StatusResult) -> String {
+        var out = "prezerod pid \(s.pid), scrub \(s.scrubStrategy) (\(s.scrubMethod))\n"
+        for m in s.mounts {
+            out += "\n\(m.path)  \(ByteSize.format(m.pageSize)) pages  pool \(m.poolDir)"
+            out += m.quarantined > 0 ? "  \(m.quarantined) QUARANTINED (see prezero doctor)\n" : "\n"
+            let head = ["node", "total", "free", "target", "clean", "dirty", "leased", "fill/s", "scrub/s", "hit", "trunc", "partial", "miss"]
+            var rows = [head]
+            for n in m.nodes {
+                let o = n.outcomes
+                rows.append([
+                    "\(n.node)", ByteSize.format(n.totalBytes), ByteSize.format(n.freeBytes), ByteSize.format(n.targetBytes),
+                    ByteSize.format(n.cleanBytes), ByteSize.format(n.dirtyBytes + n.scrubbingBytes), ByteSize.format(n.leasedBytes),
+                    ByteSize.format(UInt64(n.fillRate)), ByteSize.format(UInt64(n.scrubRate)),
+                    "\(o["hit"] ?? 0)", "\(o["truncated"] ?? 0)", "\(o["partial"] ?? 0)", "\(o["miss"] ?? 0)",
+                ])
+            }
+            let widths = head.indices.map { i in rows.map { $0[i].count }.max()! }
+            for r in rows {
+                out += r.enumerated().map { i, c in
+                    i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+                        : String(repeating: " ", count: widths[i] - c.count) + c
+                }.joined(separator: "  ") + "\n"
+            }
+        }
+        return out
+    }
+}
+
+struct Claim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Claim a pre-zeroed file and link it at a destination path.",
+        discussion: "Outcomes: hit (exact size), truncated (cut from a larger file), partial (extended at claim time), miss (nothing handed out; the daemon made room instead).")
+
+    @OptionGroup var connection: Connection
+    @Option(name: .long, help: "Size of the file, a multiple of the page size (e.g. 2G).")
+    var size: String
+    @Option(name: .long, help: "Where to link the file: on the pool mount, inside an allowed directory, not existing yet.")
+    var dest: String
+    @Option(name: .long, help: "Allowed host node(s), e.g. 0 or 2,3; repeatable. Default: any node.")
+    var node: [String] = []
+    @Option(name: .long, help: "Page size of the pool to claim from: 2M or 1G. Default: the first pool mount.")
+    var pageSize: String?
+    @Option(name: .long, help: "Owner of the file as UID:GID.")
+    var owner: String = "0:0"
+    @Option(name: .long, help: "Mode of the file, octal.")
+    var mode: String = "600"
+    @Option(name: .long, help: "Lease key (letters, digits, - _ . : @). Default: the daemon picks one.")
+    var lease: String?
+    @Flag(name: .long, help: "Print the result as JSON.")
+    var json = false
+
+    func run() throws {
+        let bytes = try parseSize(size, what: "--size")
+        let ids = owner.split(separator: ":")
+        guard ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) else {
+            throw ValidationError("--owner '\(owner)' must be numeric UID:GID, e.g. 107:107")
+        }
+        guard let m = UInt32(mode, radix: 8) else { throw ValidationError("--mode '\(mode)' is not an octal mode") }
+        let req = ClaimRequest(bytes: bytes, pageSize: try parsePageSize(pageSize), nodes: try parseNodes(node),
+                               dest: dest, uid: uid, gid: gid, mode: m, lease: lease)
+        try guarded {
+            let r = try connection.send(Request(op: .claim, claim: req)).claim!
+            if json {
+                printJSON(r)
+            } else if r.outcome == .miss {
+                print("miss: no clean file for \(ByteSize.format(r.bytes)); nothing was linked at \(dest) (room was made for a fresh allocation)")
+            } else {
+                print("\(r.outcome.rawValue): \(r.path) (\(ByteSize.format(r.bytes)), node \(r.node ?? -1), lease \(r.lease ?? ""))")
+            }
+        }
+    }
+}
+
+struct Release: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Release a claimed file: it is unlinked from its destination, and scrubbed once no process holds it.")
+
+    @OptionGroup var connection: Connection
+    @Option(name: .long, help: "The destination path the file was claimed at.")
+    var dest: String?
+    @Option(name: .long, help: "The lease key the claim returned.")
+    var lease: String?
+    @Flag(name: .long, help: "Print the result as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard (dest == nil) != (lease == nil) else { throw ValidationError("give exactly one of --dest or --lease") }
+    }
+
+    func run() throws {
+        try guarded {
+            let r = try connection.send(Request(op: .release, release: ReleaseRequest(lease: lease, dest: dest))).release!
+            if json {
+                printJSON(r)
+            } else {
+                print(r.reclaimed ? "released \(r.lease): queued for scrubbing"
+                                  : "released \(r.lease): still open or mapped by a process; it will be scrubbed once that ends")
+            }
+        }
+    }
+}

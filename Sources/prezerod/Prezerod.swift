@@ -1,0 +1,100 @@
+import ArgumentParser
+import Glibc
+import Logging
+import PrezeroCore
+import PrezeroPool
+import PrezeroSys
+import ServiceLifecycle
+
+@main
+struct Prezerod: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prezerod",
+        abstract: "Keeps pools of pre-zeroed hugetlbfs files on each NUMA node and hands them to VMs.",
+        discussion: """
+            Runs one pinned worker per (mount, node) that fills pool files with fallocate and
+            scrubs released ones, and serves the control socket that prezero and prezero-hook use.
+            With no --config it runs on embedded defaults (see the README's config reference).
+            SIGTERM or SIGINT stops it at the next chunk boundary; its state is the pool directories.
+            """)
+
+    @Option(name: .long, help: "YAML config file (default: /etc/prezero/prezerod.yaml if it exists, else built-in defaults).")
+    var config: String?
+
+    @Option(name: .long, help: "Control socket path (overrides the config's socket).")
+    var socket: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Flag(name: .long, help: "Check the config and the host, print what would run, and exit.")
+    var checkConfig = false
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "prezerod")
+        var cfg = try loadConfig()
+        if let socket { cfg.socket = socket }
+        let mounts: [PoolMount]
+        do {
+            mounts = try HostDiscovery.poolMounts(cfg)
+        } catch {
+            throw Failure("\(error)")
+        }
+        for m in mounts {
+            logger.info("pool mount \(m.path): \(ByteSize.format(m.pageSize)) pages, nodes \(m.nodes)")
+        }
+        if checkConfig {
+            print("config ok: \(mounts.count) pool mount(s), socket \(cfg.socket)")
+            return
+        }
+        guard getuid() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
+        let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger)
+        let server = try ControlServer(daemon: daemon, logger: logger)
+        let group = ServiceGroup(
+            services: [PoolService(daemon: daemon, server: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        try await group.run()
+    }
+
+    func loadConfig() throws -> Config {
+        let path = config ?? "/etc/prezero/prezerod.yaml"
+        guard let text = Files.readText(path) else {
+            if config != nil { throw Failure("cannot read config \(path)") }
+            return Config()
+        }
+        do {
+            return try Config.parse(yaml: text)
+        } catch {
+            throw Failure("config \(path): \(error.message)")
+        }
+    }
+}
+
+/// Runs the pool until graceful shutdown, then stops it at a chunk boundary.
+struct PoolService: Service {
+    let daemon: PoolDaemon
+    let server: ControlServer
+
+    func run() async throws {
+        try daemon.start()
+        try server.start()
+        try? await gracefulShutdown()
+        server.stop()
+        daemon.stop()
+    }
+}
+
+/// A one-line error for the terminal; exit status 1.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
