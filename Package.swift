@@ -56,8 +56,9 @@ let package = Package(
         .executableTarget(
             name: "prezero",
             dependencies: [
-                "PrezeroClient", "PrezeroCore", "PrezeroSys",
+                "PrezeroClient", "PrezeroCore", "PrezeroSys", "PrezeroPool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),

@@ -12,6 +12,7 @@ public struct ControlClient: Sendable {
         self.timeout = timeout
     }
 
+    @discardableResult
     /// Sends one request and returns the daemon's answer; a refusal by the daemon
     /// comes back as a thrown ControlError.
     public func send(_ request: Request) throws(ControlError) -> Response {

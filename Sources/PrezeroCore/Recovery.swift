@@ -87,10 +87,12 @@ public struct TokenBucket: Sendable {
     private var tokens: Double
     private var last: Double
 
-    public init(rate: Double, burst: Double, now: Double) {
+    /// - Parameter full: start with a full bucket (a burst is allowed at once) or an empty
+    ///   one (the average rate from the first byte on is `rate`, as a budget means).
+    public init(rate: Double, burst: Double, now: Double, full: Bool = true) {
         self.rate = rate
         self.burst = burst
-        self.tokens = burst
+        self.tokens = full ? burst : 0
         self.last = now
     }
 

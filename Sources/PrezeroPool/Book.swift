@@ -23,6 +23,8 @@ struct NodeBook: Sendable {
     /// Pages kept free after a make-room, until `holdUntil`.
     var holdPages: UInt64 = 0
     var holdUntil: Double = 0
+    /// A fill that got no page at all (node or mount full) waits until then before the next try.
+    var fillBackoffUntil: Double = 0
     var stats: NodeStatus
 
     init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {

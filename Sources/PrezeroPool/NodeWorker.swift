@@ -49,6 +49,7 @@ extension PoolDaemon {
                 nb.scrubbing.append(f)
                 return .scrub(f)
             }
+            guard monotonicSeconds() >= nb.fillBackoffUntil else { return nil }
             let target = nb.target.resolve(totalBytes: counters.total) / ps * ps
             let keep = keepFree(nb, totalBytes: counters.total, pageSize: ps, forFill: true)
             guard let size = FillPlanner.next(
@@ -91,7 +92,10 @@ extension PoolDaemon {
                 let n = min(chunk, f.bytes - done)
                 if fillShouldStop(k, chunk: n) { break }
                 guard try allocateUnlessFull(fd, offset: done, length: n) else {
-                    logger.info("fill on node \(k.node) stopped: no free pages left on the node")
+                    logger.debug("fill on node \(k.node) stopped: no free pages left on the node or the mount")
+                    if done == had {
+                        book.withLock { $0.nodes[k]?.fillBackoffUntil = monotonicSeconds() + 1 }
+                    }
                     break
                 }
                 done += n

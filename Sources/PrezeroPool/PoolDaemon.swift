@@ -169,11 +169,15 @@ public final class PoolDaemon: Sendable {
 
     // MARK: counters
 
-    /// Free and total huge pages of a node, in bytes.
+    /// Free and total huge pages of a node, in bytes. Pages promised to mappings
+    /// (reserved, not yet faulted) count as taken: the kernel only counts
+    /// reservations host-wide, so they are subtracted from every node.
     func nodeCounters(_ k: NodeKey) -> (free: UInt64, total: UInt64) {
         let ps = pools[k.mount].mount.pageSize
         let c = HugePageCounters.node(k.node, pageSize: ps)
-        return ((c?.free ?? 0) * ps, (c?.total ?? 0) * ps)
+        let free = c?.free ?? 0
+        let reserved = HugePageCounters.reserved(pageSize: ps)
+        return ((free - min(free, reserved)) * ps, (c?.total ?? 0) * ps)
     }
 
     /// Bytes that must stay free on a node: `min_free`, plus (for filling only) the

@@ -101,7 +101,7 @@ extension PoolDaemon {
             }
             let chunk = max(ByteSize.roundUp(config.scrub.chunk.resolve(totalBytes: 0), to: ps), ps)
             let rate = Double(config.scrub.bandwidth.resolve(totalBytes: 0))
-            var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds())
+            var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
             var done: UInt64 = 0
             if config.scrub.strategy == .kernel {
                 try Files.punchHole(fd, offset: 0, length: size)

@@ -1,9 +1,10 @@
 import Glibc
 import PrezeroCShims
+import Synchronization
 
 /// A shared mapping of a file, unmapped when released.
-public final class Mapping {
-    public let base: UnsafeMutableRawPointer
+public final class Mapping: Sendable {
+    public nonisolated(unsafe) let base: UnsafeMutableRawPointer
     public let length: Int
 
     /// Maps `length` bytes of `fd` shared and writable. The corresponding C function is `mmap(MAP_SHARED)`.
@@ -24,7 +25,14 @@ public final class Mapping {
         self.length = length
     }
 
-    deinit { munmap(base, length) }
+    private let mapped = Atomic<Bool>(true)
+
+    /// Unmaps now rather than when the last reference goes (a holder check must not see it).
+    public func unmap() {
+        if mapped.exchange(false, ordering: .relaxed) { munmap(base, length) }
+    }
+
+    deinit { unmap() }
 
     /// Faults every page in for writing without touching its content.
     /// The corresponding C call is `madvise(MADV_POPULATE_WRITE)`.
@@ -33,7 +41,6 @@ public final class Mapping {
         try check("madvise(POPULATE_WRITE)", "\(n) bytes") { madvise(base + offset, n, PZ_MADV_POPULATE_WRITE) }
     }
 
-    public func slice(_ offset: Int, _ count: Int) -> UnsafeMutableRawPointer { base + offset }
 }
 
 /// Ways to zero memory; `Zeroing.measure` picks the fastest on this host.

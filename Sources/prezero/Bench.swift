@@ -1,2 +1,273 @@
 import ArgumentParser
-struct Bench: ParsableCommand { static let configuration = CommandConfiguration(abstract: "x"); func run() throws {} }
+import Foundation
+import Glibc
+import Logging
+import PrezeroCore
+import PrezeroPool
+import PrezeroSys
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks, each against its baseline measured in the same run.",
+        subcommands: [BenchPool.self])
+}
+
+/// Median and range of repeated measurements.
+struct Spread: Codable {
+    var median: Double
+    var min: Double
+    var max: Double
+    var runs: Int
+
+    init(_ xs: [Double]) {
+        let s = xs.sorted()
+        runs = s.count
+        min = s.first ?? 0
+        max = s.last ?? 0
+        median = s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    func text(_ digits: Int = 3) -> String {
+        let f = "%.\(digits)f"
+        return "\(String(format: f, median)) [\(String(format: f, min))–\(String(format: f, max))]"
+    }
+}
+
+struct BenchPool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pool",
+        abstract: "Hand-over, scrub, fill and throttle of a private pool, each against its baseline in the same run.",
+        discussion: """
+            Runs an in-process pool on a temporary hugetlbfs mount of 2 MiB pages (root needed) and reports
+            the median and range over --runs repetitions:
+              hand-over: mmap + MADV_POPULATE_WRITE of a fresh file / of a pool file (target ≥ 100×)
+              scrub:     prezero's scrub rate / a plain memset over the same mapping (target ≥ 0.9×)
+              fill:      prezero's fill rate / one raw fallocate of the same size (target ≥ 0.95×)
+              throttle:  |scrub rate under a budget − budget| / budget (target ≤ 0.10)
+            The size is capped by the free huge pages; the one used is printed.
+            """)
+
+    @Option(name: .long, help: "Size of each file (default 8G, capped by the free 2 MiB pages).")
+    var size: String = "8G"
+    @Option(name: .long, help: "Repetitions of each measurement (at least 5).")
+    var runs: Int = 5
+    @Option(name: .long, help: "Scrub budget for the throttle measurement, bytes per second.")
+    var budget: String = "1G"
+    @Flag(name: .long, help: "Print the results as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
+    }
+
+    struct Result: Codable {
+        var pageSize: UInt64
+        var bytes: UInt64
+        var throttleBytes: UInt64
+        var throttleBudgetBps: Double
+        var scrubMethod: String
+        var handoverRatio: Spread
+        var handoverFreshS: Spread
+        var handoverPoolS: Spread
+        var scrubVsMemset: Spread
+        var fillVsFallocate: Spread
+        var throttleError: Spread
+
+        enum CodingKeys: String, CodingKey {
+            case bytes
+            case pageSize = "page_size", throttleBytes = "throttle_bytes", throttleBudgetBps = "throttle_budget_bps"
+            case scrubMethod = "scrub_method", handoverRatio = "handover_ratio", handoverFreshS = "handover_fresh_s"
+            case handoverPoolS = "handover_pool_s", scrubVsMemset = "scrub_vs_memset"
+            case fillVsFallocate = "fill_vs_fallocate", throttleError = "throttle_error"
+        }
+    }
+
+    func run() throws {
+        let want = try parseSize(size, what: "--size")
+        let rate = Double(try parseSize(budget, what: "--budget"))
+        guard getuid() == 0 else { throw CLIError("bench pool needs root: it mounts hugetlbfs and binds memory", code: 1) }
+        let ps: UInt64 = 2 << 20
+        let free = (HugePageCounters.host(pageSize: ps)?.free ?? 0) * ps
+        let bytes = min(want, free) / ps * ps
+        guard bytes >= 64 << 20 else {
+            throw CLIError("bench pool needs at least 64 MiB of free 2 MiB pages (\(ByteSize.format(free)) free); reserve some: scripts/hugepages.sh reserve 0 4096")
+        }
+        let lab = try BenchLab(pageSize: ps)
+        defer { lab.close() }
+        note("bench pool: \(ByteSize.format(bytes)) of \(ByteSize.format(ps)) pages, \(runs) runs; warming the pages once")
+        try lab.warm(bytes)
+
+        var ratio: [Double] = [], fresh: [Double] = [], pooled: [Double] = [], scrub: [Double] = [], fill: [Double] = []
+        var d = try lab.daemon(bandwidth: 0, fileSize: bytes)
+        for r in 1...runs {
+            let fallocateS = try lab.timeFreshFile(bytes, populate: false)
+            let freshS = try lab.timeFreshFile(bytes, populate: true)
+            let fillRate = try lab.fill(d, bytes)
+            let c = try lab.claim(d, bytes)
+            let (map, poolS) = try lab.mapAndPopulate(c.path)
+            // memset over the very mapping prezero will scrub, with the same content written first.
+            Zeroing.fill(map.base, map.length, byte: 0xA5)
+            let t = monotonicSeconds()
+            Zeroing.memsetZero(map.base, map.length)
+            let memsetRate = Double(bytes) / (monotonicSeconds() - t)
+            Zeroing.fill(map.base, map.length, byte: 0xA5)
+            let scrubRate = try lab.releaseAndScrub(d, c, map: map)
+            fresh.append(freshS)
+            pooled.append(poolS)
+            ratio.append(freshS / poolS)
+            fill.append(fillRate / (Double(bytes) / fallocateS))
+            scrub.append(scrubRate / memsetRate)
+            try lab.drain(d)
+            note("  run \(r): hand-over \(String(format: "%.4f", freshS)) s → \(String(format: "%.5f", poolS)) s, scrub/memset \(String(format: "%.3f", scrub.last!)), fill/fallocate \(String(format: "%.3f", fill.last!))")
+        }
+        let method = d.status().scrubMethod
+        d.stop()
+
+        // Throttle: a daemon with a scrub budget; long enough a scrub that the bucket's burst is noise.
+        let tBytes = min(bytes, UInt64(rate * 2) / ps * ps)
+        d = try lab.daemon(bandwidth: UInt64(rate), fileSize: tBytes)
+        var errors: [Double] = []
+        for r in 1...runs {
+            _ = try lab.fill(d, tBytes)
+            let c = try lab.claim(d, tBytes)
+            let (map, _) = try lab.mapAndPopulate(c.path)
+            Zeroing.fill(map.base, map.length, byte: 0x3C)
+            let got = try lab.releaseAndScrub(d, c, map: map)
+            errors.append(abs(got - rate) / rate)
+            try lab.drain(d)
+            note("  throttle run \(r): \(ByteSize.format(UInt64(got)))/s against a budget of \(ByteSize.format(UInt64(rate)))/s")
+        }
+        d.stop()
+
+        let res = Result(pageSize: ps, bytes: bytes, throttleBytes: tBytes, throttleBudgetBps: rate, scrubMethod: method,
+                         handoverRatio: Spread(ratio), handoverFreshS: Spread(fresh), handoverPoolS: Spread(pooled),
+                         scrubVsMemset: Spread(scrub), fillVsFallocate: Spread(fill), throttleError: Spread(errors))
+        if json {
+            printJSON(res)
+        } else {
+            print("""
+                prezero bench pool: \(ByteSize.format(bytes)) of \(ByteSize.format(ps)) pages, \(runs) runs, median [min–max]
+                hand-over  fresh \(res.handoverFreshS.text(4)) s  pool \(res.handoverPoolS.text(5)) s  ratio \(res.handoverRatio.text(1))×  (target ≥ 100×)
+                scrub      prezero (\(method)) / memset  \(res.scrubVsMemset.text())×  (target ≥ 0.9×)
+                fill       prezero / fallocate  \(res.fillVsFallocate.text())×  (target ≥ 0.95×)
+                throttle   budget \(ByteSize.format(UInt64(rate)))/s over \(ByteSize.format(tBytes))  error \(res.throttleError.text())  (target ≤ 0.10)
+                """)
+        }
+    }
+
+    func note(_ s: String) {
+        if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    }
+}
+
+/// A temporary hugetlbfs mount with an in-process pool on it; everything is undone by `close()`.
+final class BenchLab {
+    let base = "/tmp/prezero-bench-\(getpid())"
+    var mount: String { base + "/hugepages" }
+    let pageSize: UInt64
+    var current: PoolDaemon?
+
+    init(pageSize: UInt64) throws {
+        self.pageSize = pageSize
+        try Files.makeDirectories(mount, mode: 0o755)
+        try Mounts.mountHugetlbfs(at: mount, pageSize: pageSize)
+    }
+
+    func daemon(bandwidth: UInt64, fileSize: UInt64) throws -> PoolDaemon {
+        var c = Config()
+        c.fileSize = .bytes(fileSize)
+        c.socket = base + "/unused.sock"
+        c.stateDir = base + "/state"
+        c.minFree = .bytes(0)
+        c.target = .bytes(0)
+        c.learnedShapes = 0
+        c.scrub.bandwidth = .bytes(bandwidth)
+        c.mounts = [MountConfig(path: mount)]
+        var logger = Logger(label: "prezero-bench")
+        logger.logLevel = .warning
+        let d = try PoolDaemon(config: c, mounts: HostDiscovery.poolMounts(c), logger: logger)
+        try d.start()
+        current = d
+        return d
+    }
+
+    /// The first touch of memory on these VMs is slow; touch the pages once before timing.
+    func warm(_ bytes: UInt64) throws {
+        _ = try timeFreshFile(bytes, populate: false)
+    }
+
+    /// Seconds to fallocate (populate == false) or to mmap + MADV_POPULATE_WRITE (true) a new file.
+    func timeFreshFile(_ bytes: UInt64, populate: Bool) throws -> Double {
+        let dir = try Files.openDirectory(path: mount)
+        let fd = try Files.openFile(in: dir, name: "fresh", create: true)
+        defer { try? Files.unlink(in: dir, "fresh") }
+        let t = monotonicSeconds()
+        if populate {
+            try Files.truncate(fd, to: bytes)
+            let m = try Mapping(fd, length: Int(bytes))
+            try m.populateWrite()
+        } else {
+            try Files.allocate(fd, offset: 0, length: bytes)
+        }
+        return monotonicSeconds() - t
+    }
+
+    func send(_ d: PoolDaemon, _ r: Request) throws -> Response {
+        let res = d.handle(r)
+        if let e = res.error { throw CLIError("bench: \(e.message)") }
+        return res
+    }
+
+    func node(_ d: PoolDaemon) -> NodeStatus { d.status().mounts[0].nodes[0] }
+
+    /// Fills one file of `bytes` and returns the daemon's own fill rate for it.
+    func fill(_ d: PoolDaemon, _ bytes: UInt64) throws -> Double {
+        _ = try send(d, Request(op: .fill, scope: PoolScope(target: .bytes(bytes))))
+        try wait("the fill") { let n = node(d); return n.cleanBytes == bytes && n.fillingBytes == 0 }
+        return node(d).fillRate
+    }
+
+    func claim(_ d: PoolDaemon, _ bytes: UInt64) throws -> ClaimResult {
+        let c = try send(d, Request(op: .claim, claim: ClaimRequest(bytes: bytes, pageSize: pageSize, dest: mount + "/vm"))).claim!
+        guard c.outcome == .hit else { throw CLIError("bench: expected a hit, got \(c.outcome.rawValue)") }
+        return c
+    }
+
+    func mapAndPopulate(_ path: String) throws -> (Mapping, Double) {
+        let dir = try Files.openDirectory(path: mount)
+        let fd = try Files.openFile(in: dir, name: (path as NSString).lastPathComponent)
+        let size = try Files.status(fd).size
+        let t = monotonicSeconds()
+        let m = try Mapping(fd, length: Int(size))
+        try m.populateWrite()
+        return (m, monotonicSeconds() - t)
+    }
+
+    /// Unmaps, releases, waits for the scrub, and returns the daemon's scrub rate for it.
+    func releaseAndScrub(_ d: PoolDaemon, _ c: ClaimResult, map: Mapping) throws -> Double {
+        let before = node(d).scrubbedBytes
+        map.unmap()
+        _ = try send(d, Request(op: .release, release: ReleaseRequest(lease: c.lease)))
+        try wait("the scrub", timeout: 120) { node(d).scrubbedBytes >= before + c.bytes }
+        return node(d).scrubRate
+    }
+
+    func drain(_ d: PoolDaemon) throws {
+        _ = try send(d, Request(op: .drain))
+        try wait("the drain") { let n = node(d); return n.cleanBytes + n.dirtyBytes + n.scrubbingBytes + n.fillingBytes == 0 }
+    }
+
+    func wait(_ what: String, timeout: Double = 60, _ cond: () -> Bool) throws {
+        let end = monotonicSeconds() + timeout
+        while !cond() {
+            guard monotonicSeconds() < end else { throw CLIError("bench: timed out waiting for \(what)") }
+            sleepSeconds(0.002)
+        }
+    }
+
+    func close() {
+        current?.stop()
+        try? Mounts.unmount(mount)
+        try? FileManager.default.removeItem(atPath: base)
+    }
+}

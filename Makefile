@@ -1,0 +1,34 @@
+# prezero: the README's commands. Everything here runs as root on a Debian 12 host with Swift.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SWIFT ?= swift
+
+.PHONY: all deps build release test demo bench clean
+
+all: build
+
+deps:
+	scripts/deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --static-swift-stdlib
+
+# The tests need real huge pages (1 GiB pages first); they are given back afterwards.
+test: deps
+	$(SWIFT) build --build-tests
+	scripts/hugepages.sh reserve 2 512
+	status=0; $(SWIFT) test --skip-build || status=$$?; scripts/hugepages.sh restore; exit $$status
+
+# The main job: a private prezerod on a temporary hugetlbfs mount, filled, a claim, and the hand-over ratio.
+demo: release
+	scripts/demo.sh
+
+bench: release
+	scripts/hugepages.sh reserve 0 4096
+	status=0; .build/release/prezero bench pool $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+
+clean:
+	rm -rf .build

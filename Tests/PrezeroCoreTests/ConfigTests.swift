@@ -1,0 +1,266 @@
+import Foundation
+import Testing
+@testable import PrezeroCore
+
+private let MiB: UInt64 = 1 << 20
+private let GiB: UInt64 = 1 << 30
+
+/// The ConfigError a text gives, or nil when it parses.
+private func parseError(_ yaml: String) -> ConfigError? {
+    do {
+        _ = try Config.parse(yaml: yaml)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite("Config.parse")
+struct ConfigTests {
+    @Test func defaults() {
+        let c = Config()
+        #expect(c.socket == "/run/prezero/prezerod.sock")
+        #expect(c.stateDir == "/run/prezero")
+        #expect(c.poolDir == ".prezero")
+        #expect(c.mounts.isEmpty)
+        #expect(c.target == .percent(50))
+        #expect(c.minFree == .percent(10))
+        #expect(c.fileSize == .bytes(GiB))
+        #expect(c.fillChunk == .bytes(256 * MiB))
+        #expect(c.allowedDirs.isEmpty && c.allowedUids.isEmpty && c.allowedGids.isEmpty)
+        #expect(c.maxRequestBytes == 1 << 20)
+        #expect(c.requestTimeoutMs == 5000)
+        #expect(c.scrub == ScrubConfig())
+        #expect(c.scrub.strategy == .zero)
+        #expect(c.scrub.method == .auto)
+        #expect(c.scrub.bandwidth == .bytes(0))
+        #expect(c.scrub.verify == .sample)
+        #expect(c.scrub.chunk == .bytes(64 * MiB))
+        #expect(c.learnedShapes == 8)
+        #expect(c.reclaimIntervalMs == 500)
+        #expect(c.monitorIntervalMs == 200)
+        #expect(c.makeRoomHoldS == 30)
+    }
+
+    @Test(arguments: ["", " ", "\n\n", "  \n\t\n"])
+    func emptyTextGivesDefaults(text: String) throws {
+        #expect(try Config.parse(yaml: text) == Config())
+    }
+
+    @Test func aFileOfOnlyCommentsGivesDefaults() throws {
+        // The shipped example config is every key commented out.
+        let text = """
+            # prezerod configuration; every key has a default.
+            # target: 50%
+            # scrub:
+            #   strategy: zero
+            """
+        #expect(try Config.parse(yaml: text) == Config())
+    }
+
+    @Test func anEmptyMappingGivesDefaults() throws {
+        #expect(try Config.parse(yaml: "{}") == Config())
+    }
+
+    static let full = """
+        # Every key, none at its default.
+        socket: /run/pz/ctl.sock
+        state_dir: /var/lib/pz
+        pool_dir: .pool
+        mounts:
+          - path: /dev/hugepages
+            target: 8G
+            min_free: 512MiB
+            file_size: 2G
+            nodes:
+              0: 4G
+              "1": 25%
+          - path: /dev/hugepages1G
+        target: 75%
+        min_free: 2G
+        file_size: 4G
+        fill_chunk: 128M
+        allowed_dirs: [/var/lib/libvirt/qemu, /srv/vm]
+        allowed_uids: [64055, 1000]
+        allowed_gids: [64055]
+        max_request_bytes: 65536
+        request_timeout_ms: 2500
+        scrub:
+          strategy: kernel
+          method: nontemporal
+          bandwidth: 1G
+          verify: full
+          chunk: 32M
+        learned_shapes: 4
+        reclaim_interval_ms: 250
+        monitor_interval_ms: 100
+        make_room_hold_s: 60
+        """
+
+    @Test func aFullFileParses() throws {
+        let c = try Config.parse(yaml: Self.full)
+        #expect(c.socket == "/run/pz/ctl.sock")
+        #expect(c.stateDir == "/var/lib/pz")
+        #expect(c.poolDir == ".pool")
+        #expect(c.mounts == [
+            MountConfig(path: "/dev/hugepages", target: .bytes(8 * GiB), minFree: .bytes(512 * MiB),
+                        fileSize: .bytes(2 * GiB), nodes: ["0": .bytes(4 * GiB), "1": .percent(25)]),
+            MountConfig(path: "/dev/hugepages1G"),
+        ])
+        #expect(c.target == .percent(75))
+        #expect(c.minFree == .bytes(2 * GiB))
+        #expect(c.fileSize == .bytes(4 * GiB))
+        #expect(c.fillChunk == .bytes(128 * MiB))
+        #expect(c.allowedDirs == ["/var/lib/libvirt/qemu", "/srv/vm"])
+        #expect(c.allowedUids == [64055, 1000])
+        #expect(c.allowedGids == [64055])
+        #expect(c.maxRequestBytes == 65536)
+        #expect(c.requestTimeoutMs == 2500)
+        #expect(c.scrub.strategy == .kernel)
+        #expect(c.scrub.method == .nontemporal)
+        #expect(c.scrub.bandwidth == .bytes(GiB))
+        #expect(c.scrub.verify == .full)
+        #expect(c.scrub.chunk == .bytes(32 * MiB))
+        #expect(c.learnedShapes == 4)
+        #expect(c.reclaimIntervalMs == 250)
+        #expect(c.monitorIntervalMs == 100)
+        #expect(c.makeRoomHoldS == 60)
+    }
+
+    @Test func everyKeyIsCoveredByTheFullFile() {
+        // If a key is added to Config, the full file above must name it too.
+        for key in Config.CodingKeys.allCases {
+            #expect(Self.full.contains("\n\(key.stringValue):"), "full file lacks \(key.stringValue)")
+        }
+        for key in ScrubConfig.CodingKeys.allCases {
+            #expect(Self.full.contains("  \(key.stringValue):"), "full file lacks scrub.\(key.stringValue)")
+        }
+        for key in MountConfig.CodingKeys.allCases {
+            #expect(Self.full.contains(" \(key.stringValue):"), "full file lacks mounts.\(key.stringValue)")
+        }
+    }
+
+    @Test func unsetKeysKeepTheirDefaults() throws {
+        let c = try Config.parse(yaml: "target: 16G\nscrub:\n  verify: full\n")
+        var expected = Config()
+        expected.target = .bytes(16 * GiB)
+        expected.scrub.verify = .full
+        #expect(c == expected)
+    }
+
+    @Test func sizesMayBePlainNumbers() throws {
+        let c = try Config.parse(yaml: "file_size: 1073741824\nmin_free: 0\n")
+        #expect(c.fileSize == .bytes(GiB))
+        #expect(c.minFree == .bytes(0))
+    }
+
+    @Test func nullKeepsTheDefault() throws {
+        #expect(try Config.parse(yaml: "socket: ~\nscrub:\n") == Config())
+    }
+
+    @Test func nestedScrubKeys() throws {
+        let c = try Config.parse(yaml: """
+            scrub:
+              strategy: kernel
+              bandwidth: 50%
+            """)
+        #expect(c.scrub.strategy == .kernel)
+        #expect(c.scrub.bandwidth == .percent(50))
+        #expect(c.scrub.method == .auto)
+        #expect(c.scrub.verify == .sample)
+        #expect(c.scrub.chunk == .bytes(64 * MiB))
+    }
+
+    @Test func anUnknownKeyIsAnErrorNamingIt() throws {
+        let e = try #require(parseError("tagret: 5G\n"))
+        #expect(e.message.contains("'tagret'"), "\(e)")
+        #expect(e.message.contains("unknown key"), "\(e)")
+        #expect(e.message.contains("target"), "the known keys are listed: \(e)")
+        #expect(e.description == e.message)
+    }
+
+    @Test func anUnknownKeyAmongKnownOnesIsStillAnError() throws {
+        let e = try #require(parseError("target: 8G\nfile_size: 1G\ntagret: 5G\n"))
+        #expect(e.message.contains("'tagret'"), "\(e)")
+    }
+
+    @Test func anUnknownKeyInsideScrubIsAnError() throws {
+        let e = try #require(parseError("scrub:\n  strategy: zero\n  bandwith: 1G\n"))
+        #expect(e.message.contains("'bandwith'"), "\(e)")
+        #expect(e.message.contains("scrub"), "\(e)")
+        #expect(e.message.contains("bandwidth"), "the known keys are listed: \(e)")
+    }
+
+    @Test func anUnknownKeyInsideAMountIsAnError() throws {
+        let e = try #require(parseError("mounts:\n  - path: /dev/hugepages\n    traget: 4G\n"))
+        #expect(e.message.contains("'traget'"), "\(e)")
+        #expect(e.message.contains("mounts"), "\(e)")
+    }
+
+    @Test func aMountWithoutAPathIsAnError() throws {
+        let e = try #require(parseError("mounts:\n  - target: 4G\n"))
+        #expect(e.message.contains("path"), "\(e)")
+    }
+
+    @Test(arguments: [
+        ("target: lots", "target"), ("min_free: 150%", "min_free"), ("file_size: 1.5G", "file_size"),
+        ("fill_chunk: -1", "fill_chunk"), ("scrub:\n  chunk: 8 M", "chunk"),
+        ("mounts:\n  - path: /h\n    nodes:\n      0: huge", "huge"),
+    ])
+    func aBadSizeIsAnError(text: String, mentions: String) throws {
+        let e = try #require(parseError(text), "\(text) parsed")
+        #expect(e.message.contains(mentions), "\(e)")
+        #expect(e.message.contains("not a size") || e.message.contains("Expected"), "\(e)")
+    }
+
+    @Test(arguments: ["scrub:\n  strategy: fast", "scrub:\n  method: avx9000", "scrub:\n  verify: maybe"])
+    func aBadChoiceIsAnError(text: String) {
+        #expect(parseError(text) != nil)
+    }
+
+    @Test(arguments: ["learned_shapes: many", "allowed_uids: [-1]", "allowed_dirs: /one", "mounts: /dev/hugepages",
+                      "scrub: fast", "request_timeout_ms: 1.5"])
+    func aBadTypeIsAnError(text: String) {
+        #expect(parseError(text) != nil, "\(text) parsed")
+    }
+
+    @Test func notAMappingIsAnError() {
+        #expect(parseError("- a\n- b\n") != nil)
+        #expect(parseError("just words") != nil)
+        #expect(parseError("target: [unclosed") != nil)
+    }
+
+    @Test(arguments: ["''", "a/b", "/abs", "..", "../up", "..hidden", "."])
+    func poolDirMustBeAPlainName(dir: String) throws {
+        let e = try #require(parseError("pool_dir: \(dir)\n"), "pool_dir \(dir) accepted")
+        #expect(e.message.contains("pool_dir"), "\(e)")
+    }
+
+    @Test(arguments: [".prezero", "prezero", "pool-2"])
+    func plainPoolDirsAreAccepted(dir: String) throws {
+        #expect(try Config.parse(yaml: "pool_dir: \(dir)\n").poolDir == dir)
+    }
+
+    @Test func maxRequestBytesHasAFloor() throws {
+        let e = try #require(parseError("max_request_bytes: 1023\n"))
+        #expect(e.message.contains("max_request_bytes"), "\(e)")
+        #expect(try Config.parse(yaml: "max_request_bytes: 1024\n").maxRequestBytes == 1024)
+    }
+
+    /// JSON is YAML: a config written out by JSONEncoder reads back the same.
+    @Test func encodedConfigParsesBack() throws {
+        var c = Config()
+        c.socket = "/tmp/pz.sock"
+        c.mounts = [MountConfig(path: "/dev/hugepages", target: .percent(12.5), nodes: ["1": .bytes(2 * GiB)])]
+        c.target = .bytes(3 * GiB)
+        c.allowedUids = [1, 2]
+        c.scrub.strategy = .kernel
+        c.scrub.bandwidth = .bytes(100 * MiB)
+        c.makeRoomHoldS = 5
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let text = String(decoding: try enc.encode(c), as: UTF8.self)
+        #expect(try Config.parse(yaml: text) == c)
+        #expect(try Config.parse(yaml: String(decoding: try enc.encode(Config()), as: UTF8.self)) == Config())
+    }
+}

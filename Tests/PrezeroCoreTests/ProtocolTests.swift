@@ -1,0 +1,236 @@
+import Foundation
+import Testing
+@testable import PrezeroCore
+
+private func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
+private func text(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self) }
+
+/// The error a line decodes to, or nil when it is a valid request.
+private func requestError(_ line: String) -> ControlError? {
+    if case .failure(let e) = Wire.decodeRequest(bytes(line)) { return e }
+    return nil
+}
+
+@Suite("Wire.decodeRequest")
+struct WireDecodeRequestTests {
+    @Test(arguments: ["", "garbage", "{", "[1,2]", "\"v\"", "42", "null", "{\"v\":1", "\u{00}\u{ff}"])
+    func garbageIsABadRequest(line: String) throws {
+        let e = try #require(requestError(line))
+        #expect(e.code == .badRequest)
+        #expect(e.message.contains("JSON object"), "\(e)")
+    }
+
+    @Test(arguments: [#"{}"#, #"{"op":"status"}"#, #"{"v":null,"op":"status"}"#])
+    func missingVersionIsABadRequest(line: String) throws {
+        let e = try #require(requestError(line))
+        #expect(e.code == .badRequest)
+        #expect(e.message.contains("\"v\""), "\(e)")
+    }
+
+    @Test(arguments: [0, 2, 99, -1])
+    func otherVersionsAreUnsupported(v: Int) throws {
+        let e = try #require(requestError(#"{"v":\#(v),"op":"status"}"#))
+        #expect(e.code == .version)
+        #expect(e.code.rawValue == "unsupported_version")
+        #expect(e.message.contains("\(v)"), "\(e)")
+    }
+
+    @Test func versionCheckComesBeforeTheBody() throws {
+        // A future version may change the body: answer with the version error, not a field error.
+        let e = try #require(requestError(#"{"v":2,"op":"teleport","claim":"whatever"}"#))
+        #expect(e.code == .version)
+    }
+
+    @Test func statusRequest() throws {
+        let r = try Wire.decodeRequest(bytes(#"{"v":1,"op":"status"}"#)).get()
+        #expect(r.v == 1)
+        #expect(r.op == .status)
+        #expect(r.claim == nil && r.release == nil && r.scope == nil && r.makeRoom == nil)
+    }
+
+    @Test func claimRequestWithSnakeCaseKeys() throws {
+        let line = #"""
+            {"v":1,"op":"claim","claim":{"bytes":4294967296,"page_size":2097152,"nodes":[0,1],
+             "dest":"/dev/hugepages/libvirt/qemu/1-vm/ram-node0","uid":64055,"gid":64055,"mode":384,
+             "lease":"3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0"}}
+            """#
+        let r = try Wire.decodeRequest(bytes(line)).get()
+        #expect(r.op == .claim)
+        #expect(r.claim == ClaimRequest(
+            bytes: 4 << 30, pageSize: 2 << 20, nodes: [0, 1], dest: "/dev/hugepages/libvirt/qemu/1-vm/ram-node0",
+            uid: 64055, gid: 64055, mode: 0o600, lease: "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0"))
+    }
+
+    @Test func claimRequestOptionalFieldsMayBeLeftOut() throws {
+        let line = #"{"v":1,"op":"claim","claim":{"bytes":2097152,"nodes":[],"dest":"/h/x","uid":0,"gid":0,"mode":384}}"#
+        let c = try #require(try Wire.decodeRequest(bytes(line)).get().claim)
+        #expect(c.pageSize == nil)
+        #expect(c.lease == nil)
+    }
+
+    @Test func camelCaseKeysAreNotTheWireNames() throws {
+        // "pageSize" is not a key of the protocol: it is ignored, not read as page_size.
+        let line = #"{"v":1,"op":"claim","claim":{"bytes":2097152,"pageSize":1073741824,"nodes":[],"dest":"/h/x","uid":0,"gid":0,"mode":384}}"#
+        let c = try #require(try Wire.decodeRequest(bytes(line)).get().claim)
+        #expect(c.pageSize == nil)
+    }
+
+    @Test func makeRoomRequestWithSnakeCaseKeys() throws {
+        let line = #"{"v":1,"op":"make-room","make_room":{"page_size":1073741824,"pages":{"0":4,"1":2}}}"#
+        let r = try Wire.decodeRequest(bytes(line)).get()
+        #expect(r.op == .makeRoom)
+        #expect(r.makeRoom == MakeRoomRequest(pageSize: 1 << 30, pages: ["0": 4, "1": 2]))
+    }
+
+    @Test func releaseAndScopeRequests() throws {
+        let rel = try Wire.decodeRequest(bytes(#"{"v":1,"op":"release","release":{"lease":"k1"}}"#)).get()
+        #expect(rel.op == .release)
+        #expect(rel.release == ReleaseRequest(lease: "k1"))
+        let fill = try Wire.decodeRequest(bytes(#"{"v":1,"op":"fill","scope":{"mount":"/dev/hugepages","node":1,"target":"50%"}}"#)).get()
+        #expect(fill.op == .fill)
+        #expect(fill.scope == PoolScope(mount: "/dev/hugepages", node: 1, target: .percent(50)))
+        let drain = try Wire.decodeRequest(bytes(#"{"v":1,"op":"drain","scope":{}}"#)).get()
+        #expect(drain.op == .drain)
+        #expect(drain.scope == PoolScope())
+    }
+
+    @Test func aMalformedBodyIsABadRequestNamingTheField() throws {
+        let missing = try #require(requestError(#"{"v":1,"op":"claim","claim":{"nodes":[],"dest":"/x","uid":0,"gid":0,"mode":384}}"#))
+        #expect(missing.code == .badRequest)
+        #expect(missing.message.contains("claim"), "\(missing)")
+        #expect(missing.message.contains("missing field \"bytes\""), "\(missing)")
+
+        let wrongType = try #require(requestError(#"{"v":1,"op":"claim","claim":{"bytes":"lots","nodes":[],"dest":"/x","uid":0,"gid":0,"mode":384}}"#))
+        #expect(wrongType.code == .badRequest)
+        #expect(wrongType.message.contains("claim.bytes"), "\(wrongType)")
+
+        let badOp = try #require(requestError(#"{"v":1,"op":"teleport"}"#))
+        #expect(badOp.code == .badRequest)
+        #expect(badOp.message.contains("op"), "\(badOp)")
+
+        let noOp = try #require(requestError(#"{"v":1}"#))
+        #expect(noOp.code == .badRequest)
+        #expect(noOp.message.contains("missing field \"op\""), "\(noOp)")
+
+        let badTarget = try #require(requestError(#"{"v":1,"op":"fill","scope":{"target":"lots"}}"#))
+        #expect(badTarget.code == .badRequest)
+        #expect(badTarget.message.contains("scope.target"), "\(badTarget)")
+    }
+
+    @Test(arguments: [
+        Request(op: .status),
+        Request(op: .claim, claim: ClaimRequest(bytes: 2 << 20, pageSize: 2 << 20, nodes: [1], dest: "/h/a b", lease: "k")),
+        Request(op: .release, release: ReleaseRequest(dest: "/h/x")),
+        Request(op: .fill, scope: PoolScope(mount: "/h", node: 0, target: .bytes(1 << 30))),
+        Request(op: .drain, scope: PoolScope(node: 3)),
+        Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: 1 << 30, pages: ["0": 1])),
+    ])
+    func encodedRequestsDecodeBack(request: Request) throws {
+        let line = Wire.encode(request)
+        #expect(line.last == UInt8(ascii: "\n"))
+        #expect(line.dropLast().contains(UInt8(ascii: "\n")) == false)
+        let back = try Wire.decodeRequest(line).get()
+        #expect(back.v == ControlProtocol.version)
+        #expect(back.op == request.op)
+        #expect(back.claim == request.claim)
+        #expect(back.release == request.release)
+        #expect(back.scope == request.scope)
+        #expect(back.makeRoom == request.makeRoom)
+    }
+
+    @Test func encodedRequestsUseSnakeCaseKeys() {
+        let claim = text(Wire.encode(Request(op: .claim, claim: ClaimRequest(bytes: 1, pageSize: 2, dest: "/d"))))
+        #expect(claim.contains("\"page_size\":2"))
+        #expect(!claim.contains("pageSize"))
+        #expect(claim.contains("\"v\":1"))
+        let room = text(Wire.encode(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: 2, pages: ["0": 1]))))
+        #expect(room.contains("\"make_room\":{"))
+        #expect(room.contains("\"op\":\"make-room\""))
+        #expect(!room.contains("makeRoom"))
+    }
+}
+
+@Suite("Responses")
+struct ResponseTests {
+    @Test func anErrorResponseSaysOkFalse() throws {
+        let line = text(Wire.encode(Response(error: ControlError(.badRequest, "request is not a JSON object"))))
+        #expect(line.contains("\"ok\":false"))
+        #expect(line.contains("\"code\":\"bad_request\""))
+        #expect(line.contains("\"message\":\"request is not a JSON object\""))
+        #expect(line.contains("\"v\":1"))
+        #expect(line.hasSuffix("}\n"))
+        #expect(!line.contains("\"claim\""))
+    }
+
+    @Test func anErrorResponseDecodesBack() throws {
+        let r = try Wire.decode(Response.self, Wire.encode(Response(error: ControlError(.busy, "later"))))
+        #expect(r.ok == false)
+        #expect(r.v == ControlProtocol.version)
+        #expect(r.error == ControlError(.busy, "later"))
+        #expect(r.error?.description == "later")
+    }
+
+    @Test func aSuccessResponseSaysOkTrue() throws {
+        let claim = ClaimResult(outcome: .truncated, path: "/h/vm", node: 1, bytes: 4 << 30, pageSize: 2 << 20, lease: "k")
+        let line = Wire.encode(Response(claim: claim))
+        let s = text(line)
+        #expect(s.contains("\"ok\":true"))
+        #expect(!s.contains("\"error\""))
+        #expect(s.contains("\"outcome\":\"truncated\""))
+        #expect(s.contains("\"page_size\":2097152"))
+        let back = try Wire.decode(Response.self, line)
+        #expect(back.ok)
+        #expect(back.claim == claim)
+        #expect(back.error == nil)
+    }
+
+    @Test func otherResultsRoundTrip() throws {
+        var node = NodeStatus(node: 1)
+        node.cpus = [0, 1, 2]
+        node.totalBytes = 64 << 30
+        node.fillRate = 1.5e9
+        let status = StatusResult(pid: 42, scrubMethod: "nontemporal", scrubStrategy: "zero", mounts: [
+            MountStatus(path: "/dev/hugepages", pageSize: 2 << 20, poolDir: "/dev/hugepages/.prezero", quarantined: 0, nodes: [node]),
+        ])
+        let release = ReleaseResult(lease: "k", reclaimed: true)
+        let room = MakeRoomResult(freed: ["0": 2], free: ["0": 10])
+        let line = Wire.encode(Response(status: status, release: release, makeRoom: room))
+        let s = text(line)
+        for key in ["scrub_method", "scrub_strategy", "pool_dir", "total_bytes", "fill_rate_bps", "make_room", "clean_files"] {
+            #expect(s.contains("\"\(key)\""), "\(key)")
+        }
+        let back = try Wire.decode(Response.self, line)
+        #expect(back.status == status)
+        #expect(back.release == release)
+        #expect(back.makeRoom == room)
+    }
+
+    @Test func aNewNodeStatusCountsEveryOutcome() {
+        let n = NodeStatus(node: 0)
+        #expect(n.outcomes == ["hit": 0, "truncated": 0, "partial": 0, "miss": 0])
+    }
+
+    @Test func errorCodesAreStable() {
+        let codes: [ControlError.Code] = [.badRequest, .tooLarge, .version, .forbidden, .badDestination, .notFound, .noPool, .busy, .system]
+        #expect(codes.map(\.rawValue) == [
+            "bad_request", "too_large", "unsupported_version", "forbidden", "bad_destination", "not_found", "no_pool", "busy", "system",
+        ])
+    }
+
+    @Test func operationWireNames() {
+        #expect(Operation.allCases.map(\.rawValue) == ["status", "claim", "release", "fill", "drain", "make-room"])
+    }
+
+    @Test func describeNamesTheField() {
+        struct Outer: Decodable { var inner: Inner }
+        struct Inner: Decodable { var n: Int }
+        do {
+            _ = try JSONDecoder().decode(Outer.self, from: Data(#"{"inner":{}}"#.utf8))
+            Issue.record("decoded")
+        } catch {
+            #expect(Wire.describe(error) == "inner: missing field \"n\"")
+        }
+        struct Plain: Error, CustomStringConvertible { var description: String { "plain" } }
+        #expect(Wire.describe(Plain()) == "plain")
+    }
+}

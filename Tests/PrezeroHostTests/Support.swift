@@ -1,0 +1,226 @@
+import Foundation
+import Glibc
+import PrezeroClient
+import PrezeroCore
+import PrezeroSys
+import Testing
+
+/// Where the built executables are: beside the test bundle, or $PREZERO_BIN.
+enum Binaries {
+    static var dir: String {
+        if let d = ProcessInfo.processInfo.environment["PREZERO_BIN"] { return d }
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var url = URL(fileURLWithPath: exe)
+        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("prezerod").path) {
+            url = url.deletingLastPathComponent()
+        }
+        return url.path
+    }
+    static var prezerod: String { dir + "/prezerod" }
+    static var prezero: String { dir + "/prezero" }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Runs a command to completion; returns (status, stdout, stderr).
+@discardableResult
+func run(_ args: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: args[0].hasPrefix("/") ? args[0] : "/usr/bin/env")
+    p.arguments = args[0].hasPrefix("/") ? Array(args.dropFirst()) : args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    if let stdin {
+        let i = Pipe()
+        p.standardInput = i
+        try p.run()
+        i.fileHandleForWriting.write(Data(stdin.utf8))
+        try i.fileHandleForWriting.close()
+    } else {
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+    }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+func waitFor(_ what: String, timeout: Double = 30, _ cond: () throws -> Bool) throws {
+    let end = monotonicSeconds() + timeout
+    while monotonicSeconds() < end {
+        if try cond() { return }
+        sleepSeconds(0.05)
+    }
+    throw TestFailure("timed out after \(timeout) s waiting for \(what)")
+}
+
+/// Host-wide huge-page counters (sysfs), read directly rather than through the daemon.
+func freePages(_ pageSize: UInt64) -> UInt64 { HugePageCounters.node(0, pageSize: pageSize)?.free ?? 0 }
+func hostFreePages(_ pageSize: UInt64) -> UInt64 { HugePageCounters.host(pageSize: pageSize)?.free ?? 0 }
+
+let MiB: UInt64 = 1 << 20
+let GiB: UInt64 = 1 << 30
+let page2M: UInt64 = 2 * MiB
+
+/// A private hugetlbfs mount under /tmp and a prezerod running on it, with its own
+/// socket and state directory, so a test never touches a host's real configuration.
+/// Everything is undone by `close()`: the daemon stopped by PID, the pool drained,
+/// the mount unmounted, the directory removed.
+final class TestPool {
+    let base: String
+    let mount: String
+    let pageSize: UInt64
+    let socket: String
+    let configPath: String
+    var process: Process?
+    var logPath: String { base + "/prezerod.log" }
+
+    /// - Parameter config: YAML lines added to the generated config (mounts, socket and state_dir are set here).
+    ///   - mountOptions: extra hugetlbfs options, e.g. `size=32M` to cap what the pool can ever hold.
+    init(pageSize: UInt64 = page2M, config: String = "", mountConfig: String = "", mountOptions: String = "") throws {
+        TestPool.reapStale()
+        base = "/tmp/prezero-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mount = base + "/hugepages"
+        self.pageSize = pageSize
+        socket = base + "/prezerod.sock"
+        configPath = base + "/prezerod.yaml"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        let opt = (pageSize == GiB ? "pagesize=1G" : "pagesize=2M") + (mountOptions.isEmpty ? "" : "," + mountOptions)
+        let m = try run(["/bin/mount", "-t", "hugetlbfs", "-o", opt, "none", mount])
+        guard m.status == 0 else { throw TestFailure("mount hugetlbfs: \(m.err)") }
+        let yaml = """
+            socket: \(socket)
+            state_dir: \(base)/state
+            \(config)
+            mounts:
+              - path: \(mount)
+            \(mountConfig.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+
+            """
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Binaries.prezerod)
+        p.arguments = ["--config", configPath, "--log-level", "debug"]
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logFile.seekToEndOfFile()
+        p.standardError = logFile
+        p.standardOutput = logFile
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        process = p
+        try "\(p.processIdentifier)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
+        try waitFor("prezerod to listen on \(socket)", timeout: 20) {
+            guard p.isRunning else { throw TestFailure("prezerod exited: \(self.log())") }
+            return (try? client.send(Request(op: .status))) != nil
+        }
+    }
+
+    /// Graceful stop (SIGTERM) by PID, waiting for the exit.
+    func stop() {
+        guard let p = process, p.isRunning else { return }
+        p.terminate()
+        p.waitUntilExit()
+        process = nil
+    }
+
+    /// kill -9, as a crash would.
+    func crash() {
+        guard let p = process, p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        process = nil
+    }
+
+    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    var client: ControlClient { ControlClient(socket: socket, timeout: 20) }
+
+    func status() throws -> MountStatus {
+        try client.send(Request(op: .status)).status!.mounts[0]
+    }
+
+    func node0() throws -> NodeStatus { try status().nodes[0] }
+
+    func claim(_ bytes: UInt64, as name: String, lease: String? = nil, nodes: [Int] = []) throws -> ClaimResult {
+        try client.send(Request(op: .claim, claim: ClaimRequest(bytes: bytes, pageSize: pageSize, nodes: nodes, dest: mount + "/" + name, lease: lease))).claim!
+    }
+
+    func release(lease: String) throws -> ReleaseResult {
+        try client.send(Request(op: .release, release: ReleaseRequest(lease: lease))).release!
+    }
+
+    /// Waits until the pool holds `bytes` clean on node 0 and nothing is in flight.
+    func waitClean(_ bytes: UInt64, timeout: Double = 60) throws {
+        try waitFor("\(bytes) clean bytes", timeout: timeout) {
+            let n = try node0()
+            return n.cleanBytes == bytes && n.fillingBytes == 0 && n.dirtyBytes == 0 && n.scrubbingBytes == 0
+        }
+    }
+
+    /// Names in every pool state directory, to compare before and after a refused request.
+    func snapshot() -> [String] {
+        PoolState.allCases.flatMap { s in
+            ((try? FileManager.default.contentsOfDirectory(atPath: "\(mount)/.prezero/\(s.rawValue)")) ?? []).sorted().map { "\(s.rawValue)/\($0)" }
+        } + ((try? FileManager.default.contentsOfDirectory(atPath: mount)) ?? []).sorted()
+    }
+
+    func close() {
+        if process != nil {
+            _ = try? client.send(Request(op: .drain))
+            stop()
+        }
+        // Whatever is left in the mount goes back to the kernel with the unmount.
+        _ = try? run(["/bin/umount", mount])
+        try? FileManager.default.removeItem(atPath: base)
+    }
+
+    deinit { close() }
+
+    /// A test run that crashed leaves its prezerod and mount behind: stop that daemon
+    /// by its recorded PID and unmount, for every pool whose test process is gone.
+    static func reapStale() {
+        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for d in dirs where d.hasPrefix("prezero-test-") {
+            let parts = d.split(separator: "-")
+            guard parts.count == 4, let owner = Int32(parts[2]), kill(owner, 0) != 0 else { continue }
+            let base = "/tmp/" + d
+            if let text = try? String(contentsOfFile: base + "/prezerod.pid", encoding: .utf8), let pid = Int32(text) {
+                kill(pid, SIGKILL)
+                try? waitFor("stale prezerod \(pid) to exit", timeout: 5) { kill(pid, 0) != 0 }
+            }
+            _ = try? run(["/bin/umount", base + "/hugepages"])
+            try? FileManager.default.removeItem(atPath: base)
+        }
+    }
+}
+
+/// Maps a whole file shared and checks or writes every byte.
+enum FileBytes {
+    static func map(_ path: String) throws -> (Mapping, Descriptor) {
+        let dirPath = (path as NSString).deletingLastPathComponent
+        let dir = try Files.openDirectory(path: dirPath)
+        let fd = try Files.openFile(in: dir, name: (path as NSString).lastPathComponent)
+        let size = try Files.status(fd).size
+        return (try Mapping(fd, length: Int(size)), fd)
+    }
+
+    static func allZero(_ path: String) throws -> Bool {
+        let (m, _) = try map(path)
+        return Zeroing.isZero(m.base, m.length)
+    }
+
+    static func fill(_ path: String, byte: UInt8) throws {
+        let (m, _) = try map(path)
+        Zeroing.fill(m.base, m.length, byte: byte)
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages prezero builds, tests and demos with. Idempotent.
+set -euo pipefail
+pkgs=(libnuma-dev numactl libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 util-linux)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "deps: ok"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reserve huge pages for tests and benchmarks, and give them back afterwards.
+#   scripts/hugepages.sh reserve [PAGES_1G] [PAGES_2M]   (defaults: 2 and 512)
+#   scripts/hugepages.sh restore
+# 1 GiB pages are reserved first: 2 MiB pages fragment memory so that 1 GiB pages may not be found.
+# The counts found before are saved and `restore` writes them back.
+set -euo pipefail
+saved=/run/prezero-hugepages.saved
+g=/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
+m=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+
+case "${1:-}" in
+reserve)
+    want_g=${2:-2}
+    want_m=${3:-512}
+    [ -f "$saved" ] || echo "$(cat "$g" 2>/dev/null || echo 0) $(cat "$m")" > "$saved"
+    echo 1 > /proc/sys/vm/compact_memory || true
+    if [ -e "$g" ] && [ "$(cat "$g")" -lt "$want_g" ]; then echo "$want_g" > "$g"; fi
+    if [ "$(cat "$m")" -lt "$want_m" ]; then echo "$want_m" > "$m"; fi
+    got_g=$(cat "$g" 2>/dev/null || echo 0)
+    got_m=$(cat "$m")
+    if [ "$got_m" -lt "$want_m" ] || [ "$got_g" -lt "$want_g" ]; then
+        echo "hugepages: asked for $want_g x 1G and $want_m x 2M, got $got_g and $got_m; free memory or reserve at boot (hugepagesz=1G hugepages=$want_g)" >&2
+        exit 1
+    fi
+    echo "hugepages: $got_g x 1 GiB, $got_m x 2 MiB reserved"
+    ;;
+restore)
+    if [ -f "$saved" ]; then
+        read -r old_g old_m < "$saved"
+        echo "$old_m" > "$m"
+        [ -e "$g" ] && echo "$old_g" > "$g"
+        rm -f "$saved"
+        echo "hugepages: restored to $old_g x 1 GiB, $old_m x 2 MiB"
+    fi
+    ;;
+*)
+    echo "usage: $0 reserve [PAGES_1G] [PAGES_2M] | restore" >&2
+    exit 2
+    ;;
+esac
