@@ -15,6 +15,8 @@ public struct Config: Sendable, Equatable {
     public var minFree: SizeSpec = .percent(10)
     public var fileSize: SizeSpec = .bytes(1 << 30)
     public var fillChunk: SizeSpec = .bytes(256 << 20)
+    /// Bytes per second per node that fills may zero; 0 means unlimited.
+    public var fillBandwidth: SizeSpec = .bytes(0)
     /// Where claims may put files; empty means anywhere on a pool mount outside the pool directory.
     public var allowedDirs: [String] = []
     /// Peers allowed besides root.
@@ -35,9 +37,14 @@ public struct Config: Sendable, Equatable {
     public static func parse(yaml: String) throws(ConfigError) -> Config {
         if yaml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return Config() }
         do {
+            // Only comments: the defaults.
+            guard try Yams.compose(yaml: yaml) != nil else { return Config() }
             return try YAMLDecoder().decode(Config.self, from: yaml)
         } catch let e as ConfigError {
             throw e
+        } catch DecodingError.dataCorrupted(let c) where c.underlyingError is ConfigError {
+            // Yams wraps errors thrown from our init(from:); keep their own words.
+            throw c.underlyingError as! ConfigError
         } catch {
             throw ConfigError(message: Wire.describe(error))
         }
@@ -130,7 +137,7 @@ extension Config: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case socket, mounts, target, scrub
         case stateDir = "state_dir", poolDir = "pool_dir", minFree = "min_free", fileSize = "file_size"
-        case fillChunk = "fill_chunk", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
+        case fillChunk = "fill_chunk", fillBandwidth = "fill_bandwidth", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
         case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
@@ -152,6 +159,7 @@ extension Config: Codable {
         try opt(.minFree, &d.minFree)
         try opt(.fileSize, &d.fileSize)
         try opt(.fillChunk, &d.fillChunk)
+        try opt(.fillBandwidth, &d.fillBandwidth)
         try opt(.allowedDirs, &d.allowedDirs)
         try opt(.allowedUids, &d.allowedUids)
         try opt(.allowedGids, &d.allowedGids)
@@ -162,7 +170,7 @@ extension Config: Codable {
         try opt(.reclaimIntervalMs, &d.reclaimIntervalMs)
         try opt(.monitorIntervalMs, &d.monitorIntervalMs)
         try opt(.makeRoomHoldS, &d.makeRoomHoldS)
-        if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir.hasPrefix("..") {
+        if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir == "." || d.poolDir.hasPrefix("..") {
             throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
         }
         if d.maxRequestBytes < 1024 {

@@ -35,6 +35,8 @@ public struct PoolFileName: Hashable, Sendable, CustomStringConvertible {
               parts[2].allSatisfy(\.isNumber), let seq = UInt64(parts[2])
         else { return nil }
         self.init(node: node, bytes: bytes, seq: seq)
+        // One spelling per file: `n01-…` or `n0-02-…` is not ours.
+        guard description == name else { return nil }
     }
 
     public var description: String { "n\(node)-\(bytes)-\(seq)" }

@@ -46,7 +46,7 @@ public enum Recovery {
             }
             // Still linked at its destination, or still in use: an active lease.
             if f.links > 1 || f.held { return .keep(.leased, f.name) }
-            return .move(from: .leased, name: f.name, to: .dirty, newName: leased.file.description)
+            return .move(from: .leased, name: f.name, to: .dirty, newName: leased.file.resized(f.bytes).description)
         }
         guard let name = PoolFileName(f.name) else {
             return .quarantine(f.state, f.name, reason: "not a pool file name")

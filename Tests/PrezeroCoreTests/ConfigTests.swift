@@ -27,6 +27,7 @@ struct ConfigTests {
         #expect(c.minFree == .percent(10))
         #expect(c.fileSize == .bytes(GiB))
         #expect(c.fillChunk == .bytes(256 * MiB))
+        #expect(c.fillBandwidth == .bytes(0))
         #expect(c.allowedDirs.isEmpty && c.allowedUids.isEmpty && c.allowedGids.isEmpty)
         #expect(c.maxRequestBytes == 1 << 20)
         #expect(c.requestTimeoutMs == 5000)
@@ -80,6 +81,7 @@ struct ConfigTests {
         min_free: 2G
         file_size: 4G
         fill_chunk: 128M
+        fill_bandwidth: 200M
         allowed_dirs: [/var/lib/libvirt/qemu, /srv/vm]
         allowed_uids: [64055, 1000]
         allowed_gids: [64055]
@@ -111,6 +113,7 @@ struct ConfigTests {
         #expect(c.minFree == .bytes(2 * GiB))
         #expect(c.fileSize == .bytes(4 * GiB))
         #expect(c.fillChunk == .bytes(128 * MiB))
+        #expect(c.fillBandwidth == .bytes(200 * MiB))
         #expect(c.allowedDirs == ["/var/lib/libvirt/qemu", "/srv/vm"])
         #expect(c.allowedUids == [64055, 1000])
         #expect(c.allowedGids == [64055])
