@@ -59,6 +59,10 @@ public final class ControlServer: Sendable {
             let peer = try conn.peer()
             response = answer(conn, peer: peer)
             try conn.writeAll(Wire.encode(response))
+            // Take in what the peer still sends (a refused or oversized request) before
+            // closing, so that it reads our answer rather than a connection reset.
+            conn.shutdownWrite()
+            _ = try? conn.readAll(max: daemon.config.maxRequestBytes * 4)
         } catch {
             logger.warning("control connection: \(error)")
         }

@@ -88,8 +88,11 @@ extension PoolDaemon {
             let fd = try pool.open(.filling, f.description, create: !resume)
             if resume { done = try Files.allocatedBytes(fd) / ps * ps }
             let had = done
+            let rate = Double(config.fillBandwidth.resolve(totalBytes: 0))
+            var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
             while done < f.bytes {
                 let n = min(chunk, f.bytes - done)
+                sleepSeconds(bucket.take(Double(n), now: monotonicSeconds()))
                 if fillShouldStop(k, chunk: n) { break }
                 guard try allocateUnlessFull(fd, offset: done, length: n) else {
                     logger.debug("fill on node \(k.node) stopped: no free pages left on the node or the mount")

@@ -243,11 +243,11 @@ extension PoolDaemon {
             let d = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
             return dest.hasPrefix(d + "/")
         }
+        guard !pools.contains(where: { inside($0.rootPath) }) else {
+            throw ControlError(.badDestination, "destination \(dest) is inside a pool directory; pick a path outside \(pool.rootPath)")
+        }
         guard allowed.contains(where: inside) else {
             throw ControlError(.badDestination, "destination \(dest) is outside the allowed directories (\(allowed.joined(separator: ", "))); set allowed_dirs in the prezerod config")
-        }
-        guard !inside(pool.rootPath) else {
-            throw ControlError(.badDestination, "destination \(dest) is inside the pool directory \(pool.rootPath)")
         }
         let parent = "/" + parts.dropFirst().dropLast().joined(separator: "/")
         let name = parts.last!

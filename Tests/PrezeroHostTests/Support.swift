@@ -94,6 +94,7 @@ final class TestPool {
         let opt = (pageSize == GiB ? "pagesize=1G" : "pagesize=2M") + (mountOptions.isEmpty ? "" : "," + mountOptions)
         let m = try run(["/bin/mount", "-t", "hugetlbfs", "-o", opt, "none", mount])
         guard m.status == 0 else { throw TestFailure("mount hugetlbfs: \(m.err)") }
+        let config = config.replacingOccurrences(of: "{mount}", with: mount).replacingOccurrences(of: "{base}", with: base)
         let yaml = """
             socket: \(socket)
             state_dir: \(base)/state
@@ -172,6 +173,17 @@ final class TestPool {
         PoolState.allCases.flatMap { s in
             ((try? FileManager.default.contentsOfDirectory(atPath: "\(mount)/.prezero/\(s.rawValue)")) ?? []).sorted().map { "\(s.rawValue)/\($0)" }
         } + ((try? FileManager.default.contentsOfDirectory(atPath: mount)) ?? []).sorted()
+    }
+
+    /// A copy of the CLI that an unprivileged user can execute.
+    func copyCLI() throws -> String {
+        let to = base + "/prezero"
+        if !FileManager.default.fileExists(atPath: to) {
+            try FileManager.default.copyItem(atPath: Binaries.prezero, toPath: to)
+        }
+        chmod(base, 0o755)
+        chmod(to, 0o755)
+        return to
     }
 
     func close() {
