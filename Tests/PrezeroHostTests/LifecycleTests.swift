@@ -1,0 +1,148 @@
+import Foundation
+import Glibc
+import PrezeroClient
+import PrezeroCore
+import PrezeroSys
+import Testing
+
+extension PoolTests {
+    @Test("a released file stays leased while a process still maps it, then is scrubbed")
+    func releaseWaitsForHolders() throws {
+        let pool = try TestPool(config: "min_free: 0\nreclaim_interval_ms: 100", mountConfig: "target: 8M\nfile_size: 8M", mountOptions: "size=8M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(8 * MiB)
+        let c = try pool.claim(8 * MiB, as: "vm", lease: "held")
+        do {
+            let (map, fd) = try FileBytes.map(c.path)
+            Zeroing.fill(map.base, map.length, byte: 0x77)
+            let r = try pool.release(lease: "held")
+            #expect(!r.reclaimed, "a mapped file is not reclaimed")
+            #expect(try Files.status(fd).uid == 0, "chowned back to root at once")
+            sleepSeconds(0.5)
+            #expect(try pool.node0().leasedBytes == 8 * MiB)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").count == 1)
+            map.unmap()
+            sleepSeconds(0.4)
+            #expect(try pool.node0().leasedBytes == 8 * MiB, "an open descriptor holds it too")
+            withExtendedLifetime(fd) {}
+        }
+        // The descriptor is closed now: the file is reclaimed, scrubbed and clean again.
+        try waitForRelease(pool)
+    }
+
+    private func waitForRelease(_ pool: TestPool) throws {
+        try pool.waitClean(8 * MiB, timeout: 10)
+        #expect(try pool.node0().leasedBytes == 0)
+        let again = try pool.claim(8 * MiB, as: "vm2")
+        #expect(try FileBytes.allZero(again.path))
+    }
+
+    @Test("make-room frees pages on the node before it returns and keeps fills out of them")
+    func makeRoom() throws {
+        let pool = try TestPool(config: "make_room_hold_s: 30", mountConfig: "target: 100%\nmin_free: 0\nfile_size: 16M")
+        defer { pool.close() }
+        try pool.start()
+        try waitFor("the pool to take every free page") { try pool.node0().fillingBytes == 0 && freePages(page2M) == 0 }
+        let r = try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 40]))).makeRoom!
+        #expect(r.freed["0"]! >= 40)
+        #expect(freePages(page2M) >= 40, "free pages are there when make-room returns")
+        sleepSeconds(1)
+        #expect(freePages(page2M) >= 40, "the pool does not refill into pages held for a launch")
+        // A launch takes them.
+        let m = try Mapping(anonymousHugeBytes: 40 * Int(page2M), pageShift: 21)
+        try m.populateWrite()
+        m.unmap()
+    }
+
+    @Test("SIGTERM stops a scrub at a chunk boundary and its file stays dirty")
+    func gracefulStopDuringScrub() throws {
+        let pool = try TestPool(config: "min_free: 0\nscrub:\n  bandwidth: 32M\n  chunk: 2M",
+                                mountConfig: "target: 64M\nfile_size: 64M", mountOptions: "size=64M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(64 * MiB)
+        let c = try pool.claim(64 * MiB, as: "vm", lease: "vm")
+        try FileBytes.fill(c.path, byte: 0x11)
+        _ = try pool.release(lease: "vm")
+        try waitFor("the scrub to start") { try pool.node0().scrubbingBytes > 0 }
+        let t = monotonicSeconds()
+        pool.stop()
+        #expect(monotonicSeconds() - t < 1.5, "the stop waits for one chunk, not the whole scrub")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/dirty").count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/scrubbing").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean").isEmpty)
+        #expect(pool.log().contains("stays dirty"))
+    }
+
+    @Test("the CLI: claim and release with --json, status, metrics, doctor, and exit codes")
+    func cli() throws {
+        let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 8M\nfile_size: 4M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(8 * MiB)
+        let cli = Binaries.prezero
+        let claim = try run([cli, "claim", "--size", "4M", "--dest", pool.mount + "/vm", "--owner", "107:108",
+                             "--socket", pool.socket, "--json"])
+        #expect(claim.status == 0, "\(claim.err)")
+        let j = try JSONSerialization.jsonObject(with: Data(claim.out.utf8)) as! [String: Any]
+        #expect(j["path"] as? String == pool.mount + "/vm")
+        #expect(j["node"] as? Int == 0)
+        #expect(j["bytes"] as? Int == 4 << 20)
+        #expect(j["outcome"] as? String == "hit")
+        let lease = try #require(j["lease"] as? String)
+        let st = Files.status(followingPath: pool.mount + "/vm")!
+        #expect(st.uid == 107 && st.gid == 108 && st.permissions == 0o600)
+
+        let status = try run([cli, "status", "--json", "--socket", pool.socket])
+        let s = try JSONDecoder().decode(StatusResult.self, from: Data(status.out.utf8))
+        #expect(s.mounts[0].nodes[0].leasedBytes == 4 * MiB)
+        let table = try run([cli, "status", "--socket", pool.socket])
+        #expect(table.out.contains("leased") && table.out.contains(pool.mount))
+
+        let metrics = try run([cli, "metrics", "--socket", pool.socket])
+        #expect(metrics.out.contains("# TYPE prezero_pool_clean_bytes gauge"))
+        #expect(metrics.out.contains("prezero_claims_total{"))
+
+        let rel = try run([cli, "release", "--lease", lease, "--socket", pool.socket, "--json"])
+        #expect(rel.status == 0, "\(rel.err)")
+        #expect(rel.out.contains("\"reclaimed\" : true"))
+        let bad = try run([cli, "release", "--lease", lease, "--socket", pool.socket])
+        #expect(bad.status == 1 && bad.err.contains("no lease"))
+
+        let doctor = try run([cli, "doctor", "--socket", pool.socket])
+        #expect(doctor.status == 0, "\(doctor.out)")
+        let fill = try run([cli, "fill", "--target", "16M", "--socket", pool.socket, "--json"])
+        #expect(fill.status == 0, "\(fill.err)")
+        #expect(try pool.node0().cleanBytes == 16 * MiB)
+        let drain = try run([cli, "drain", "--socket", pool.socket])
+        #expect(drain.status == 0)
+        #expect(try pool.node0().cleanBytes == 0)
+
+        pool.stop()
+        let down = try run([cli, "status", "--socket", pool.socket])
+        #expect(down.status == 3)
+        #expect(down.err.contains("prezerod is not running"))
+        let usage = try run([cli, "claim", "--size", "lots", "--dest", "/x"])
+        #expect(usage.status == 64 || usage.status == 2, "usage errors exit with ArgumentParser's usage status")
+        for sub in ["status", "claim", "release", "fill", "drain", "doctor", "metrics", "bench", "bench pool"] {
+            let h = try run([cli] + sub.split(separator: " ").map(String.init) + ["--help"])
+            #expect(h.status == 0 && h.out.contains("USAGE"), "\(sub) --help")
+        }
+        let d = try run([Binaries.prezerod, "--help"])
+        #expect(d.status == 0 && d.out.contains("--config"))
+    }
+
+    @Test("prezerod refuses a bad config or a host without hugetlbfs, naming the fix")
+    func daemonStartErrors() throws {
+        let base = "/tmp/prezero-test-\(getpid())-cfg"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try "tagret: 5G\n".write(toFile: base + "/bad.yaml", atomically: true, encoding: .utf8)
+        let bad = try run([Binaries.prezerod, "--config", base + "/bad.yaml", "--check-config"])
+        #expect(bad.status != 0 && bad.err.contains("unknown key 'tagret'"), "\(bad.err)")
+        try "mounts:\n  - path: \(base)\n".write(toFile: base + "/notfs.yaml", atomically: true, encoding: .utf8)
+        let notfs = try run([Binaries.prezerod, "--config", base + "/notfs.yaml", "--check-config"])
+        #expect(notfs.status != 0 && notfs.err.contains("is not a hugetlbfs mount; mount one with"), "\(notfs.err)")
+    }
+}
