@@ -30,6 +30,9 @@ public struct Config: Sendable, Equatable {
     public var monitorIntervalMs = 200
     /// After make-room, the freed pages are kept free this long for the launch that asked.
     public var makeRoomHoldS = 30
+    /// After a claim, the node's worker waits this long before refilling, so that the
+    /// launch that claimed is not slowed by the refill's page zeroing.
+    public var refillDelayMs = 2000
 
     public init() {}
 
@@ -113,7 +116,9 @@ public struct ScrubConfig: Sendable, Equatable, Codable {
     /// Bytes per second per node; 0 means unlimited.
     public var bandwidth: SizeSpec = .bytes(0)
     public var verify: VerifyMode = .sample
-    public var chunk: SizeSpec = .bytes(64 << 20)
+    /// Bytes zeroed between checks; large, because glibc's memset only switches to
+    /// streaming stores for large calls (measured: 64 MiB chunks ran at 0.6× of one big memset).
+    public var chunk: SizeSpec = .bytes(1 << 30)
 
     public init() {}
 
@@ -141,7 +146,7 @@ extension Config: Codable {
         case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
-        case makeRoomHoldS = "make_room_hold_s"
+        case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -170,6 +175,7 @@ extension Config: Codable {
         try opt(.reclaimIntervalMs, &d.reclaimIntervalMs)
         try opt(.monitorIntervalMs, &d.monitorIntervalMs)
         try opt(.makeRoomHoldS, &d.makeRoomHoldS)
+        try opt(.refillDelayMs, &d.refillDelayMs)
         if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir == "." || d.poolDir.hasPrefix("..") {
             throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
         }

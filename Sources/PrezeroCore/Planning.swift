@@ -52,3 +52,14 @@ public enum YieldPlanner {
         return steps
     }
 }
+
+/// How much a worker zeroes between two checks (shutdown, budget, free pages).
+public enum WorkChunk {
+    /// The configured chunk, a whole number of pages; under a budget no more than
+    /// 1/20 s of it, so that the rate stays smooth rather than bursty.
+    public static func bytes(configured: UInt64, budget: UInt64, pageSize: UInt64) -> UInt64 {
+        var c = configured
+        if budget > 0 { c = min(c, budget / 20) }
+        return max(c / pageSize * pageSize, pageSize)
+    }
+}

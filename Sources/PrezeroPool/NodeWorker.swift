@@ -80,7 +80,8 @@ extension PoolDaemon {
     func fill(_ k: NodeKey, _ f: PoolFileName, resume: Bool) {
         let pool = pools[k.mount]
         let ps = pool.mount.pageSize
-        let chunk = max(ByteSize.roundUp(config.fillChunk.resolve(totalBytes: 0), to: ps), ps)
+        let budget = config.fillBandwidth.resolve(totalBytes: 0)
+        let chunk = WorkChunk.bytes(configured: config.fillChunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
         let started = monotonicSeconds()
         var done: UInt64 = 0
         var fresh: UInt64 = 0
@@ -88,8 +89,7 @@ extension PoolDaemon {
             let fd = try pool.open(.filling, f.description, create: !resume)
             if resume { done = try Files.allocatedBytes(fd) / ps * ps }
             let had = done
-            let rate = Double(config.fillBandwidth.resolve(totalBytes: 0))
-            var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
+            var bucket = TokenBucket(rate: Double(budget), burst: Double(chunk), now: monotonicSeconds(), full: false)
             while done < f.bytes {
                 let n = min(chunk, f.bytes - done)
                 sleepSeconds(bucket.take(Double(n), now: monotonicSeconds()))

@@ -190,6 +190,9 @@ extension PoolDaemon {
                 b.leases[key]?.claiming = false
                 b.leases[key]?.inode = inode
                 b.nodes[k]?.stats.outcomes[outcome.rawValue, default: 0] += 1
+                let settle = monotonicSeconds() + Double(config.refillDelayMs) / 1000
+                let until = b.nodes[k]?.fillBackoffUntil ?? 0
+                b.nodes[k]?.fillBackoffUntil = max(until, settle)
             }
         } catch let e as ControlError {
             throw e
@@ -199,7 +202,6 @@ extension PoolDaemon {
             book.withLock { $0.leases[key]?.claiming = false }
             throw ControlError(.system, "claim: \(error)")
         }
-        wake(k)  // a truncated tail or a used-up shape: let the worker refill
         logger.info("claim \(outcome.rawValue): \(picked.name) -> \(c.dest) (lease \(key), \(ByteSize.format(c.bytes)), node \(picked.node))")
         return ClaimResult(outcome: outcome, path: c.dest, node: picked.node, bytes: c.bytes, pageSize: ps, lease: key)
     }

@@ -99,15 +99,20 @@ extension PoolDaemon {
             if try Files.allocatedBytes(fd) < size {
                 try Files.allocate(fd, offset: 0, length: size)
             }
-            let chunk = max(ByteSize.roundUp(config.scrub.chunk.resolve(totalBytes: 0), to: ps), ps)
-            let rate = Double(config.scrub.bandwidth.resolve(totalBytes: 0))
+            let budget = config.scrub.bandwidth.resolve(totalBytes: 0)
+            let chunk = WorkChunk.bytes(configured: config.scrub.chunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
+            let rate = Double(budget)
             var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
             var done: UInt64 = 0
             if config.scrub.strategy == .kernel {
                 try Files.punchHole(fd, offset: 0, length: size)
             }
             var map: Mapping? = nil
-            if config.scrub.strategy == .zero { map = try Mapping(fd, length: Int(size)) }
+            if config.scrub.strategy == .zero {
+                // Fault the pages in up front: they exist, so nothing is allocated or zeroed here.
+                map = try Mapping(fd, length: Int(size))
+                try map?.populateWrite()
+            }
             while done < size {
                 if stopping {
                     if config.scrub.strategy == .kernel { try Files.truncate(fd, to: done) }

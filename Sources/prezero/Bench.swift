@@ -6,6 +6,8 @@ import PrezeroCore
 import PrezeroPool
 import PrezeroSys
 
+extension ZeroMethod: ExpressibleByArgument {}
+
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each against its baseline measured in the same run.",
@@ -53,6 +55,8 @@ struct BenchPool: ParsableCommand {
     var runs: Int = 5
     @Option(name: .long, help: "Scrub budget for the throttle measurement, bytes per second.")
     var budget: String = "1G"
+    @Option(name: .long, help: "Scrub zeroing method: auto (measured at start-up, as prezerod does), memset or nontemporal.")
+    var method: ZeroMethod = .auto
     @Flag(name: .long, help: "Print the results as JSON.")
     var json = false
 
@@ -92,7 +96,7 @@ struct BenchPool: ParsableCommand {
         guard bytes >= 64 << 20 else {
             throw CLIError("bench pool needs at least 64 MiB of free 2 MiB pages (\(ByteSize.format(free)) free); reserve some: scripts/hugepages.sh reserve 0 4096")
         }
-        let lab = try BenchLab(pageSize: ps)
+        let lab = try BenchLab(pageSize: ps, method: method)
         defer { lab.close() }
         note("bench pool: \(ByteSize.format(bytes)) of \(ByteSize.format(ps)) pages, \(runs) runs; warming the pages once")
         try lab.warm(bytes)
@@ -165,10 +169,12 @@ final class BenchLab {
     let base = "/tmp/prezero-bench-\(getpid())"
     var mount: String { base + "/hugepages" }
     let pageSize: UInt64
+    let method: ZeroMethod
     var current: PoolDaemon?
 
-    init(pageSize: UInt64) throws {
+    init(pageSize: UInt64, method: ZeroMethod) throws {
         self.pageSize = pageSize
+        self.method = method
         try Files.makeDirectories(mount, mode: 0o755)
         try Mounts.mountHugetlbfs(at: mount, pageSize: pageSize)
     }
@@ -182,6 +188,7 @@ final class BenchLab {
         c.target = .bytes(0)
         c.learnedShapes = 0
         c.scrub.bandwidth = .bytes(bandwidth)
+        c.scrub.method = method
         c.mounts = [MountConfig(path: mount)]
         var logger = Logger(label: "prezero-bench")
         logger.logLevel = .warning

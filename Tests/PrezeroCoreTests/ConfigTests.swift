@@ -36,7 +36,7 @@ struct ConfigTests {
         #expect(c.scrub.method == .auto)
         #expect(c.scrub.bandwidth == .bytes(0))
         #expect(c.scrub.verify == .sample)
-        #expect(c.scrub.chunk == .bytes(64 * MiB))
+        #expect(c.scrub.chunk == .bytes(GiB))
         #expect(c.learnedShapes == 8)
         #expect(c.reclaimIntervalMs == 500)
         #expect(c.monitorIntervalMs == 200)
@@ -97,6 +97,7 @@ struct ConfigTests {
         reclaim_interval_ms: 250
         monitor_interval_ms: 100
         make_room_hold_s: 60
+        refill_delay_ms: 500
         """
 
     @Test func aFullFileParses() throws {
@@ -128,6 +129,7 @@ struct ConfigTests {
         #expect(c.reclaimIntervalMs == 250)
         #expect(c.monitorIntervalMs == 100)
         #expect(c.makeRoomHoldS == 60)
+        #expect(c.refillDelayMs == 500)
     }
 
     @Test func everyKeyIsCoveredByTheFullFile() {
@@ -171,7 +173,7 @@ struct ConfigTests {
         #expect(c.scrub.bandwidth == .percent(50))
         #expect(c.scrub.method == .auto)
         #expect(c.scrub.verify == .sample)
-        #expect(c.scrub.chunk == .bytes(64 * MiB))
+        #expect(c.scrub.chunk == .bytes(GiB))
     }
 
     @Test func anUnknownKeyIsAnErrorNamingIt() throws {

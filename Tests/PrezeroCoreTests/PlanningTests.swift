@@ -197,3 +197,21 @@ struct YieldPlannerTests {
         }
     }
 }
+
+@Suite("WorkChunk")
+struct WorkChunkTests {
+    let ps: UInt64 = 2 << 20
+
+    @Test func unlimitedKeepsTheConfiguredChunkInWholePages() {
+        #expect(WorkChunk.bytes(configured: 1 << 30, budget: 0, pageSize: ps) == 1 << 30)
+        #expect(WorkChunk.bytes(configured: (1 << 30) + 5, budget: 0, pageSize: ps) == 1 << 30)
+        #expect(WorkChunk.bytes(configured: 1, budget: 0, pageSize: ps) == ps)
+    }
+
+    @Test func aBudgetCapsTheChunkAtATwentiethOfASecond() {
+        #expect(WorkChunk.bytes(configured: 1 << 30, budget: 200 << 20, pageSize: ps) == 10 << 20)
+        #expect(WorkChunk.bytes(configured: 4 << 20, budget: 200 << 20, pageSize: ps) == 4 << 20)
+        #expect(WorkChunk.bytes(configured: 1 << 30, budget: 1 << 20, pageSize: ps) == ps, "never less than a page")
+        #expect(WorkChunk.bytes(configured: 1 << 30, budget: 1 << 30, pageSize: 1 << 30) == 1 << 30)
+    }
+}

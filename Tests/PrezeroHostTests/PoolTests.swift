@@ -64,7 +64,7 @@ struct PoolTests {
 
     @Test("claim outcomes: hit, truncated, partial, miss, and node sets")
     func claimOutcomes() throws {
-        let pool = try TestPool(config: "min_free: 0\nlearned_shapes: 0", mountConfig: "target: 16M\nfile_size: 16M")
+        let pool = try TestPool(config: "min_free: 0\nlearned_shapes: 0\nrefill_delay_ms: 0", mountConfig: "target: 16M\nfile_size: 16M")
         defer { pool.close() }
         try pool.start()
         try pool.waitClean(16 * MiB)
