@@ -23,6 +23,11 @@ public struct ClaimChoice: Equatable, Sendable {
     public var outcome: ClaimOutcome
     /// nil for a miss.
     public var file: CleanFile?
+
+    public init(outcome: ClaimOutcome, file: CleanFile?) {
+        self.outcome = outcome
+        self.file = file
+    }
 }
 
 /// The claim policy, in order: exact size, smallest larger (truncated), largest

@@ -5,16 +5,20 @@ public struct ListedFile: Equatable, Sendable {
     public var isRegular: Bool
     public var links: UInt64
     public var bytes: UInt64
-    /// Some process has it open or mapped.
+    /// Some process has it open or mapped (or the scan could not tell).
     public var held: Bool
+    /// Owned by root with no group or other permissions, as the daemon leaves every pool file.
+    public var rootOnly: Bool
 
-    public init(state: PoolState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool) {
+    public init(state: PoolState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool,
+                rootOnly: Bool = true) {
         self.state = state
         self.name = name
         self.isRegular = isRegular
         self.links = links
         self.bytes = bytes
         self.held = held
+        self.rootOnly = rootOnly
     }
 }
 
@@ -52,6 +56,9 @@ public enum Recovery {
             return .quarantine(f.state, f.name, reason: "not a pool file name")
         }
         let exposed = f.links > 1 || f.held
+        // Every pool file outside leased/ is root's, mode 0600: anything else was put
+        // there or touched by someone else, and its content cannot be trusted.
+        if !f.rootOnly { return .quarantine(f.state, f.name, reason: "not owned by root with mode 0600") }
         switch f.state {
         case .filling:
             if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }

@@ -2,6 +2,7 @@ import Glibc
 import Logging
 import PrezeroCore
 import PrezeroSys
+import Synchronization
 
 /// The control socket: newline-delimited JSON, one request per connection,
 /// peers checked with SO_PEERCRED before a byte is read.
@@ -9,6 +10,8 @@ public final class ControlServer: Sendable {
     let daemon: PoolDaemon
     let listener: UnixListener
     let logger: Logger
+    let active = Atomic<Int>(0)
+    static let maxConnections = 64
 
     public init(daemon: PoolDaemon, logger: Logger) throws {
         let c = daemon.config
@@ -39,9 +42,21 @@ public final class ControlServer: Sendable {
                 sleepSeconds(0.1)
                 continue
             }
+            // A bounded number of connections at a time: a flood of slow peers must not
+            // take every thread the hook and the CLI need.
+            guard active.wrappingAdd(1, ordering: .relaxed).newValue <= ControlServer.maxConnections else {
+                active.wrappingSubtract(1, ordering: .relaxed)
+                _ = try? conn.setTimeout(seconds: 0.1)
+                _ = try? conn.writeAll(Wire.encode(Response(error: ControlError(.busy, "prezerod is serving \(ControlServer.maxConnections) connections; try again"))))
+                continue
+            }
             do {
-                try startThread { [self] in serve(conn) }
+                try startThread { [self] in
+                    defer { active.wrappingSubtract(1, ordering: .relaxed) }
+                    serve(conn)
+                }
             } catch {
+                active.wrappingSubtract(1, ordering: .relaxed)
                 logger.error("cannot start a connection thread: \(error)")
             }
         }

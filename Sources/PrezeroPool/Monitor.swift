@@ -93,48 +93,80 @@ extension PoolDaemon {
                 freed += s.file.bytes - s.keepBytes
             } catch {
                 logger.error("give-back of clean/\(s.file) failed: \(error)")
+                book.withLock { $0.nodes[k]?.clean.append(s.file) }
             }
         }
         book.withLock { $0.nodes[k]?.stats.yieldedBytes += freed }
         return freed
     }
 
-    /// Moves every released lease that no process holds any more from `leased/` to `dirty/`.
-    /// A lease whose destination name vanished (the VMM's directory was removed) counts as released.
+    /// Moves every lease whose destination name is gone (released, or its VMM's
+    /// directory removed) and that no process holds any more from `leased/` to `dirty/`.
+    /// One pass at a time: `release` and the monitor both call it.
     func reclaim() {
-        let candidates = book.withLock { b in b.leases.values.filter { !$0.claiming } }
-        guard !candidates.isEmpty else { return }
-        for (mi, pool) in pools.enumerated() {
-            let mine = candidates.filter { $0.mount == mi }
-            guard !mine.isEmpty else { continue }
-            let held = pool.heldFiles()
-            for lease in mine {
-                do {
-                    guard let st = try Files.status(in: pool.dir(.leased), name: lease.leasedName) else {
-                        logger.error("lease \(lease.key): leased/\(lease.leasedName) is gone")
-                        _ = book.withLock { $0.leases.removeValue(forKey: lease.key) }
-                        continue
+        reclaimLock.withLock { _ in
+            let candidates = book.withLock { b in b.leases.values.filter { !$0.claiming } }
+            for (mi, pool) in pools.enumerated() {
+                let ending = endingLeases(candidates.filter { $0.mount == mi }, pool: pool)
+                guard !ending.isEmpty else { continue }
+                let holders = pool.holders()
+                if !holders.complete {
+                    logger.warning("reclaim: some processes could not be read in /proc; their leases stay leased")
+                }
+                for (lease, st) in ending where holders.isFree(pool.fileID(st)) {
+                    do {
+                        try reclaimLease(lease, pool: pool)
+                    } catch {
+                        logger.error("reclaim of lease \(lease.key) failed: \(error)")
                     }
-                    guard st.links == 1, !held.contains(pool.fileID(st)) else { continue }
-                    try reclaimLease(lease, pool: pool)
-                } catch {
-                    logger.error("reclaim of lease \(lease.key) failed: \(error)")
                 }
             }
         }
     }
 
-    /// The file is ours alone again: root-owned, then dirty, then scrubbed by its node's worker.
+    /// Leases with one link left, made root-only before any holder scan, so that the
+    /// former owner cannot open the file again after the scan has looked.
+    private func endingLeases(_ leases: [Lease], pool: PoolDirectory) -> [(Lease, FileStatus)] {
+        var out: [(Lease, FileStatus)] = []
+        for lease in leases {
+            do {
+                guard let st = try Files.status(in: pool.dir(.leased), name: lease.leasedName) else {
+                    logger.error("lease \(lease.key): leased/\(lease.leasedName) is gone")
+                    book.withLock { b in
+                        if b.leases[lease.key]?.leasedName == lease.leasedName { b.leases[lease.key] = nil }
+                    }
+                    continue
+                }
+                guard st.links == 1 else { continue }
+                if st.uid != 0 || st.gid != 0 || st.permissions != 0o600 {
+                    let fd = try pool.open(.leased, lease.leasedName)
+                    try Files.chown(fd, uid: 0, gid: 0)
+                    try Files.chmod(fd, mode: 0o600)
+                }
+                out.append((lease, st))
+            } catch {
+                logger.error("reclaim of lease \(lease.key): \(error)")
+            }
+        }
+        return out
+    }
+
+    /// The file is ours alone again: cut back to the size handed out (a holder may have
+    /// grown it), then dirty, then scrubbed by its node's worker.
     func reclaimLease(_ lease: Lease, pool: PoolDirectory) throws {
-        let fd = try pool.open(.leased, lease.leasedName)
-        try Files.chown(fd, uid: 0, gid: 0)
-        try Files.chmod(fd, mode: 0o600)
-        let size = try Files.status(fd).size
+        let size: UInt64
+        do {
+            let fd = try pool.open(.leased, lease.leasedName)
+            try Files.chown(fd, uid: 0, gid: 0)
+            try Files.chmod(fd, mode: 0o600)
+            if try Files.status(fd).size > lease.file.bytes { try Files.truncate(fd, to: lease.file.bytes) }
+            size = try Files.status(fd).size
+        }
         let dirtyName = lease.file.resized(size)
         try pool.move(.leased, lease.leasedName, to: .dirty, dirtyName.description)
         let k = NodeKey(mount: lease.mount, node: lease.file.node)
         book.withLock { b in
-            b.leases[lease.key] = nil
+            if b.leases[lease.key]?.leasedName == lease.leasedName { b.leases[lease.key] = nil }
             b.nodes[k]?.dirty.append(dirtyName)
         }
         forgetLeaseDestination(lease.key)
@@ -147,13 +179,22 @@ extension PoolDaemon {
     func makeRoom(_ r: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
         let mi = try mountIndex(pageSize: r.pageSize)
         let ps = pools[mi].mount.pageSize
-        var freed: [String: UInt64] = [:]
-        var free: [String: UInt64] = [:]
-        for (nodeText, pages) in r.pages {
+        // Check the whole request before anything changes.
+        var wants: [(String, NodeKey, UInt64)] = []
+        for (nodeText, pages) in r.pages.sorted(by: { $0.key < $1.key }) {
             guard let node = Int(nodeText), book.withLock({ $0.nodes[NodeKey(mount: mi, node: node)] != nil }) else {
                 throw ControlError(.badRequest, "make-room: node '\(nodeText)' is not a node of this host")
             }
             let k = NodeKey(mount: mi, node: node)
+            let total = nodeCounters(k).total / ps
+            guard pages <= total else {
+                throw ControlError(.badRequest, "make-room: node \(node) has \(total) pages of \(ByteSize.format(ps)) in all; \(pages) cannot be made free")
+            }
+            wants.append((nodeText, k, pages))
+        }
+        var freed: [String: UInt64] = [:]
+        var free: [String: UInt64] = [:]
+        for (nodeText, k, pages) in wants {
             book.withLock { b in
                 b.nodes[k]?.holdPages = pages
                 b.nodes[k]?.holdUntil = monotonicSeconds() + Double(config.makeRoomHoldS)
@@ -163,7 +204,7 @@ extension PoolDaemon {
             let got = want > have ? giveBack(k, bytes: want - have) : 0
             freed[nodeText] = got / ps
             free[nodeText] = nodeCounters(k).free / ps
-            logger.info("make-room: node \(node) needs \(pages) pages, gave back \(got / ps), \(free[nodeText]!) free")
+            logger.info("make-room: node \(k.node) needs \(pages) pages, gave back \(got / ps), \(free[nodeText]!) free")
         }
         return MakeRoomResult(freed: freed, free: free)
     }

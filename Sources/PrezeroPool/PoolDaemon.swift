@@ -17,6 +17,7 @@ public final class PoolDaemon: Sendable {
     let threads = DispatchGroup()
     let zero: ZeroMethod
     let leaseJournal: String
+    let reclaimLock = Mutex(())
 
     public init(config: Config, mounts: [PoolMount], logger: Logger) throws {
         self.config = config

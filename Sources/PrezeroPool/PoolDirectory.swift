@@ -22,6 +22,7 @@ public final class PoolDirectory: Sendable {
         var d: [PoolState: Descriptor] = [:]
         for s in PoolState.allCases {
             let fd = try Files.openDirectory(in: root, name: s.rawValue, createMode: 0o700)
+            try Files.chown(fd, uid: 0, gid: 0)
             try Files.chmod(fd, mode: 0o700)
             d[s] = fd
         }
@@ -31,6 +32,12 @@ public final class PoolDirectory: Sendable {
     }
 
     public func dir(_ s: PoolState) -> Descriptor { dirs[s]! }
+
+    /// Is this directory the pool root or one of its state directories?
+    func isPoolDirectory(_ st: FileStatus) -> Bool {
+        st.device == device.device
+            && ([device.inode] + dirs.values.compactMap { try? Files.status($0).inode }).contains(st.inode)
+    }
 
     public func path(_ s: PoolState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
 
@@ -48,8 +55,8 @@ public final class PoolDirectory: Sendable {
     }
 
     /// Files held open or mapped by any process, on this mount.
-    func heldFiles() -> Set<FileID> {
-        HolderScan.heldFiles(onDevice: device.deviceMajor, device.deviceMinor)
+    func holders() -> HolderScan.Holders {
+        HolderScan.scan(onDevice: device.deviceMajor, device.deviceMinor)
     }
 
     func fileID(_ s: FileStatus) -> FileID {
@@ -58,13 +65,14 @@ public final class PoolDirectory: Sendable {
 
     /// Everything in the state directories, as recovery sees it.
     func listing() throws -> [ListedFile] {
-        let held = heldFiles()
+        let held = holders()
         var out: [ListedFile] = []
         for s in PoolState.allCases {
             for name in try Files.list(dir(s)) {
                 guard let st = try Files.status(in: dir(s), name: name) else { continue }
                 out.append(ListedFile(state: s, name: name, isRegular: st.isRegular, links: st.links,
-                                      bytes: st.size, held: held.contains(fileID(st))))
+                                      bytes: st.size, held: !held.isFree(fileID(st)),
+                                      rootOnly: st.uid == 0 && st.permissions & 0o077 == 0))
             }
         }
         // Anything else directly under the pool root is not ours either.

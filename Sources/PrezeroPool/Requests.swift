@@ -117,24 +117,42 @@ extension PoolDaemon {
             throw ControlError(.badRequest, "claim: size \(c.bytes) is not a positive multiple of the page size \(ByteSize.format(ps))")
         }
         guard c.mode & ~0o777 == 0 else { throw ControlError(.badRequest, "claim: mode \(String(c.mode, radix: 8)) has bits beyond 0777") }
-        let key = c.lease ?? "claim-\(book.withLock { $0.nextSeq() })"
-        if let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "claim: \(why)") }
+        if let key = c.lease, let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "claim: \(why)") }
         for n in c.nodes where book.withLock({ $0.nodes[NodeKey(mount: mi, node: n)] == nil }) {
             throw ControlError(.badRequest, "claim: node \(n) is not a node of this host")
         }
+        let counters = Dictionary(uniqueKeysWithValues: wakeups.keys.filter { $0.mount == mi }.map { ($0, nodeCounters($0)) })
+        let largest = counters.filter { c.nodes.isEmpty || c.nodes.contains($0.key.node) }.values.map(\.total).max() ?? 0
+        guard c.bytes <= largest else {
+            throw ControlError(.badRequest, "claim: \(ByteSize.format(c.bytes)) is more than any allowed node has in huge pages (\(ByteSize.format(largest)))")
+        }
         let (destDir, destName) = try openDestination(c.dest, pool: pool)
+        // Refuse an occupied destination before anything is picked, cut or extended.
+        // (link() below stays the atomic check.)
+        if (try? Files.status(in: destDir, name: destName)) != nil {
+            throw ControlError(.badDestination, "claim: cannot create \(c.dest): something already exists there (a file or a symlink); remove it first")
+        }
 
         // Choose and take the file out of the book under the lock.
-        let choice = try book.withLock { b throws(ControlError) -> ClaimChoice in
+        let (key, choice) = try book.withLock { b throws(ControlError) -> (String, ClaimChoice) in
+            var key = c.lease ?? ""
+            while key.isEmpty || (c.lease == nil && b.leases[key] != nil) { key = "claim-\(b.nextSeq())" }
             guard b.leases[key] == nil else { throw ControlError(.busy, "claim: lease '\(key)' is already in use; release it first or pick another key") }
             b.learned[mi].record(c.bytes)
             let clean = b.nodes.filter { $0.key.mount == mi }.values.flatMap { $0.clean.map(CleanFile.init) }
-            let choice = ClaimPolicy.choose(bytes: c.bytes, allowedNodes: Set(c.nodes), from: clean)
+            var choice = ClaimPolicy.choose(bytes: c.bytes, allowedNodes: Set(c.nodes), from: clean)
+            // A partial claim extends on the file's node: only within what may be taken there.
+            if choice.outcome == .partial, let f = choice.file {
+                let k = NodeKey(mount: mi, node: f.node)
+                let cnt = counters[k] ?? (0, 0)
+                let keep = b.nodes[k].map { keepFree($0, totalBytes: cnt.total, pageSize: ps, forFill: true) } ?? 0
+                if c.bytes - f.bytes > cnt.free - min(cnt.free, keep) { choice = ClaimChoice(outcome: .miss, file: nil) }
+            }
             if let f = choice.file {
                 b.nodes[NodeKey(mount: mi, node: f.node)]?.clean.removeAll { $0 == f.name }
                 b.leases[key] = Lease(key: key, mount: mi, file: f.name.resized(c.bytes), dest: c.dest, inode: 0, claiming: true, released: false)
             }
-            return choice
+            return (key, choice)
         }
         guard let picked = choice.file else { return miss(c, mount: mi, key: key) }
         let k = NodeKey(mount: mi, node: picked.node)
@@ -170,9 +188,11 @@ extension PoolDaemon {
             }
             try Files.chown(fd, uid: c.uid, gid: c.gid)
             try Files.chmod(fd, mode: c.mode)
-            do {
+            rememberLeaseDestination(key, c.dest)
+            do throws(SysError) {
                 try Files.link(in: pool.dir(.leased), leased, to: destDir, destName)
             } catch {
+                forgetLeaseDestination(key)
                 // Never handed out: back to root and to clean/, still zero.
                 try Files.chown(fd, uid: 0, gid: 0)
                 try Files.chmod(fd, mode: 0o600)
@@ -185,7 +205,6 @@ extension PoolDaemon {
                 throw ControlError(.badDestination, "claim: cannot create \(c.dest): \(error.errno == EEXIST ? "something already exists there (a file or a symlink); remove it first" : "\(error)")")
             }
             let inode = try Files.status(fd).inode
-            rememberLeaseDestination(key, c.dest)
             book.withLock { b in
                 b.leases[key]?.claiming = false
                 b.leases[key]?.inode = inode
@@ -262,6 +281,9 @@ extension PoolDaemon {
         }
         let st: FileStatus
         do { st = try Files.status(dir) } catch { throw ControlError(.system, "\(error)") }
+        guard !pool.isPoolDirectory(st) else {
+            throw ControlError(.badDestination, "destination \(dest) is inside a pool directory; pick a path outside \(pool.rootPath)")
+        }
         guard st.device == pool.device.device else {
             throw ControlError(.badDestination, "destination \(dest) is not on the pool mount \(pool.mount.path); a hugetlbfs file can only be linked within its mount")
         }
@@ -273,7 +295,7 @@ extension PoolDaemon {
     /// Ends a lease: the destination name is removed, the file is root's again at once,
     /// and it goes to `dirty/` once no process holds it (now, or on a later reclaim pass).
     func release(_ r: ReleaseRequest) throws(ControlError) -> ReleaseResult {
-        let lease: Lease
+        var lease: Lease
         if let key = r.lease {
             if let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "release: \(why)") }
             guard let l = book.withLock({ $0.leases[key] }) else { throw ControlError(.notFound, "release: no lease '\(key)'") }
@@ -281,6 +303,8 @@ extension PoolDaemon {
         } else if let dest = r.dest {
             guard let l = try leaseAt(dest) else { throw ControlError(.notFound, "release: \(dest) is not a leased pool file") }
             lease = l
+            // Found by its inode at this very path: that is the name to remove.
+            lease.dest = dest
         } else {
             throw ControlError(.badRequest, "release: give a lease key or a destination path")
         }
@@ -316,7 +340,12 @@ extension PoolDaemon {
     // MARK: lease journal (where each lease's first link went, across restarts)
 
     func rememberLeaseDestination(_ key: String, _ dest: String) {
-        do { try Files.writeText("\(leaseJournal)/\(key)", dest) } catch { logger.warning("lease journal: \(error)") }
+        do {
+            try Files.writeText("\(leaseJournal)/.\(key).new", dest)
+            try Files.renamePath("\(leaseJournal)/.\(key).new", "\(leaseJournal)/\(key)")
+        } catch {
+            logger.warning("lease journal: \(error)")
+        }
     }
 
     func forgetLeaseDestination(_ key: String) {

@@ -87,23 +87,36 @@ extension PoolDaemon {
         do {
             try pool.move(.dirty, name, to: .scrubbing, name)
         } catch {
-            logger.error("scrub: cannot take dirty/\(name): \(error)")
-            finish(nil, nil)
+            logger.error("scrub: cannot take dirty/\(name): \(error); retrying later")
+            finish(.dirty, f)
+            sleepSeconds(1)
             return
         }
         do {
             let fd = try pool.open(.scrubbing, name)
             let size = try Files.status(fd).size
-            // A VMM that discarded pages (QEMU <discard/>) leaves holes: refill them here,
-            // under this node's binding, so no mapping below can fault a page in.
-            if try Files.allocatedBytes(fd) < size {
-                try Files.allocate(fd, offset: 0, length: size)
-            }
             let budget = config.scrub.bandwidth.resolve(totalBytes: 0)
             let chunk = WorkChunk.bytes(configured: config.scrub.chunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
             let rate = Double(budget)
             var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
             var done: UInt64 = 0
+            // A VMM that discarded pages (QEMU <discard/>) leaves holes: refill them first,
+            // under this node's binding and in chunks (pages already there are skipped), so
+            // that no write below can fault a page in, and SIGBUS can never hit the daemon.
+            if config.scrub.strategy == .zero {
+                var at: UInt64 = 0
+                while at < size {
+                    let n = min(chunk, size - at)
+                    guard !stopping else { break }
+                    guard try allocateUnlessFull(fd, offset: at, length: n) else {
+                        logger.info("scrub of \(name): no free page to refill its holes; giving it back to the kernel")
+                        try pool.unlink(.scrubbing, name)
+                        finish(nil, nil)
+                        return
+                    }
+                    at += n
+                }
+            }
             if config.scrub.strategy == .kernel {
                 try Files.punchHole(fd, offset: 0, length: size)
             }

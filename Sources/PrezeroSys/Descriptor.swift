@@ -147,6 +147,11 @@ public enum Files {
             close(dupfd)
             throw e
         }
+        return names(d)
+    }
+
+    /// Reads and closes an open directory stream.
+    private static func names(_ d: OpaquePointer) -> [String] {
         defer { closedir(d) }
         var names: [String] = []
         while let ent = readdir(d) {
@@ -160,16 +165,13 @@ public enum Files {
 
     /// Names in a directory by absolute path (for /proc); empty if it cannot be read.
     public static func list(path: String) -> [String] {
-        guard let d = opendir(path) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let ent = readdir(d) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        (try? listChecked(path: path).get()) ?? []
+    }
+
+    /// Names in a directory by absolute path, or why it could not be read.
+    public static func listChecked(path: String) -> Result<[String], SysError> {
+        guard let d = opendir(path) else { return .failure(SysError("opendir", path)) }
+        return .success(names(d))
     }
 
     /// Creates `path` and any missing parents with `mode` (like `mkdir -p`).
@@ -232,9 +234,15 @@ public enum Files {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Writes a small text file (sysfs knobs, config); throws on failure.
+    /// Renames by absolute path, replacing the target (for the daemon's own state files).
+    /// The corresponding C function is `rename`.
+    public static func renamePath(_ from: String, _ to: String) throws(SysError) {
+        try check("rename", "\(from) to \(to)") { Glibc.rename(from, to) }
+    }
+
+    /// Writes a small text file (sysfs knobs, state files); never through a symlink.
     public static func writeText(_ path: String, _ text: String) throws(SysError) {
-        let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_cloexec(), 0o644) }
+        let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), 0o600) }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         try check("write", path) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }

@@ -294,3 +294,22 @@ struct TokenBucketTests {
         #expect(abs(now - 9) < 1e-9)
     }
 }
+
+@Suite("Recovery: ownership")
+struct RecoveryOwnershipTests {
+    @Test(arguments: [PoolState.clean, .filling, .dirty, .scrubbing])
+    func aPoolFileNotRootOnlyIsQuarantined(state: PoolState) {
+        let f = ListedFile(state: state, name: "n0-2097152-7", isRegular: true, links: 1, bytes: 2097152,
+                           held: false, rootOnly: false)
+        guard case .quarantine = Recovery.plan([f])[0] else {
+            Issue.record("a \(state.rawValue) file owned by someone else must be quarantined")
+            return
+        }
+    }
+
+    @Test func aLeaseIsOwnedByItsGuestAndThatIsFine() {
+        let f = ListedFile(state: .leased, name: "dom.ram-node0~n0-2097152-7", isRegular: true, links: 2,
+                           bytes: 2097152, held: true, rootOnly: false)
+        #expect(Recovery.plan([f]) == [.keep(.leased, "dom.ram-node0~n0-2097152-7")])
+    }
+}

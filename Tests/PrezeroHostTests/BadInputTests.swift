@@ -90,6 +90,27 @@ extension PoolTests {
         }
     }
 
+    @Test("out-of-range sizes and nodes are refused before anything changes")
+    func outOfRange() throws {
+        let pool = try badInputPool()
+        defer { pool.close() }
+        try expectRefused(pool, .badRequest, "is not a node of this host") {
+            try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 4, "7": 1])))
+        }
+        try expectRefused(pool, .badRequest, "cannot be made free") {
+            try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 1 << 60])))
+        }
+        try expectRefused(pool, .badRequest, "more than any allowed node has") {
+            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: 1 << 62, dest: pool.mount + "/vms/huge")))
+        }
+        try expectRefused(pool, .badRequest, "not a positive multiple of the page size") {
+            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: 4096, dest: pool.mount + "/vms/tiny")))
+        }
+        try expectRefused(pool, .noPool, "no pool mount has 1 GiB pages") {
+            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: GiB, pageSize: GiB, dest: pool.mount + "/vms/g")))
+        }
+    }
+
     @Test("hostile lease keys are refused")
     func hostileLeaseKeys() throws {
         let pool = try badInputPool()
