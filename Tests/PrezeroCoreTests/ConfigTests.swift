@@ -269,3 +269,32 @@ struct ConfigTests {
         #expect(try Config.parse(yaml: String(decoding: try enc.encode(Config()), as: UTF8.self)) == Config())
     }
 }
+
+@Suite("examples/prezerod.yaml")
+struct ExampleConfigTests {
+    static var text: String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return (try? String(contentsOf: root.appendingPathComponent("examples/prezerod.yaml"), encoding: .utf8)) ?? ""
+    }
+
+    @Test func theShippedExampleParsesToTheDefaults() throws {
+        #expect(!Self.text.isEmpty)
+        #expect(try Config.parse(yaml: Self.text) == Config())
+    }
+
+    @Test func uncommentedItStillParsesToTheDefaults() throws {
+        let uncommented = Self.text.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("# /etc") && !$0.hasPrefix("# this file") }
+            .map { $0.hasPrefix("# ") ? String($0.dropFirst(2)) : String($0) }
+            .filter { !$0.hasPrefix("mounts:") && !$0.hasPrefix("  - path") && !$0.hasPrefix("    ") }
+            .joined(separator: "\n")
+        var expected = Config()
+        expected.mounts = []
+        #expect(try Config.parse(yaml: uncommented) == expected, "\(uncommented)")
+    }
+
+    @Test func itNamesEveryKey() {
+        for key in Config.CodingKeys.allCases { #expect(Self.text.contains("# \(key.stringValue):"), "\(key.stringValue)") }
+        for key in ScrubConfig.CodingKeys.allCases { #expect(Self.text.contains("#   \(key.stringValue):"), "\(key.stringValue)") }
+    }
+}
