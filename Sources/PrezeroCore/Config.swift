@@ -33,6 +33,8 @@ public struct Config: Sendable, Equatable {
     /// After a claim, the node's worker waits this long before refilling, so that the
     /// launch that claimed is not slowed by the refill's page zeroing.
     public var refillDelayMs = 2000
+    /// libvirt's qemu.conf, read at each hook call for memory_backing_dir, user and group.
+    public var qemuConf = "/etc/libvirt/qemu.conf"
 
     public init() {}
 
@@ -146,7 +148,7 @@ extension Config: Codable {
         case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
-        case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms"
+        case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms", qemuConf = "qemu_conf"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -176,6 +178,7 @@ extension Config: Codable {
         try opt(.monitorIntervalMs, &d.monitorIntervalMs)
         try opt(.makeRoomHoldS, &d.makeRoomHoldS)
         try opt(.refillDelayMs, &d.refillDelayMs)
+        try opt(.qemuConf, &d.qemuConf)
         if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir == "." || d.poolDir.hasPrefix("..") {
             throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
         }

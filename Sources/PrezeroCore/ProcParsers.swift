@@ -58,6 +58,15 @@ public enum ProcParsers {
         return ids
     }
 
+    /// `Hugepagesize:` from /proc/meminfo, in bytes.
+    public static func defaultHugepageSize(meminfo: String) -> UInt64? {
+        for line in meminfo.split(separator: "\n") where line.hasPrefix("Hugepagesize:") {
+            let f = line.split(separator: " ")
+            if f.count >= 2, let kb = UInt64(f[1]) { return kb * 1024 }
+        }
+        return nil
+    }
+
     /// A list of CPUs or nodes as the kernel writes them: `0-3,8,10-11`.
     public static func cpuList(_ text: String) -> [Int] {
         var out: [Int] = []

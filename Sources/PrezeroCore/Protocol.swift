@@ -9,7 +9,7 @@ public enum ControlProtocol {
 }
 
 public enum Operation: String, Codable, Sendable, CaseIterable {
-    case status, claim, release, fill, drain
+    case status, claim, release, fill, drain, hook
     case makeRoom = "make-room"
 }
 
@@ -80,6 +80,16 @@ public struct MakeRoomRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// A libvirt qemu hook call, forwarded by prezero-hook: its arguments and standard input.
+public struct HookRequest: Codable, Sendable, Equatable {
+    public var args: [String]
+    public var stdin: String
+    public init(args: [String], stdin: String) {
+        self.args = args
+        self.stdin = stdin
+    }
+}
+
 public struct Request: Codable, Sendable {
     public var v: Int
     public var op: Operation
@@ -87,20 +97,35 @@ public struct Request: Codable, Sendable {
     public var release: ReleaseRequest?
     public var scope: PoolScope?
     public var makeRoom: MakeRoomRequest?
+    public var hook: HookRequest?
 
     public init(op: Operation, claim: ClaimRequest? = nil, release: ReleaseRequest? = nil,
-                scope: PoolScope? = nil, makeRoom: MakeRoomRequest? = nil) {
+                scope: PoolScope? = nil, makeRoom: MakeRoomRequest? = nil, hook: HookRequest? = nil) {
         self.v = ControlProtocol.version
         self.op = op
         self.claim = claim
         self.release = release
         self.scope = scope
         self.makeRoom = makeRoom
+        self.hook = hook
     }
 
     enum CodingKeys: String, CodingKey {
-        case v, op, claim, release, scope
+        case v, op, claim, release, scope, hook
         case makeRoom = "make_room"
+    }
+}
+
+/// What the daemon did for a hook call.
+public struct HookResult: Codable, Sendable, Equatable {
+    /// One line per decision, with its reason (also logged by the daemon).
+    public var decisions: [String]
+    public var handovers: [ClaimResult]
+    public var released: [String]
+    public init(decisions: [String] = [], handovers: [ClaimResult] = [], released: [String] = []) {
+        self.decisions = decisions
+        self.handovers = handovers
+        self.released = released
     }
 }
 
@@ -273,6 +298,7 @@ public struct Response: Codable, Sendable {
     public var claim: ClaimResult?
     public var release: ReleaseResult?
     public var makeRoom: MakeRoomResult?
+    public var hook: HookResult?
 
     public init(error: ControlError) {
         v = ControlProtocol.version
@@ -281,17 +307,18 @@ public struct Response: Codable, Sendable {
     }
 
     public init(status: StatusResult? = nil, claim: ClaimResult? = nil, release: ReleaseResult? = nil,
-                makeRoom: MakeRoomResult? = nil) {
+                makeRoom: MakeRoomResult? = nil, hook: HookResult? = nil) {
         v = ControlProtocol.version
         ok = true
         self.status = status
         self.claim = claim
         self.release = release
         self.makeRoom = makeRoom
+        self.hook = hook
     }
 
     enum CodingKeys: String, CodingKey {
-        case v, ok, error, status, claim, release
+        case v, ok, error, status, claim, release, hook
         case makeRoom = "make_room"
     }
 }

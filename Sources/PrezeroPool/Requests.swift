@@ -22,6 +22,9 @@ extension PoolDaemon {
             case .drain:
                 try setTargets(r.scope ?? PoolScope(), drain: true)
                 return Response(status: status())
+            case .hook:
+                guard let h = r.hook else { throw ControlError(.badRequest, "hook: missing \"hook\" object") }
+                return Response(hook: try hook(h))
             case .makeRoom:
                 guard let m = r.makeRoom else { throw ControlError(.badRequest, "make-room: missing \"make_room\" object") }
                 return Response(makeRoom: try makeRoom(m))

@@ -272,3 +272,35 @@ public enum Mounts {
         try check("umount", path) { umount2(path, Int32(MNT_DETACH)) }
     }
 }
+
+/// User and group names, for qemu.conf's `user` and `group`.
+public enum Users {
+    /// `+107` or a name. The corresponding C function is `getpwnam_r`.
+    public static func uid(_ name: String) -> UInt32? {
+        if name.hasPrefix("+") { return UInt32(name.dropFirst()) }
+        var pw = passwd()
+        var out: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(name, &pw, &buf, buf.count, &out) == 0, out != nil else { return nil }
+        return pw.pw_uid
+    }
+
+    /// The primary group of a user.
+    public static func primaryGid(_ name: String) -> UInt32? {
+        var pw = passwd()
+        var out: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 16384)
+        guard getpwnam_r(name, &pw, &buf, buf.count, &out) == 0, out != nil else { return nil }
+        return pw.pw_gid
+    }
+
+    /// `+107` or a name. The corresponding C function is `getgrnam_r`.
+    public static func gid(_ name: String) -> UInt32? {
+        if name.hasPrefix("+") { return UInt32(name.dropFirst()) }
+        var gr = group()
+        var out: UnsafeMutablePointer<group>?
+        var buf = [CChar](repeating: 0, count: 16384)
+        guard getgrnam_r(name, &gr, &buf, buf.count, &out) == 0, out != nil else { return nil }
+        return gr.gr_gid
+    }
+}

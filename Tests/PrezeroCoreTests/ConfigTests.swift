@@ -98,6 +98,7 @@ struct ConfigTests {
         monitor_interval_ms: 100
         make_room_hold_s: 60
         refill_delay_ms: 500
+        qemu_conf: /srv/qemu.conf
         """
 
     @Test func aFullFileParses() throws {
@@ -130,6 +131,7 @@ struct ConfigTests {
         #expect(c.monitorIntervalMs == 100)
         #expect(c.makeRoomHoldS == 60)
         #expect(c.refillDelayMs == 500)
+        #expect(c.qemuConf == "/srv/qemu.conf")
     }
 
     @Test func everyKeyIsCoveredByTheFullFile() {
