@@ -65,10 +65,10 @@ let package = Package(
         // Built out in the libvirt issue; no libvirt, no XML parser, no Foundation.
         .executableTarget(name: "prezero-hook", dependencies: ["PrezeroSys"], swiftSettings: strict),
 
-        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroCore"], swiftSettings: strict),
+        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroCore"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(
             name: "PrezeroHostTests",
-            dependencies: ["PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero"],
+            dependencies: ["PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero", "prezero-hook"],
             swiftSettings: strict),
     ]
 )

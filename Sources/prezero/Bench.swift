@@ -259,9 +259,15 @@ final class BenchLab {
         return node(d).scrubRate
     }
 
+    /// Empties the pool and waits until the kernel has every page back, so that the
+    /// next run's baseline starts from the same free pages.
     func drain(_ d: PoolDaemon) throws {
         _ = try send(d, Request(op: .drain))
         try wait("the drain") { let n = node(d); return n.cleanBytes + n.dirtyBytes + n.scrubbingBytes + n.fillingBytes == 0 }
+        try wait("the kernel to have every page back") {
+            let c = HugePageCounters.host(pageSize: pageSize)
+            return c.map { $0.free == $0.total } ?? true
+        }
     }
 
     func wait(_ what: String, timeout: Double = 60, _ cond: () -> Bool) throws {

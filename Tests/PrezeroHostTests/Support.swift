@@ -25,29 +25,33 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// Runs a command to completion; returns (status, stdout, stderr).
+/// Runs a command to completion; returns (status, stdout, stderr). Output goes through
+/// files, not pipes, so a daemon the command leaves behind cannot hold us up; after
+/// `timeout` seconds the command is killed.
 @discardableResult
-func run(_ args: [String], stdin: String? = nil) throws -> (status: Int32, out: String, err: String) {
+func run(_ args: [String], stdin: String? = nil, timeout: Double = 120) throws -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: args[0].hasPrefix("/") ? args[0] : "/usr/bin/env")
     p.arguments = args[0].hasPrefix("/") ? Array(args.dropFirst()) : args
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    if let stdin {
-        let i = Pipe()
-        p.standardInput = i
-        try p.run()
-        i.fileHandleForWriting.write(Data(stdin.utf8))
-        try i.fileHandleForWriting.close()
-    } else {
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+    let tmp = NSTemporaryDirectory() + "prezero-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    for f in [".in", ".out", ".err"] { _ = FileManager.default.createFile(atPath: tmp + f, contents: nil) }
+    defer { for f in [".in", ".out", ".err"] { try? FileManager.default.removeItem(atPath: tmp + f) } }
+    try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: tmp + ".in"))
+    p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: tmp + ".in"))
+    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".out"))
+    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".err"))
+    try p.run()
+    let end = monotonicSeconds() + timeout
+    while p.isRunning && monotonicSeconds() < end { sleepSeconds(0.01) }
+    if p.isRunning {
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        throw TestFailure("\(args.joined(separator: " ")) did not finish within \(timeout) s")
     }
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    let out = (try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? ""
+    return (p.terminationStatus, out, err)
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
@@ -204,15 +208,16 @@ final class TestPool {
         let dirs = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
         for d in dirs where d.hasPrefix("prezero-test-") {
             let parts = d.split(separator: "-")
-            guard parts.count == 4, let owner = Int32(parts[2]), kill(owner, 0) != 0 else { continue }
+            guard parts.count == 4, let owner = Int32(parts[2]), !LibvirtHost.alive(owner) else { continue }
             let base = "/tmp/" + d
             if let text = try? String(contentsOfFile: base + "/prezerod.pid", encoding: .utf8), let pid = Int32(text) {
                 kill(pid, SIGKILL)
-                try? waitFor("stale prezerod \(pid) to exit", timeout: 5) { kill(pid, 0) != 0 }
+                try? waitFor("stale prezerod \(pid) to exit", timeout: 5) { !LibvirtHost.alive(pid) }
             }
             _ = try? run(["/bin/umount", base + "/hugepages"])
             try? FileManager.default.removeItem(atPath: base)
         }
+        LibvirtHost.reapStale()
     }
 }
 
