@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PrezeroCore
+import PrezeroSys
 
 struct Install: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,7 +60,7 @@ struct Install: ParsableCommand {
                     guard fm.createFile(atPath: tmp, contents: bytes, attributes: [.posixPermissions: 0o755]) else {
                         throw CLIError("cannot write \(tmp)")
                     }
-                    _ = try fm.replaceItemAt(URL(fileURLWithPath: target), withItemAt: URL(fileURLWithPath: tmp))
+                    try Files.renamePath(tmp, target)
                     report.hookAction = "installed"
                     report.restartLibvirtd = true
                 }

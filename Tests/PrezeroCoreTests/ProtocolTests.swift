@@ -218,7 +218,7 @@ struct ResponseTests {
     }
 
     @Test func operationWireNames() {
-        #expect(Operation.allCases.map(\.rawValue) == ["status", "claim", "release", "fill", "drain", "make-room"])
+        #expect(Operation.allCases.map(\.rawValue) == ["status", "claim", "release", "fill", "drain", "hook", "make-room"])
     }
 
     @Test func describeNamesTheField() {

@@ -70,21 +70,9 @@ final class LibvirtHost {
         }
     }
 
-    /// Starts a self-daemonizing program (`-d`) with its output to /dev/null and waits
-    /// for the foreground process only (posix_spawn + waitpid: Foundation's Process
-    /// did not return here for a parent whose child daemonized).
+    /// Starts a self-daemonizing program (`-d`) and waits for its foreground process.
     static func spawnDaemon(_ args: [String]) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
-        var pid: pid_t = 0
-        let argv = args.map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        let rc = posix_spawn(&pid, args[0], &actions, nil, argv, environ)
-        guard rc == 0 else { throw TestFailure("posix_spawn \(args[0]): \(String(cString: strerror(rc)))") }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let status = try Child(args).wait(timeout: 60)
         guard status == 0 else { throw TestFailure("\(args.joined(separator: " ")) exited with status \(status)") }
     }
 

@@ -80,7 +80,7 @@ extension PoolTests {
         defer { lv.close(); pool.close() }
         let uuid = try lv.define(name: "pz-e2e-failopen", memoryMiB: 128, backing: LibvirtHost.eligible)
         // Hung: SIGSTOP. The start waits for the hook's timeout, then goes on.
-        let pid = pool.process!.processIdentifier
+        let pid = pool.process!.pid
         // The pool's file must not be needed: give it back first so QEMU can allocate.
         try pool.client.send(Request(op: .drain))
         kill(pid, SIGSTOP)
@@ -133,5 +133,5 @@ let fixturesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
     .appendingPathComponent("PrezeroCoreTests/Fixtures").path
 
 func runWithEnv(_ env: [String: String], _ args: [String], stdin: String) throws -> (status: Int32, out: String, err: String) {
-    try run(["/usr/bin/env"] + env.map { "\($0.key)=\($0.value)" } + args, stdin: stdin)
+    try run(args, stdin: stdin, env: env)
 }

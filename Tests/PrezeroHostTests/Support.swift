@@ -25,33 +25,74 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// A child process started with posix_spawn and reaped with waitpid. (Foundation's
+/// Process was seen to hang in waitUntilExit here, on a child that had exited.)
+final class Child {
+    let pid: pid_t
+    private(set) var status: Int32?
+
+    /// Starts `args` with stdin, stdout and stderr opened from the given paths.
+    init(_ args: [String], stdin: String = "/dev/null", stdout: String = "/dev/null", stderr: String = "/dev/null",
+         env: [String: String] = [:]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        let argv = args.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for a in argv + envp { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+        guard rc == 0 else { throw TestFailure("cannot start \(args[0]): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+    }
+
+    /// Reaps the child if it has exited; true while it runs.
+    var isRunning: Bool {
+        guard status == nil else { return false }
+        var st: Int32 = 0
+        let r = waitpid(pid, &st, WNOHANG)
+        if r == pid { status = st; return false }
+        return r == 0
+    }
+
+    /// Waits for the exit, killing the child after `timeout` seconds. Returns the exit status
+    /// (128 + signal for a signal).
+    @discardableResult
+    func wait(timeout: Double = .infinity) throws -> Int32 {
+        let end = monotonicSeconds() + timeout
+        while isRunning {
+            if monotonicSeconds() > end {
+                kill(pid, SIGKILL)
+                while isRunning { sleepSeconds(0.01) }
+                throw TestFailure("process \(pid) did not finish within \(timeout) s")
+            }
+            sleepSeconds(0.005)
+        }
+        let st = status ?? 0
+        return st & 0x7f == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+    }
+
+    func signal(_ sig: Int32) { if status == nil { kill(pid, sig) } }
+}
+
 /// Runs a command to completion; returns (status, stdout, stderr). Output goes through
 /// files, not pipes, so a daemon the command leaves behind cannot hold us up; after
 /// `timeout` seconds the command is killed.
 @discardableResult
-func run(_ args: [String], stdin: String? = nil, timeout: Double = 120) throws -> (status: Int32, out: String, err: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: args[0].hasPrefix("/") ? args[0] : "/usr/bin/env")
-    p.arguments = args[0].hasPrefix("/") ? Array(args.dropFirst()) : args
+func run(_ args: [String], stdin: String? = nil, env: [String: String] = [:], timeout: Double = 120) throws -> (status: Int32, out: String, err: String) {
     let tmp = NSTemporaryDirectory() + "prezero-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    for f in [".in", ".out", ".err"] { _ = FileManager.default.createFile(atPath: tmp + f, contents: nil) }
-    defer { for f in [".in", ".out", ".err"] { try? FileManager.default.removeItem(atPath: tmp + f) } }
+    defer { for f in [".in", ".out", ".err"] { unlink(tmp + f) } }
     try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: tmp + ".in"))
-    p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: tmp + ".in"))
-    p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".out"))
-    p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: tmp + ".err"))
-    try p.run()
-    let end = monotonicSeconds() + timeout
-    while p.isRunning && monotonicSeconds() < end { sleepSeconds(0.01) }
-    if p.isRunning {
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        throw TestFailure("\(args.joined(separator: " ")) did not finish within \(timeout) s")
-    }
-    p.waitUntilExit()
+    let child = try Child(args, stdin: tmp + ".in", stdout: tmp + ".out", stderr: tmp + ".err", env: env)
+    let status = try child.wait(timeout: timeout)
     let out = (try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? ""
     let err = (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? ""
-    return (p.terminationStatus, out, err)
+    return (status, out, err)
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
@@ -82,7 +123,7 @@ final class TestPool {
     let pageSize: UInt64
     let socket: String
     let configPath: String
-    var process: Process?
+    var process: Child?
     var logPath: String { base + "/prezerod.log" }
 
     /// - Parameter config: YAML lines added to the generated config (mounts, socket and state_dir are set here).
@@ -112,18 +153,9 @@ final class TestPool {
     }
 
     func start() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Binaries.prezerod)
-        p.arguments = ["--config", configPath, "--log-level", "debug"]
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        logFile.seekToEndOfFile()
-        p.standardError = logFile
-        p.standardOutput = logFile
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
+        let p = try Child([Binaries.prezerod, "--config", configPath, "--log-level", "debug"], stdout: logPath, stderr: logPath)
         process = p
-        try "\(p.processIdentifier)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
+        try "\(p.pid)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
         try waitFor("prezerod to listen on \(socket)", timeout: 20) {
             guard p.isRunning else { throw TestFailure("prezerod exited: \(self.log())") }
             return (try? client.send(Request(op: .status))) != nil
@@ -132,17 +164,17 @@ final class TestPool {
 
     /// Graceful stop (SIGTERM) by PID, waiting for the exit.
     func stop() {
-        guard let p = process, p.isRunning else { return }
-        p.terminate()
-        p.waitUntilExit()
+        guard let p = process else { return }
+        p.signal(SIGTERM)
+        _ = try? p.wait(timeout: 30)
         process = nil
     }
 
     /// kill -9, as a crash would.
     func crash() {
-        guard let p = process, p.isRunning else { return }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        guard let p = process else { return }
+        p.signal(SIGKILL)
+        _ = try? p.wait(timeout: 10)
         process = nil
     }
 
