@@ -275,23 +275,22 @@ public enum Mounts {
 
 /// User and group names, for qemu.conf's `user` and `group`.
 public enum Users {
-    /// `+107` or a name. The corresponding C function is `getpwnam_r`.
+    /// `+107` or a name.
     public static func uid(_ name: String) -> UInt32? {
         if name.hasPrefix("+") { return UInt32(name.dropFirst()) }
-        var pw = passwd()
-        var out: UnsafeMutablePointer<passwd>?
-        var buf = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &pw, &buf, buf.count, &out) == 0, out != nil else { return nil }
-        return pw.pw_uid
+        return user(name)?.pw_uid
     }
 
     /// The primary group of a user.
-    public static func primaryGid(_ name: String) -> UInt32? {
+    public static func primaryGid(_ name: String) -> UInt32? { user(name)?.pw_gid }
+
+    /// The corresponding C function is `getpwnam_r`; the string fields are not kept.
+    static func user(_ name: String) -> passwd? {
         var pw = passwd()
         var out: UnsafeMutablePointer<passwd>?
         var buf = [CChar](repeating: 0, count: 16384)
         guard getpwnam_r(name, &pw, &buf, buf.count, &out) == 0, out != nil else { return nil }
-        return pw.pw_gid
+        return pw
     }
 
     /// `+107` or a name. The corresponding C function is `getgrnam_r`.

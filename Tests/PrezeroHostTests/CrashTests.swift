@@ -37,10 +37,7 @@ extension PoolTests {
         let before = freePages(page2M)
         try pool.start()
         try pool.waitClean(128 * MiB)
-        let c = try pool.claim(128 * MiB, as: "vm", lease: "vm")
-        try FileBytes.fill(c.path, byte: 0xEE)
-        _ = try pool.release(lease: "vm")
-        try waitFor("the scrub to start") { try pool.node0().scrubbingBytes > 0 }
+        try pool.dirtyAndStartScrub(128 * MiB, byte: 0xEE)
         sleepSeconds(0.3)
         pool.crash()
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/scrubbing").count == 1)

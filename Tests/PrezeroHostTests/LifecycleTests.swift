@@ -62,10 +62,7 @@ extension PoolTests {
         defer { pool.close() }
         try pool.start()
         try pool.waitClean(64 * MiB)
-        let c = try pool.claim(64 * MiB, as: "vm", lease: "vm")
-        try FileBytes.fill(c.path, byte: 0x11)
-        _ = try pool.release(lease: "vm")
-        try waitFor("the scrub to start") { try pool.node0().scrubbingBytes > 0 }
+        try pool.dirtyAndStartScrub(64 * MiB, byte: 0x11)
         let t = monotonicSeconds()
         pool.stop()
         #expect(monotonicSeconds() - t < 1.5, "the stop waits for one chunk, not the whole scrub")

@@ -196,6 +196,14 @@ final class TestPool {
         try client.send(Request(op: .release, release: ReleaseRequest(lease: lease))).release!
     }
 
+    /// Claims a file, writes `byte` over all of it, releases it, and waits until its scrub has begun.
+    func dirtyAndStartScrub(_ bytes: UInt64, byte: UInt8) throws {
+        let c = try claim(bytes, as: "vm", lease: "vm")
+        try FileBytes.fill(c.path, byte: byte)
+        _ = try release(lease: "vm")
+        try waitFor("the scrub to start") { try node0().scrubbingBytes > 0 }
+    }
+
     /// Waits until the pool holds `bytes` clean on node 0 and nothing is in flight.
     func waitClean(_ bytes: UInt64, timeout: Double = 60) throws {
         try waitFor("\(bytes) clean bytes", timeout: timeout) {
