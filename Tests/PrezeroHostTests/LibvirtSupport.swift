@@ -95,20 +95,22 @@ final class LibvirtHost {
     }
 
     /// Defines a TCG domain with no disk (SeaBIOS idling is enough to start it).
-    func define(name: String, uuid: String = UUID().uuidString.lowercased(), memoryMiB: Int, backing: String, cells: String = "", numatune: String = "") throws -> String {
+    func define(name: String, uuid: String = UUID().uuidString.lowercased(), memoryMiB: Int, backing: String, cells: String = "",
+                numatune: String = "", vcpus: Int = 1, extra: String = "") throws -> String {
         let xml = """
-            <domain type='qemu'>
+            <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
               <name>\(name.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;"))</name>
               <uuid>\(uuid)</uuid>
               <memory unit='MiB'>\(memoryMiB)</memory>
               <memoryBacking>\(backing)</memoryBacking>
-              <vcpu placement='static'>1</vcpu>
+              <vcpu placement='static'>\(vcpus)</vcpu>
               \(numatune)
               <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
               <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model>\(cells)</cpu>
               <clock offset='utc'/>
               <on_poweroff>destroy</on_poweroff>
               <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+              \(extra)
             </domain>
             """
         let file = pool.base + "/\(uuid).xml"

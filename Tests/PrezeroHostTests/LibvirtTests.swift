@@ -8,11 +8,12 @@ import Testing
 /// End to end: a real libvirtd starting real QEMU (TCG) with the hook installed.
 extension PoolTests {
     /// A pool that can hold exactly one 128 MiB guest, so that nothing refills under a test.
-    func libvirtPool(hookTimeoutMs: Int = 5000, mountSize: String = "160M") throws -> (TestPool, LibvirtHost) {
+    func libvirtPool(hookTimeoutMs: Int = 5000, mountSize: String = "160M", target: UInt64 = 128 * MiB,
+                     fileSize: String = "128M") throws -> (TestPool, LibvirtHost) {
         let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=\(mountSize)")
+                                mountConfig: "target: \(target)\nfile_size: \(fileSize)", mountOptions: "size=\(mountSize)")
         try pool.start()
-        try pool.waitClean(128 * MiB)
+        try pool.waitClean(target)
         let lv = try LibvirtHost(pool: pool)
         if hookTimeoutMs != 5000 { try lv.installHook(timeoutMs: hookTimeoutMs) }
         return (pool, lv)
@@ -96,6 +97,66 @@ extension PoolTests {
         let stopped = try lv.virsh("start", uuid)
         #expect(stopped.status == 0, "\(stopped.err)")
         _ = try lv.virsh("destroy", uuid)
+    }
+
+    @Test("a domain with two guest cells gets one file per cell")
+    func libvirtTwoCells() throws {
+        let (pool, lv) = try libvirtPool(target: 128 * MiB, fileSize: "64M")
+        defer { lv.close(); pool.close() }
+        let cells = """
+            <numa><cell id='0' cpus='0' memory='65536' unit='KiB' memAccess='shared'/>\
+            <cell id='1' cpus='1' memory='65536' unit='KiB' memAccess='shared'/></numa>
+            """
+        let uuid = try lv.define(name: "pz-e2e-two-cells", memoryMiB: 128, backing: "<source type='file'/><allocation mode='immediate'/>",
+                                 cells: cells, vcpus: 2)
+        let before = hostFreePages(page2M)
+        let r = try lv.virsh("start", uuid)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(hostFreePages(page2M) == before)
+        let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").sorted()
+        #expect(leased.map { $0.components(separatedBy: "~")[0] } == ["\(uuid).ram-node0", "\(uuid).ram-node1"])
+        let inodes = Set(leased.map { Files.status(followingPath: "\(pool.mount)/.prezero/leased/\($0)")!.inode })
+        #expect(lv.mappedInodes(try lv.qemuPID(uuid)) == inodes)
+        _ = try lv.virsh("destroy", uuid)
+        try pool.waitClean(128 * MiB, timeout: 30)
+    }
+
+    @Test("four concurrent starts get four distinct files")
+    func libvirtConcurrentStarts() throws {
+        let (pool, lv) = try libvirtPool(mountSize: "560M", target: 512 * MiB)
+        defer { lv.close(); pool.close() }
+        let uuids = try (0..<4).map { try lv.define(name: "pz-e2e-concurrent-\($0)", memoryMiB: 128, backing: LibvirtHost.eligible) }
+        let children = try uuids.map { u in
+            try Child(["virsh", "-c", "qemu:///system", "start", u], stdout: pool.base + "/start-\(u).out", stderr: pool.base + "/start-\(u).err")
+        }
+        for c in children { #expect(try c.wait(timeout: 120) == 0) }
+        let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased")
+        #expect(leased.count == 4)
+        var seen = Set<UInt64>()
+        for u in uuids {
+            let mapped = lv.mappedInodes(try lv.qemuPID(u))
+            #expect(mapped.count == 1)
+            seen.formUnion(mapped)
+        }
+        #expect(seen.count == 4, "no file was handed out twice")
+        for u in uuids { _ = try lv.virsh("destroy", u) }
+        try pool.waitClean(512 * MiB, timeout: 60)
+    }
+
+    @Test("a start that fails after start begin leaves nothing leased and loses no page")
+    func libvirtFailedStart() throws {
+        let (pool, lv) = try libvirtPool()
+        defer { lv.close(); pool.close() }
+        let before = hostFreePages(page2M)
+        // QEMU refuses an unknown option and exits: libvirt calls stopped and release.
+        let uuid = try lv.define(name: "pz-e2e-fails", memoryMiB: 128, backing: LibvirtHost.eligible,
+                                 extra: "<qemu:commandline><qemu:arg value='-prezero-no-such-option'/></qemu:commandline>")
+        let r = try lv.virsh("start", uuid)
+        #expect(r.status != 0)
+        try pool.waitClean(128 * MiB, timeout: 30)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty)
+        #expect(try pool.node0().leasedBytes == 0)
+        #expect(hostFreePages(page2M) == before, "the pool holds what it held before; nothing lost")
     }
 
     @Test("malformed, truncated and hostile stdin to the hook: exit 0, a log line, nothing else")
