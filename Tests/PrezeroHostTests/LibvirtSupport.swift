@@ -21,7 +21,7 @@ final class LibvirtHost {
     var domains: [String] = []
     var backingDir: String { pool.mount + "/libvirt-ram" }
 
-    init(pool: TestPool, hook: Bool = true) throws {
+    init(pool: TestPool, hook: Bool = true, hugetlbfsMount: String? = nil) throws {
         self.pool = pool
         hookPath = "\(LibvirtHost.hooksDir)/prezero-test-\(getpid())"
         savedQemuConf = FileManager.default.contents(atPath: LibvirtHost.qemuConf)
@@ -29,6 +29,7 @@ final class LibvirtHost {
         try FileManager.default.createDirectory(atPath: backingDir, withIntermediateDirectories: true)
         var conf = String(decoding: savedQemuConf ?? Data(), as: UTF8.self)
         conf += "\n# prezero test \(getpid())\nmemory_backing_dir = \"\(backingDir)\"\n"
+        if let m = hugetlbfsMount { conf += "hugetlbfs_mount = \"\(m)\"\n" }
         try conf.write(toFile: LibvirtHost.qemuConf, atomically: true, encoding: .utf8)
         if hook { try installHook() }
         try restartLibvirtd()
@@ -166,7 +167,8 @@ final class LibvirtHost {
         var changed = false
         while i < lines.count {
             if lines[i].hasPrefix("# prezero test "), let pid = Int32(lines[i].dropFirst("# prezero test ".count)), !alive(pid) {
-                let n = i + 1 < lines.count && lines[i + 1].hasPrefix("memory_backing_dir") ? 2 : 1
+                var n = 1
+                while i + n < lines.count, lines[i + n].hasPrefix("memory_backing_dir") || lines[i + n].hasPrefix("hugetlbfs_mount") { n += 1 }
                 lines.removeSubrange(i..<(i + n))
                 if i > 0 && lines[i - 1].isEmpty { lines.remove(at: i - 1); i -= 1 }
                 changed = true

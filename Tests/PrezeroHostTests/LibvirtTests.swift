@@ -159,6 +159,22 @@ extension PoolTests {
         #expect(hostFreePages(page2M) == before, "the pool holds what it held before; nothing lost")
     }
 
+    @Test("the pool holds every free page, and a <hugepages/> domain still starts (make-room)")
+    func libvirtMakeRoom() throws {
+        let pool = try TestPool(config: "min_free: 0\nmake_room_hold_s: 60", mountConfig: "target: 100%\nfile_size: 64M")
+        defer { pool.close() }
+        try pool.start()
+        try waitFor("the pool to take every free page", timeout: 60) { try pool.node0().fillingBytes == 0 && freePages(page2M) == 0 }
+        let lv = try LibvirtHost(pool: pool, hugetlbfsMount: pool.mount)
+        defer { lv.close() }
+        let uuid = try lv.define(name: "pz-e2e-hugepages", memoryMiB: 128, backing: "<hugepages/><allocation mode='immediate'/>")
+        let r = try lv.virsh("start", uuid)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(pool.log().contains("made room"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty)
+        _ = try lv.virsh("destroy", uuid)
+    }
+
     @Test("malformed, truncated and hostile stdin to the hook: exit 0, a log line, nothing else")
     func hookBadInput() throws {
         let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 8M\nfile_size: 8M")
