@@ -30,7 +30,7 @@ public struct HookHost: Sendable {
     public var backingMount: (path: String, pageSize: UInt64)? {
         guard let dir = memoryBackingDir.map(HookPlanner.normalize) else { return nil }
         return poolMounts.filter { dir == HookPlanner.normalize($0.path) || dir.hasPrefix(HookPlanner.normalize($0.path) + "/") }
-            .max { $0.path.count < $1.path.count }
+            .max { HookPlanner.normalize($0.path).count < HookPlanner.normalize($1.path).count }
     }
 }
 
@@ -39,7 +39,7 @@ public enum HookPlanner {
     /// pool mount, sizes in whole pages. Otherwise, if the guest will take huge pages
     /// anyway, make room for it; else leave it alone. Every outcome says why.
     public static func decide(_ d: DomainMemory, host: HookHost) -> HookDecision {
-        let total = d.backends.reduce(0) { $0 + $1.bytes }
+        let total = UInt64(min(d.backends.reduce(0.0) { $0 + Double($1.bytes) }, Double(UInt64.max / 2)))
         if d.hugepages {
             let ps = d.hugepageSize ?? host.defaultPageSize
             return .makeRoom(pageSize: ps, pages: pagesPerNode(d.backends, pageSize: ps),
@@ -66,7 +66,8 @@ public enum HookPlanner {
     public static func pagesPerNode(_ backends: [MemoryBackend], pageSize: UInt64) -> [String: UInt64] {
         var out: [String: UInt64] = [:]
         for b in backends {
-            let pages = ByteSize.roundUp(b.bytes, to: pageSize) / pageSize
+            guard pageSize > 0 else { continue }
+            let pages = b.bytes / pageSize + (b.bytes % pageSize == 0 ? 0 : 1)
             if b.hostNodes.isEmpty {
                 out["*", default: 0] += pages
             } else {
@@ -109,13 +110,15 @@ public struct QemuConf: Equatable, Sendable {
     public static func parse(_ text: String) -> QemuConf {
         var c = QemuConf()
         for raw in text.split(separator: "\n") {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let kv = line.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2 else { continue }
+            let kv = raw.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, !kv[0].contains("#") else { continue }
             let key = kv[0].trimmingCharacters(in: .whitespaces)
-            var value = kv[1].trimmingCharacters(in: .whitespaces)
-            guard value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") else { continue }
-            value = String(value.dropFirst().dropLast())
+            // A quoted value, then at most a comment: `#` inside the quotes is part of it.
+            let rest = kv[1].trimmingCharacters(in: .whitespaces)
+            guard rest.hasPrefix("\""), let close = rest.dropFirst().firstIndex(of: "\"") else { continue }
+            let value = String(rest[rest.index(after: rest.startIndex)..<close])
+            let tail = rest[rest.index(after: close)...].trimmingCharacters(in: .whitespaces)
+            guard tail.isEmpty || tail.hasPrefix("#") else { continue }
             switch key {
             case "memory_backing_dir": c.memoryBackingDir = value
             case "user": c.user = value

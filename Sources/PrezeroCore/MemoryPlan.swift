@@ -57,6 +57,20 @@ public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
 /// Domain XML → memory plan. Pure: the XML comes in as text.
 public enum DomainXML {
     public static func parse(_ xml: String) throws(DomainXMLError) -> DomainMemory {
+        // libvirt never sends a DTD; refusing one keeps entities (and their files) out.
+        // An empty or NUL-carrying text crashes FoundationXML, so it never gets there.
+        guard !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, !xml.contains("\0") else {
+            throw DomainXMLError(description: "domain XML is empty")
+        }
+        guard !xml.contains("<!DOCTYPE"), !xml.contains("<!ENTITY") else {
+            throw DomainXMLError(description: "domain XML carries a DTD or entities, which libvirt never sends")
+        }
+        // FoundationXML recovers from broken XML; a strict parse first refuses it.
+        let strict = XMLParser(data: Data(xml.utf8))
+        strict.shouldResolveExternalEntities = false
+        guard strict.parse(), xml.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("</domain>") else {
+            throw DomainXMLError(description: "domain XML is not well-formed (truncated?): \(strict.parserError.map { "\($0.localizedDescription)" } ?? "parse error")")
+        }
         let doc: XMLDocument
         do {
             doc = try XMLDocument(xmlString: xml, options: [])
@@ -81,7 +95,9 @@ public enum DomainXML {
         let fileSource = elements("memoryBacking/source").contains { attr($0, "type") == "file" }
         let hugepages = !elements("memoryBacking/hugepages").isEmpty
         let hugepageSize = try elements("memoryBacking/hugepages/page").first.map { e throws(DomainXMLError) in
-            try size(attr(e, "size") ?? "", unit: attr(e, "unit") ?? "KiB", what: "hugepages page size")
+            let v = try size(attr(e, "size") ?? "", unit: attr(e, "unit") ?? "KiB", what: "hugepages page size")
+            guard v > 0 else { throw DomainXMLError(description: "hugepages page size is 0") }
+            return v
         }
         let domainShared = elements("memoryBacking/access").contains { attr($0, "mode") == "shared" }
         _ = backing
@@ -100,7 +116,9 @@ public enum DomainXML {
         var dimmBytes: UInt64 = 0
         for d in dimmElements {
             let t = (try? d.nodes(forXPath: "target/size"))?.first as? XMLElement
-            dimmBytes += try size(t?.stringValue ?? "0", unit: attr(t, "unit") ?? "KiB", what: "DIMM size")
+            let (sum, o) = dimmBytes.addingReportingOverflow(try size(t?.stringValue ?? "0", unit: attr(t, "unit") ?? "KiB", what: "DIMM size"))
+            guard !o else { throw DomainXMLError(description: "DIMM sizes are too large") }
+            dimmBytes = sum
         }
 
         var backends: [MemoryBackend] = []
@@ -167,7 +185,7 @@ public enum DomainXML {
             let p = part.trimmingCharacters(in: .whitespaces)
             let neg = p.hasPrefix("^")
             let body = neg ? String(p.dropFirst()) : p
-            let r = body.split(separator: "-")
+            let r = body.split(separator: "-", omittingEmptySubsequences: false)
             var nodes: [Int] = []
             if r.count == 1, let a = Int(r[0]), a >= 0 { nodes = [a] }
             else if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a >= 0, a <= b, b < 4096 { nodes = Array(a...b) }
@@ -181,6 +199,6 @@ public enum DomainXML {
 public enum UUIDText {
     public static func valid(_ s: String) -> Bool {
         let parts = s.split(separator: "-", omittingEmptySubsequences: false)
-        return parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+        return parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy { $0.isASCII && $0.isHexDigit } }
     }
 }

@@ -124,6 +124,13 @@ extension PoolDaemon {
             let nodes = book.withLock { b in
                 b.nodes.filter { $0.key.mount == mi }.sorted { $0.value.cleanBytes > $1.value.cleanBytes }.map(\.key)
             }
+            // Keep fills out of the freed pages until the launch has taken them.
+            book.withLock { b in
+                for k in nodes {
+                    b.nodes[k]?.holdPages = any
+                    b.nodes[k]?.holdUntil = monotonicSeconds() + Double(config.makeRoomHoldS)
+                }
+            }
             for k in nodes where need > 0 { need -= min(need, giveBack(k, bytes: need)) }
             say("made room for \(any) pages on any node")
         }
