@@ -91,7 +91,6 @@ public enum DomainXML {
             throw DomainXMLError(description: "domain XML has no valid <uuid>")
         }
         let id = attr(root, "id").flatMap { Int($0) }
-        let backing = elements("memoryBacking").first
         let fileSource = elements("memoryBacking/source").contains { attr($0, "type") == "file" }
         let hugepages = !elements("memoryBacking/hugepages").isEmpty
         let hugepageSize = try elements("memoryBacking/hugepages/page").first.map { e throws(DomainXMLError) in
@@ -100,7 +99,6 @@ public enum DomainXML {
             return v
         }
         let domainShared = elements("memoryBacking/access").contains { attr($0, "mode") == "shared" }
-        _ = backing
 
         // Host nodes: <numatune><memnode cellid=N> overrides <numatune><memory> for its cell.
         let tuneMemory = elements("numatune/memory").first

@@ -45,9 +45,9 @@ struct Lease: Sendable {
     var file: PoolFileName
     var dest: String?
     var inode: UInt64
-    /// Still being set up by a claim: the reclaimer leaves it alone.
+    /// Still being set up by a claim: the reclaimer leaves it alone. Whether a lease
+    /// has ended is not kept here: it is derived from the file's link count.
     var claiming: Bool
-    var released: Bool
 
     var leasedName: String { LeasedName(key: key, file: file).description }
 }

@@ -121,7 +121,7 @@ public final class PoolDaemon: Sendable {
             let dest = Files.readText("\(leaseJournal)/\(ln.key)")
             book.withLock {
                 $0.leases[ln.key] = Lease(key: ln.key, mount: mi, file: ln.file, dest: dest, inode: st.inode,
-                                          claiming: false, released: st.links == 1)
+                                          claiming: false)
             }
         case .keep(let state, let name):
             guard let f = PoolFileName(name) else { return }

@@ -153,7 +153,7 @@ extension PoolDaemon {
             }
             if let f = choice.file {
                 b.nodes[NodeKey(mount: mi, node: f.node)]?.clean.removeAll { $0 == f.name }
-                b.leases[key] = Lease(key: key, mount: mi, file: f.name.resized(c.bytes), dest: c.dest, inode: 0, claiming: true, released: false)
+                b.leases[key] = Lease(key: key, mount: mi, file: f.name.resized(c.bytes), dest: c.dest, inode: 0, claiming: true)
             }
             return (key, choice)
         }
@@ -324,7 +324,6 @@ extension PoolDaemon {
         } catch {
             throw ControlError(.system, "release of lease '\(lease.key)': \(error)")
         }
-        book.withLock { $0.leases[lease.key]?.released = true }
         logger.info("lease \(lease.key) released")
         reclaim()
         let done = book.withLock { $0.leases[lease.key] == nil }
