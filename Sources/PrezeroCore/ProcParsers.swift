@@ -58,6 +58,19 @@ public enum ProcParsers {
         return ids
     }
 
+    /// When a process started, in seconds since the epoch, from its `/proc/PID/stat`
+    /// (field 22, clock ticks after boot) and `/proc/stat`'s `btime`.
+    public static func processStart(stat: String, procStat: String, ticksPerSecond: Double) -> Double? {
+        // The command name may hold spaces and parentheses: fields count from the last ')'.
+        guard let close = stat.lastIndex(of: ")"), ticksPerSecond > 0 else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is field 3 (state); field 22 is fields[19].
+        guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
+        guard let line = procStat.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+              let boot = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) else { return nil }
+        return boot + ticks / ticksPerSecond
+    }
+
     /// `Hugepagesize:` from /proc/meminfo, in bytes.
     public static func defaultHugepageSize(meminfo: String) -> UInt64? {
         for line in meminfo.split(separator: "\n") where line.hasPrefix("Hugepagesize:") {

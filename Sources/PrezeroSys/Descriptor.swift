@@ -24,6 +24,8 @@ public struct FileStatus: Sendable, Equatable {
     public var mode: UInt32
     public var uid: UInt32
     public var gid: UInt32
+    /// Last status change (ctime), seconds since the epoch: when the file was written, renamed or chmod-ed.
+    public var changedAt: Double
 
     init(_ s: stat) {
         device = UInt64(s.st_dev)
@@ -33,6 +35,7 @@ public struct FileStatus: Sendable, Equatable {
         mode = UInt32(s.st_mode)
         uid = s.st_uid
         gid = s.st_gid
+        changedAt = Double(s.st_ctim.tv_sec) + Double(s.st_ctim.tv_nsec) / 1e9
     }
 
     public var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }

@@ -58,6 +58,11 @@ public func monotonicSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
+/// Clock ticks per second, the unit of /proc/PID/stat's times.
+public func clockTicksPerSecond() -> Double {
+    Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// Sleeps the calling thread.
 public func sleepSeconds(_ s: Double) {
     guard s > 0 else { return }

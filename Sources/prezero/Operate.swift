@@ -112,6 +112,11 @@ struct Doctor: ParsableCommand {
         } catch {
             checks.append(Check(name: "prezerod", ok: false, detail: error.message))
         }
+        try Doctor.report(checks, json: json)
+    }
+
+    /// Prints the checks, one line each or as JSON; any failure exits 4.
+    static func report(_ checks: [Check], json: Bool) throws {
         if json {
             printJSON(checks)
         } else {
