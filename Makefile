@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo bench clean
+.PHONY: all deps build release test demo bench bench-libvirt clean
 
 all: build
 
@@ -29,6 +29,10 @@ demo: release
 bench: release
 	scripts/hugepages.sh reserve 0 4096
 	status=0; .build/release/prezero bench pool $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+
+# libvirt starts: stock <hugepages/> against a hand-over (BENCH_SIZE GiB, default 8), on a private setup.
+bench-libvirt: release
+	scripts/bench-libvirt.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -109,7 +109,7 @@ public struct QemuConf: Equatable, Sendable {
     /// Parses `key = "value"` lines, ignoring comments.
     public static func parse(_ text: String) -> QemuConf {
         var c = QemuConf()
-        for raw in text.split(separator: "\n") {
+        for raw in settingLines(text) {
             let kv = raw.split(separator: "=", maxSplits: 1)
             guard kv.count == 2, !kv[0].contains("#") else { continue }
             let key = kv[0].trimmingCharacters(in: .whitespaces)
@@ -127,5 +127,24 @@ public struct QemuConf: Equatable, Sendable {
             }
         }
         return c
+    }
+
+    /// The lines that are not blank or comments. Most of a stock qemu.conf is comments,
+    /// and this parse runs on every domain start: they are skipped as bytes.
+    static func settingLines(_ text: String) -> [String] {
+        let bytes = Array(text.utf8)
+        var out: [String] = []
+        var i = 0
+        while i < bytes.count {
+            var end = i
+            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            var first = i
+            while first < end && (bytes[first] == UInt8(ascii: " ") || bytes[first] == UInt8(ascii: "\t")) { first += 1 }
+            if first < end && bytes[first] != UInt8(ascii: "#") {
+                out.append(String(decoding: bytes[first..<end], as: UTF8.self))
+            }
+            i = end + 1
+        }
+        return out
     }
 }

@@ -244,6 +244,11 @@ public enum Files {
     }
 
     /// Writes a small text file (sysfs knobs, state files); never through a symlink.
+    /// Removes a file by path (not a directory).
+    public static func removePath(_ path: String) throws(SysError) {
+        try check("unlink", path) { unlinkat(AT_FDCWD, path, 0) }
+    }
+
     public static func writeText(_ path: String, _ text: String) throws(SysError) {
         let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), 0o600) }
         defer { close(fd) }

@@ -25,60 +25,8 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// A child process started with posix_spawn and reaped with waitpid. (Foundation's
-/// Process was seen to hang in waitUntilExit here, on a child that had exited.)
-final class Child {
-    let pid: pid_t
-    private(set) var status: Int32?
-
-    /// Starts `args` with stdin, stdout and stderr opened from the given paths.
-    init(_ args: [String], stdin: String = "/dev/null", stdout: String = "/dev/null", stderr: String = "/dev/null",
-         env: [String: String] = [:]) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        var environment = ProcessInfo.processInfo.environment
-        for (k, v) in env { environment[k] = v }
-        let argv = args.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for a in argv + envp { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
-        guard rc == 0 else { throw TestFailure("cannot start \(args[0]): \(String(cString: strerror(rc)))") }
-        self.pid = pid
-    }
-
-    /// Reaps the child if it has exited; true while it runs.
-    var isRunning: Bool {
-        guard status == nil else { return false }
-        var st: Int32 = 0
-        let r = waitpid(pid, &st, WNOHANG)
-        if r == pid { status = st; return false }
-        return r == 0
-    }
-
-    /// Waits for the exit, killing the child after `timeout` seconds. Returns the exit status
-    /// (128 + signal for a signal).
-    @discardableResult
-    func wait(timeout: Double = .infinity) throws -> Int32 {
-        let end = monotonicSeconds() + timeout
-        while isRunning {
-            if monotonicSeconds() > end {
-                kill(pid, SIGKILL)
-                while isRunning { sleepSeconds(0.01) }
-                throw TestFailure("process \(pid) did not finish within \(timeout) s")
-            }
-            sleepSeconds(0.005)
-        }
-        let st = status ?? 0
-        return st & 0x7f == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
-    }
-
-    func signal(_ sig: Int32) { if status == nil { kill(pid, sig) } }
-}
+/// Child processes come from PrezeroSys, wrapped to throw a test failure.
+typealias Child = ChildProcess
 
 /// Runs a command to completion; returns (status, stdout, stderr). Output goes through
 /// files, not pipes, so a daemon the command leaves behind cannot hold us up; after

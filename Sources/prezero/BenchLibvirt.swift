@@ -1,0 +1,277 @@
+import ArgumentParser
+import Foundation
+import PrezeroClient
+import PrezeroCore
+import PrezeroLibvirt
+import PrezeroSys
+
+struct BenchLibvirt: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "libvirt",
+        abstract: "Domain start through libvirt: stock <hugepages/> against a hand-over, at two sizes, and the hook's overhead.",
+        discussion: """
+            Needs a host set up for prezero: libvirtd running with the hook installed, prezerod running, \
+            and qemu.conf's memory_backing_dir on a pool mount whose pool can hold SIZE + SMALL clean \
+            (`prezero libvirt doctor` checks all of it; `make bench-libvirt` sets up a private one). \
+            Defines its own domains (prezero-bench-*), starts each through libvirt's API (what virsh start \
+            calls), and undefines them at the end. After one untimed round, --runs rounds time:
+              stock       a <hugepages/> guest of SIZE: QEMU's pages are zeroed at start
+              hand-over   the same guest in the eligible form, given a pre-zeroed file
+              small       the hand-over at SMALL: the cost of a start without memory
+              hook        a guest without huge pages, with the hook and with it moved aside
+            Ratios: speedup = stock / hand-over; size_independence = hand-over / small (target ≤ 1.15); \
+            hook_overhead_ms = hook − no hook (target ≤ 10). hook_exec_ms times the hook's three start \
+            calls run directly, which the start difference measures through noise.
+            """)
+
+    @Option(name: .long, help: "Guest size (default 8G).")
+    var size: String = "8G"
+    @Option(name: .long, help: "Guest size for the start without memory (default 256M).")
+    var small: String = "256M"
+    @Option(name: .long, help: "Timed rounds (at least 5).")
+    var runs: Int = 5
+    @Flag(name: .long, help: "Print the results as JSON.")
+    var json = false
+    @OptionGroup var libvirt: LibvirtOptions
+    @OptionGroup var connection: Connection
+
+    func validate() throws {
+        guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
+    }
+
+    struct Result: Codable {
+        var sizeBytes: UInt64
+        var smallBytes: UInt64
+        var runs: Int
+        var startStockS: Double
+        var startHandoverS: Double
+        var startSmallS: Double
+        var speedup: Double
+        var sizeIndependence: Double
+        var hookOverheadMs: Double
+        var hookExecMs: Double
+        var spreads: [String: Spread]
+
+        enum CodingKeys: String, CodingKey {
+            case runs, speedup, spreads
+            case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
+            case startHandoverS = "start_handover_s", startSmallS = "start_small_s", sizeIndependence = "size_independence"
+            case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms"
+        }
+    }
+
+    func run() throws {
+        try guarded {
+            let bytes = try parseSize(size, what: "--size"), smallBytes = try parseSize(small, what: "--small")
+            let lab = try LibvirtLab(libvirt: libvirt, connection: connection, note: note)
+            defer { lab.close() }
+            guard bytes % lab.pageSize == 0, smallBytes % lab.pageSize == 0 else {
+                throw CLIError("--size and --small must be whole \(ByteSize.format(lab.pageSize)) pages", code: 2)
+            }
+            let stock = try lab.define("stock", bytes: bytes, backing: "<hugepages><page size='\(lab.pageSize >> 10)' unit='KiB'/></hugepages>")
+            let big = try lab.define("handover", bytes: bytes, backing: LibvirtLab.eligible)
+            let little = try lab.define("small", bytes: smallBytes, backing: LibvirtLab.eligible)
+            let plain = try lab.define("plain", bytes: smallBytes, backing: "")
+            note("bench libvirt: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests, \(ByteSize.format(lab.pageSize)) pages, \(runs) runs after one untimed round")
+
+            var t: [String: [Double]] = [:]
+            let hookPairs = max(runs, 20)
+            for round in 0...runs {
+                let s = try lab.timeStart(stock)
+                let h = try lab.timeStart(big, handedOver: bytes)
+                let m = try lab.timeStart(little, handedOver: smallBytes)
+                guard round > 0 else { continue }
+                t["stock", default: []].append(s)
+                t["handover", default: []].append(h)
+                t["small", default: []].append(m)
+                note("  run \(round): stock \(f(s)) s, hand-over \(f(h)) s, small \(f(m)) s")
+            }
+            note("  hook: \(hookPairs) starts of a guest without huge pages with the hook, and as many without")
+            for round in 0...hookPairs {
+                let with = try lab.timeStart(plain)
+                let without = try lab.withHookAside { try lab.timeStart(plain) }
+                guard round > 0 else { continue }
+                t["hook", default: []].append(with)
+                t["nohook", default: []].append(without)
+            }
+            let exec = try lab.timeHookCalls(plain, times: 20)
+            let sp = t.mapValues(Spread.init).merging(["hook_exec": Spread(exec)]) { a, _ in a }
+            let r = Result(sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
+                           startStockS: sp["stock"]!.median, startHandoverS: sp["handover"]!.median, startSmallS: sp["small"]!.median,
+                           speedup: sp["stock"]!.median / sp["handover"]!.median,
+                           sizeIndependence: sp["handover"]!.median / sp["small"]!.median,
+                           hookOverheadMs: (sp["hook"]!.median - sp["nohook"]!.median) * 1000,
+                           hookExecMs: sp["hook_exec"]!.median * 1000, spreads: sp)
+            if json {
+                printJSON(r)
+                return
+            }
+            print("""
+                libvirt start (virDomainCreate, what virsh start calls), median [min–max] over \(runs) runs
+                  stock <hugepages/>, \(ByteSize.format(bytes))       \(sp["stock"]!.text()) s
+                  handed over, \(ByteSize.format(bytes))              \(sp["handover"]!.text()) s
+                  handed over, \(ByteSize.format(smallBytes))            \(sp["small"]!.text()) s
+                  speedup            stock / hand-over   \(f(r.speedup, 2))×
+                  size_independence  \(ByteSize.format(bytes)) / \(ByteSize.format(smallBytes))   \(f(r.sizeIndependence, 3))×  (target ≤ 1.15)
+                hook overhead, guest without huge pages, \(hookPairs) pairs
+                  with the hook      \(sp["hook"]!.text()) s
+                  without            \(sp["nohook"]!.text()) s
+                  hook_overhead_ms   \(f(r.hookOverheadMs, 1)) ms  (target ≤ 10)
+                  hook_exec_ms       \(f(r.hookExecMs, 2)) ms  (prepare + start + started begin, run directly, median of 20)
+                """)
+        }
+    }
+
+    func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
+
+    func note(_ s: String) {
+        if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    }
+}
+
+/// The host as the libvirt bench finds it, checked, and the domains it defines,
+/// undefined again by `close()`.
+final class LibvirtLab {
+    static let eligible = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
+    let conn: LibvirtConnection
+    let client: ControlClient
+    let mount: String
+    let pageSize: UInt64
+    let hook: String
+    let hookAside: String
+    var domains: [String] = []
+    let note: (String) -> Void
+
+    init(libvirt: LibvirtOptions, connection: Connection, note: @escaping (String) -> Void) throws {
+        self.note = note
+        hook = libvirt.hooksDir + "/prezero"
+        // Beside qemu.d, not in it: libvirt runs every file in qemu.d.
+        hookAside = (libvirt.hooksDir as NSString).deletingLastPathComponent + "/prezero.bench-aside"
+        // A bench that was killed with the hook moved aside puts it back first.
+        if Files.status(followingPath: hook) == nil, Files.status(followingPath: hookAside) != nil {
+            try? Files.renamePath(hookAside, hook)
+        }
+        guard Files.status(followingPath: hook) != nil else {
+            throw CLIError("no hook at \(hook); run `prezero install` and restart libvirtd (`prezero libvirt doctor` checks the setup)")
+        }
+        client = connection.client
+        let status: StatusResult
+        do {
+            status = try client.send(Request(op: .status)).status!
+        } catch {
+            throw CLIError(error)
+        }
+        let conf = QemuConf.parse(Files.readText(libvirt.qemuConf) ?? "")
+        let host = HookHost(memoryBackingDir: conf.memoryBackingDir, poolMounts: status.mounts.map { ($0.path, $0.pageSize) }, defaultPageSize: 2 << 20)
+        guard let m = host.backingMount else {
+            throw CLIError("memory_backing_dir in \(libvirt.qemuConf) is not on a pool mount; `prezero libvirt doctor` says what to change")
+        }
+        (mount, pageSize) = m
+        conn = try libvirt.open()
+    }
+
+    func define(_ role: String, bytes: UInt64, backing: String) throws -> String {
+        let name = "prezero-bench-\(role)-\(getpid())"
+        let xml = """
+            <domain type='qemu'>
+              <name>\(name)</name>
+              <uuid>\(UUID().uuidString.lowercased())</uuid>
+              <memory unit='KiB'>\(bytes >> 10)</memory>
+              <memoryBacking>\(backing)</memoryBacking>
+              <vcpu>1</vcpu>
+              <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+              <on_poweroff>destroy</on_poweroff>
+              <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+            </domain>
+            """
+        try libvirtCall { () throws(LibvirtError) in try conn.define(xml) }
+        domains.append(name)
+        return name
+    }
+
+    /// Waits for the pool to be back at its target with nothing to scrub or fill, so that
+    /// no start is timed against the pool's own work.
+    func settle() throws {
+        let deadline = monotonicSeconds() + 300
+        while true {
+            let s: StatusResult
+            do {
+                s = try client.send(Request(op: .status)).status!
+            } catch {
+                throw CLIError(error)
+            }
+            let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
+            let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
+            if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }
+            guard monotonicSeconds() < deadline else {
+                throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing dirty or filling); see `prezero status`")
+            }
+            sleepSeconds(0.1)
+        }
+    }
+
+    /// Seconds libvirt takes to start `name`; then destroys it. A hand-over that did not
+    /// happen is an error, never a figure.
+    func timeStart(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        try settle()
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        let took = monotonicSeconds() - t
+        defer { try? conn.destroy(name) }
+        if let want = handedOver {
+            let leased = (try? client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
+                .reduce(0) { $0 + $1.leasedBytes } ?? 0
+            guard leased >= want else {
+                throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
+            }
+        }
+        return took
+    }
+
+    /// Runs `body` with the hook moved out of libvirt's hook directory, and puts it back.
+    func withHookAside<T>(_ body: () throws -> T) throws -> T {
+        do {
+            try Files.renamePath(hook, hookAside)
+        } catch {
+            throw CLIError("cannot move the hook aside: \(error)")
+        }
+        defer { try? Files.renamePath(hookAside, hook) }
+        return try body()
+    }
+
+    /// The hook's three calls at a start (prepare, start, started begin) run directly,
+    /// with the domain's XML on stdin as libvirt gives it: seconds for the three.
+    func timeHookCalls(_ name: String, times: Int) throws -> [Double] {
+        let xml = try libvirtCall { () throws(LibvirtError) in try conn.xml(name) }
+            .replacingOccurrences(of: "<domain type='qemu'>", with: "<domain type='qemu' id='999999'>")
+        let input = "/tmp/prezero-bench-\(getpid()).xml"
+        do {
+            try Files.writeText(input, xml)
+        } catch {
+            throw CLIError("cannot write \(input): \(error)")
+        }
+        defer { try? Files.removePath(input) }
+        var out: [Double] = []
+        for _ in 0..<times {
+            let t = monotonicSeconds()
+            for call in [["prepare", "begin"], ["start", "begin"], ["started", "begin"]] {
+                do {
+                    try ChildProcess([hook, name] + call + ["-"], stdin: input).wait()
+                } catch {
+                    throw CLIError("cannot run the hook \(hook): \(error)")
+                }
+            }
+            out.append(monotonicSeconds() - t)
+        }
+        return out
+    }
+
+    func close() {
+        if Files.status(followingPath: hook) == nil { try? Files.renamePath(hookAside, hook) }
+        for d in domains {
+            try? conn.destroy(d)
+            try? conn.undefine(d)
+        }
+        domains = []
+    }
+}

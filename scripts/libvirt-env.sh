@@ -1,0 +1,78 @@
+# Sourced by demo.sh and bench-libvirt.sh: a private prezero + libvirt setup on this
+# host, undone by `env_cleanup` (run it from an EXIT trap).
+#
+#   env_up PAGES_2M POOL_TARGET FILE_SIZE HOOK_NAME
+#
+# Reserves PAGES_2M huge pages, mounts a private hugetlbfs, starts a private prezerod
+# filled to POOL_TARGET, points libvirt at the mount (memory_backing_dir and
+# hugetlbfs_mount appended to qemu.conf, which is restored byte for byte), installs
+# the hook as /etc/libvirt/hooks/qemu.d/HOOK_NAME and (re)starts libvirtd so that it
+# finds the hook. Undone: the daemons this started are stopped by PID, a libvirtd
+# that was running is restarted, the mount, the pages and the hook are given back.
+# Sets: bin, work, mnt, sock, log, cli().
+set -euo pipefail
+bin=$PWD/.build/release
+conf=/etc/libvirt/qemu.conf
+work=; mnt=; sock=; log=; hook=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=
+
+alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+stop_pid() { kill "$1" 2>/dev/null || return 0; for _ in $(seq 150); do alive "$1" || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+virsh() { command virsh -q -c qemu:///system "$@"; }
+cli() { "$bin/prezero" "$@" --socket "$sock"; }
+
+env_up() {
+    local pages=$1 target=$2 file_size=$3 hook_name=$4
+    hook=/etc/libvirt/hooks/qemu.d/$hook_name
+    if [ -e "$hook" ]; then
+        echo "$hook exists already: this host has prezero installed; run the command against its own prezerod instead" >&2
+        hook=; return 1
+    fi
+    work=$(mktemp -d /tmp/prezero-env.XXXXXX)
+    chmod 755 "$work"   # QEMU runs as the qemu user and must reach the mount
+    mnt=$work/hugepages; sock=$work/prezerod.sock; log=$work/prezerod.log
+    scripts/hugepages.sh reserve 0 "$pages"; reserved=1
+    mkdir -p "$mnt" && mount -t hugetlbfs -o pagesize=2M none "$mnt"
+    mkdir -p "$mnt/libvirt-ram"
+
+    echo "== prezerod on $mnt"
+    cat > "$work/prezerod.yaml" <<YAML
+socket: $sock
+state_dir: $work/state
+min_free: 0
+refill_delay_ms: 1000
+mounts:
+  - path: $mnt
+    target: $target
+    file_size: $file_size
+YAML
+    "$bin/prezerod" --config "$work/prezerod.yaml" 2> "$log" &
+    pid=$!
+    for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+    cli fill --target "$target" > /dev/null
+
+    echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
+    cp "$conf" "$work/qemu.conf.orig"
+    printf '\nmemory_backing_dir = "%s"\nhugetlbfs_mount = "%s"\n' "$mnt/libvirt-ram" "$mnt" >> "$conf"
+    printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$work/hook.conf"
+    mkdir -p "$(dirname "$hook")"
+    printf '#!/bin/sh\nPREZERO_HOOK_CONF=%s exec %s "$@"\n' "$work/hook.conf" "$bin/prezero-hook" > "$hook"
+    chmod 755 "$hook"
+    if ! alive "$(cat /run/virtlogd.pid 2>/dev/null)"; then /usr/sbin/virtlogd -d; started_virtlogd=$(cat /run/virtlogd.pid); fi
+    if alive "$(cat /run/libvirtd.pid 2>/dev/null)"; then had_libvirtd=1; stop_pid "$(cat /run/libvirtd.pid)"; fi
+    /usr/sbin/libvirtd -d; started_libvirtd=1
+    for _ in $(seq 100); do virsh version >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
+env_cleanup() {
+    set +e
+    [ -n "$hook" ] && rm -f "$hook"
+    [ -n "$work" ] && [ -f "$work/qemu.conf.orig" ] && cp "$work/qemu.conf.orig" "$conf"
+    lv=$(cat /run/libvirtd.pid 2>/dev/null)
+    if [ -n "$started_libvirtd$had_libvirtd" ] && alive "$lv"; then stop_pid "$lv"; fi
+    [ -n "$had_libvirtd" ] && /usr/sbin/libvirtd -d
+    [ -n "$started_virtlogd" ] && stop_pid "$started_virtlogd"
+    [ -n "$pid" ] && stop_pid "$pid"
+    [ -n "$mnt" ] && mountpoint -q "$mnt" && umount "$mnt"
+    [ -n "$work" ] && rm -rf "$work"
+    [ -n "$reserved" ] && scripts/hugepages.sh restore
+}
