@@ -22,6 +22,15 @@ test: deps
 	scripts/hugepages.sh reserve 2 512
 	status=0; $(SWIFT) test --skip-build || status=$$?; scripts/hugepages.sh restore; exit $$status
 
+# Multi-node NUMA checks: a QEMU (TCG) guest with 2, then 4 fake nodes runs the release
+# binaries (Tests/numa/README.md). Its own release build, so it never races a build in .build.
+NUMA_SCRATCH ?= .build-numa
+.PHONY: numa
+numa: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(NUMA_SCRATCH)
+	PREZERO_NUMA_BIN=$(NUMA_SCRATCH)/release scripts/numa.sh 2
+	PREZERO_NUMA_BIN=$(NUMA_SCRATCH)/release scripts/numa.sh 4
+
 # The main job: a private prezerod on a temporary hugetlbfs mount, filled, a claim, and the hand-over ratio.
 demo: release
 	scripts/demo.sh
