@@ -10,6 +10,8 @@
  *   numa-probe send SOCKET JSON     send one request line to prezerod, print the answer
  *   numa-probe hog NODE PAGES SECS  take PAGES anonymous huge pages bound to NODE,
  *                                   one mapping per page, hold them SECS seconds
+ *                                   (HOG_BULK=1: one mapping for all, as QEMU's
+ *                                   prealloc does: its host-wide reservation shows)
  *
  * Built with `gcc -static` by scripts/numa.sh at test time.
  */
@@ -119,6 +121,16 @@ static int cmd_hog(const char *node, const char *pages, const char *secs) {
     if (mi) fclose(mi);
     if (page == 0) { fprintf(stderr, "numa-probe: no Hugepagesize in /proc/meminfo\n"); return 2; }
     long n = atol(pages), got = 0;
+    if (getenv("HOG_BULK")) {
+        unsigned char *p = mmap(NULL, page * n, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+        if (p == MAP_FAILED) die("mmap", "bulk");
+        for (; got < n; got++) p[got * page] = 1;
+        printf("hog: took %ld of %ld pages on node %s in one mapping\n", got, n, node);
+        fflush(stdout);
+        sleep((unsigned)atoi(secs));
+        return 0;
+    }
     for (; got < n; got++) {
         unsigned char *p = mmap(NULL, page, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
