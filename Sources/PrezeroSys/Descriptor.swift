@@ -86,9 +86,11 @@ public enum Files {
     }
 
     /// Opens a regular file inside `dir` for reading and writing; `create` makes a new one (never an existing one).
-    public static func openFile(in dir: Descriptor, name: String, create: Bool = false, mode: UInt32 = 0o600) throws(SysError) -> Descriptor {
+    /// `inheritable` leaves the descriptor open across exec, for a child to use.
+    public static func openFile(in dir: Descriptor, name: String, create: Bool = false, mode: UInt32 = 0o600,
+                                inheritable: Bool = false) throws(SysError) -> Descriptor {
         try requireName("open", name)
-        let flags = O_RDWR | pz_flag_nofollow() | pz_flag_cloexec() | (create ? pz_flag_creat_excl() : 0)
+        let flags = O_RDWR | pz_flag_nofollow() | (inheritable ? 0 : pz_flag_cloexec()) | (create ? pz_flag_creat_excl() : 0)
         let raw = try check("open", "\(dir.label)/\(name)") { pz_openat(dir.raw, name, flags, mode_t(mode)) }
         return Descriptor(raw, label: "\(dir.label)/\(name)")
     }

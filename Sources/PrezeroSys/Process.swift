@@ -20,6 +20,19 @@ public final class ChildProcess: @unchecked Sendable {
         if let stdin { posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0) }
         if let stdout { posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
         if let stderr { posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
+        // A clean signal state: the mask and ignored signals survive exec, and a parent
+        // that blocks SIGTERM (a test runner, a service manager) must not pass that on.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        var reset = sigset_t()
+        sigemptyset(&reset)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&reset, sig) }
+        posix_spawnattr_setsigdefault(&attr, &reset)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var environment: [String] = []
         var i = 0
         while let e = environ[i] {
@@ -33,7 +46,7 @@ public final class ChildProcess: @unchecked Sendable {
         let envp = environment.map { strdup($0) } + [nil]
         defer { for a in argv + envp { free(a) } }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, envp)
+        let rc = posix_spawnp(&pid, args[0], &actions, &attr, argv, envp)
         guard rc == 0 else { throw SysError("posix_spawn", args[0], errno: rc) }
         self.pid = pid
     }

@@ -12,7 +12,23 @@ struct Prezero: ParsableCommand {
             Exit status: 0 success, 1 the request failed or was refused, 2 bad usage,
             3 prezerod could not be reached, 4 doctor found a problem.
             """,
-        subcommands: [Status.self, Claim.self, Release.self, Fill.self, Drain.self, Doctor.self, Metrics.self, Install.self, Libvirt.self, Bench.self])
+        subcommands: [Status.self, Claim.self, Release.self, Fill.self, Drain.self, Doctor.self, Metrics.self, Launch.self, Install.self, Libvirt.self, Bench.self])
+}
+
+extension Prezero {
+    /// ArgumentParser exits 64 on bad usage; prezero's documented status for it is 2.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// `--socket` and `--json`, shared by every command that talks to prezerod.

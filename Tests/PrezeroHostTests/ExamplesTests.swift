@@ -1,0 +1,137 @@
+import Foundation
+import Glibc
+import PrezeroClient
+import PrezeroCore
+import PrezeroSys
+import Testing
+
+/// The repository's examples/ directory.
+let examplesDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("examples").path
+
+/// Child PIDs of a process.
+func childPIDs(_ pid: Int32) -> [Int32] {
+    let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+    return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+}
+
+/// Every example in examples/ is run here.
+extension PoolTests {
+    /// examples/qemu-direct/run.sh with this test's prezerod, binaries and a 128 MiB guest.
+    func startQemuDirect(_ pool: TestPool, size: String = "128M") throws -> (launcher: Child, qmp: String) {
+        let qmp = pool.base + "/qemu.qmp"
+        let env = ["PATH": "\(Binaries.dir):/usr/bin:/bin:/usr/sbin:/sbin", "SIZE": size, "QMP": qmp, "PREZERO_SOCKET": pool.socket]
+        let launcher = try Child(["/bin/sh", examplesDir + "/qemu-direct/run.sh"], stdout: pool.base + "/launch.out",
+                                 stderr: pool.base + "/launch.err", env: env)
+        guard QMP.waitReady(socket: qmp, timeout: 60, alive: { launcher.isRunning }) else {
+            throw TestFailure("QEMU did not answer query-status: \((try? String(contentsOfFile: pool.base + "/launch.err", encoding: .utf8)) ?? "")")
+        }
+        return (launcher, qmp)
+    }
+
+    /// A launcher the test gave up on: its VMM first (it would outlive it), then itself.
+    func stopLauncher(_ launcher: Child) {
+        for p in childPIDs(launcher.pid) { kill(p, SIGKILL) }
+        launcher.signal(SIGKILL)
+        _ = try? launcher.wait(timeout: 10)
+    }
+
+    func launchLog(_ pool: TestPool) -> String { (try? String(contentsOfFile: pool.base + "/launch.err", encoding: .utf8)) ?? "" }
+
+    @Test("examples/qemu-direct: QEMU runs on the pool's file with no new pages, and the file comes back scrubbed")
+    func qemuDirectExample() throws {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
+                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(128 * MiB)
+        let before = hostFreePages(page2M)
+        let (launcher, _) = try startQemuDirect(pool)
+        defer { stopLauncher(launcher) }
+        let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased")
+        #expect(leased == ["launch.\(launcher.pid).m0~n0-134217728-1"], "\(launchLog(pool))")
+        let leasedPath = "\(pool.mount)/.prezero/leased/\(leased.first ?? "")"
+        let inode = Files.status(followingPath: leasedPath)?.inode
+        let qemu = childPIDs(launcher.pid)
+        #expect(qemu.count == 1)
+        let maps = (try? String(contentsOfFile: "/proc/\(qemu.first ?? 0)/maps", encoding: .utf8)) ?? ""
+        #expect(maps.split(separator: "\n").contains { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first == "\(inode ?? 0)" },
+                "QEMU maps the leased file")
+        #expect(hostFreePages(page2M) == before, "no new huge pages across QEMU's start")
+        #expect(Files.status(followingPath: leasedPath)?.links == 1, "the file is linked nowhere but the pool")
+        #expect(launchLog(pool).contains("m0: 128 MiB pre-zeroed on node 0 (hit)"))
+        try FileBytes.fill(leasedPath, byte: 0x5A)
+        // SIGTERM to prezero launch reaches QEMU, which shuts down; then the release.
+        launcher.signal(SIGTERM)
+        #expect(try launcher.wait(timeout: 60) == 0, "\(launchLog(pool))")
+        try pool.waitClean(128 * MiB, timeout: 30)
+        let clean = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean")
+        #expect(clean.count == 1)
+        #expect(try FileBytes.allZero("\(pool.mount)/.prezero/clean/\(clean.first ?? "")"), "the pattern never reappears")
+        #expect(hostFreePages(page2M) == before)
+    }
+
+    @Test("prezero launch killed with SIGKILL: once QEMU is gone too, prezerod reclaims the file by itself")
+    func launchKilled() throws {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
+                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(128 * MiB)
+        let (launcher, _) = try startQemuDirect(pool)
+        defer { stopLauncher(launcher) }
+        let qemu = childPIDs(launcher.pid)
+        #expect(qemu.count == 1)
+        launcher.signal(SIGKILL)
+        _ = try launcher.wait(timeout: 10)
+        // QEMU still runs and holds the file: it stays leased.
+        sleepSeconds(0.5)
+        #expect(try pool.node0().leasedBytes == 128 * MiB)
+        for p in qemu { kill(p, SIGKILL) }
+        try waitFor("QEMU to exit", timeout: 20) { qemu.allSatisfy { !LibvirtHost.alive($0) } }
+        try pool.waitClean(128 * MiB, timeout: 30)
+        #expect(try pool.node0().leasedBytes == 0)
+        #expect(pool.log().contains("lease launch.\(launcher.pid).m0 reclaimed"))
+    }
+
+    @Test("prezero launch on a miss: QEMU still starts, on a file of its own, and nothing is left behind")
+    func launchMiss() throws {
+        let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 0", mountOptions: "size=160M")
+        defer { pool.close() }
+        try pool.start()
+        let before = hostFreePages(page2M)
+        let (launcher, _) = try startQemuDirect(pool)
+        defer { stopLauncher(launcher) }
+        #expect(launchLog(pool).contains("m0: 128 MiB, no pre-zeroed file (miss)"), "\(launchLog(pool))")
+        #expect(before - hostFreePages(page2M) == 64, "QEMU allocated its own 64 pages")
+        launcher.signal(SIGINT)
+        #expect(try launcher.wait(timeout: 60) == 0, "\(launchLog(pool))")
+        #expect(hostFreePages(page2M) == before, "QEMU's unlinked file went with it")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: pool.mount).filter { !$0.hasPrefix(".") }.isEmpty)
+    }
+
+    @Test("prezero launch: bad usage is one line, exit 2, and claims nothing")
+    func launchBadUsage() throws {
+        let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 8M\nfile_size: 8M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(8 * MiB)
+        let snap = pool.snapshot()
+        for (args, says) in [
+            (["--memory", "m0=3M", "--", "true", "{prezero:m0}"], "not a whole number of 2 MiB pages"),
+            (["--memory", "m0=8M", "--", "true"], "--memory m0 is not used"),
+            (["--memory", "m0=8M", "--", "true", "{prezero:m0}", "{prezero:m1}"], "{prezero:m1} in the VMM's arguments has no --memory m1"),
+            (["--memory", "m 0=8M", "--", "true"], "may hold only letters"),
+            (["--memory", "m0=8M@x", "--", "true", "{prezero:m0}"], "is not a node list"),
+            (["--memory", "m0=8M"], "give the VMM command after --"),
+        ] {
+            let r = try run([Binaries.prezero, "launch", "--socket", pool.socket] + args)
+            #expect(r.status == 2, "\(args)")
+            #expect(r.err.contains(says), "\(args): \(r.err)")
+        }
+        let missing = try run([Binaries.prezero, "launch", "--socket", pool.socket, "--memory", "m0=8M", "--", "/nonexistent/vmm", "{prezero:m0}"])
+        #expect(missing.status == 127 && missing.err.contains("cannot start /nonexistent/vmm"), "\(missing.err)")
+        try pool.waitClean(8 * MiB, timeout: 30)
+        #expect(pool.snapshot() == snap, "nothing claimed is left behind")
+    }
+}
