@@ -152,7 +152,13 @@ extension PoolDaemon {
                 if c.bytes - f.bytes > cnt.free - min(cnt.free, keep) { choice = ClaimChoice(outcome: .miss, file: nil) }
             }
             if let f = choice.file {
-                b.nodes[NodeKey(mount: mi, node: f.node)]?.clean.removeAll { $0 == f.name }
+                let fk = NodeKey(mount: mi, node: f.node)
+                b.nodes[fk]?.clean.removeAll { $0 == f.name }
+                // Hold the refill back from the moment the file leaves clean/: the node's
+                // worker must not start refilling while this claim is still linking it.
+                let settle = monotonicSeconds() + Double(config.refillDelayMs) / 1000
+                let until = b.nodes[fk]?.fillBackoffUntil ?? 0
+                b.nodes[fk]?.fillBackoffUntil = max(until, settle)
                 b.leases[key] = Lease(key: key, mount: mi, file: f.name.resized(c.bytes), dest: c.dest, inode: 0, claiming: true)
             }
             return (key, choice)
