@@ -11,7 +11,7 @@
 # Environment:
 #   PREZERO_NUMA_BIN    directory of the release binaries (default .build-numa/release)
 #   PREZERO_NUMA_CACHE  where the kernel and busybox are kept (default /var/cache/prezero-numa)
-#   PREZERO_NUMA_TIMEOUT  seconds the guest may run (default 150)
+#   PREZERO_NUMA_TIMEOUT  seconds the guest may run (default 180; a run takes 60-110 s)
 #   PREZERO_NUMA_LOG    if set, the guest's whole console is copied to this file
 set -euo pipefail
 
@@ -19,14 +19,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 nodes=${1:-}
 bin=${PREZERO_NUMA_BIN:-$repo/.build-numa/release}
 cache=${PREZERO_NUMA_CACHE:-/var/cache/prezero-numa}
-guest_timeout=${PREZERO_NUMA_TIMEOUT:-150}
+guest_timeout=${PREZERO_NUMA_TIMEOUT:-180}
 
 # Guest layouts: memory per node (MiB), CPUs per node, 2 MiB huge pages reserved per node.
 # Node 0 is the largest: it also holds the unpacked initramfs (~250 MiB).
 # The 4-node layout has unequal nodes, so targets and min_free differ per node.
 case "$nodes" in
-    2) mem=(1024 1024); cpus=(0-1 2-3); pages=(96 96) ;;
-    4) mem=(1024 512 768 384); cpus=(0 1 2 3); pages=(96 48 72 24) ;;
+    2) mem=(1024 1024); cpus=(0-1 2-3); pages=(48 48) ;;
+    4) mem=(1024 512 768 384); cpus=(0 1 2 3); pages=(48 24 36 16) ;;
     *) echo "usage: scripts/numa.sh 2|4   (the number of NUMA nodes of the test guest)" >&2; exit 64 ;;
 esac
 scenarios=(fill claim-node1 release-scrub)
@@ -58,11 +58,15 @@ fi
 fetch() {   # fetch PACKAGE: its .deb in the cache, downloaded once
     local deb
     deb=$(ls "$cache/$1"_*.deb 2>/dev/null | tail -n 1 || true)
-    if [ -z "$deb" ]; then
+    local try
+    for try in first again; do
+        [ -z "$deb" ] || break
+        # A stale package list names versions the mirror no longer has: update once and retry.
+        [ "$try" = first ] || apt-get update -qq
         (cd "$cache" && apt-get download -q "$1" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
         deb=$(ls "$cache/$1"_*.deb 2>/dev/null | tail -n 1 || true)
-        [ -n "$deb" ] || die "apt-get download $1 failed; run apt-get update and try again"
-    fi
+    done
+    [ -n "$deb" ] || die "apt-get download $1 failed (see above); check the network and /etc/apt/sources.list"
     echo "$deb"
 }
 kdeb=$(fetch "$kpkg")

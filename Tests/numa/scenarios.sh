@@ -104,6 +104,11 @@ load_targets() {
     eval "$(status_field min_free_bytes | awk '{print "MINFREE_" $1 "=" $2}')"
 }
 target_of() { eval echo "\${TARGET_$1:-0}"; }
+# A request straight to the control socket: for the steps around the scenarios
+# (drain, fill, side releases), so only the steps under test pay for a CLI start.
+ctl() {
+    r=$(numa-probe send $SOCK "$1") && echo "$r" | grep -q '"ok":true' || fail "request $1 answered: $r"
+}
 json_field() { sed -n "s/^ *\"$1\" : \"*\([^\",]*\)\"*,*$/\1/p"; }
 
 start_daemon() {
@@ -243,23 +248,46 @@ counters "after release"
 
 # ---- 2b. a node set {2,3} (with 4 nodes or more) ------------------------------
 
+# No file of a node in any state (leased ones included).
+node_empty() { ! ls -R $POOL | sed 's/^.*~//' | grep -q "^n$1-"; }
+claim23() { prezero claim --size $FILE_BYTES --node 2,3 --dest $VM/$1 --json; }
 if echo " $NODES " | grep -q ' 3 '; then
-    c23=$VM/claim-node23
-    out=$(prezero claim --size $FILE_BYTES --node 2,3 --dest $c23 --json) || fail "claim --node 2,3 failed: $out"
+    out=$(claim23 set-a) || fail "claim --node 2,3 failed: $out"
     node=$(echo "$out" | json_field node)
     [ "$node" = 2 ] || [ "$node" = 3 ] || fail "claim --node 2,3 answered node '$node'"
-    w=$(on_nodes $c23 "2 3"); [ -z "$w" ] || fail "$w"
-    result claim-nodeset-2-3 "$(echo "$out" | json_field outcome) on node $node, $(numa-probe map $c23)"
-    prezero release --dest $c23 >/dev/null || fail "release of $c23 failed"
+    w=$(on_nodes $VM/set-a "2 3"); [ -z "$w" ] || fail "$w"
+    detail="$(echo "$out" | json_field outcome) on node $node, $(numa-probe map $VM/set-a);"
+    ctl "{\"v\":1,\"op\":\"release\",\"release\":{\"dest\":\"$VM/set-a\"}}"
+    # Node 2 emptied: the set is served by node 3.
+    ctl '{"v":1,"op":"drain","scope":{"node":2}}'
+    wait_for 20 node_empty 2 || fail "node 2's pool did not empty after drain"
+    out=$(claim23 set-b) || fail "claim --node 2,3 (node 2 empty) failed: $out"
+    node=$(echo "$out" | json_field node)
+    [ "$node" = 3 ] || fail "claim --node 2,3 with node 2 empty answered node '$node' ($(echo "$out" | json_field outcome)), wanted 3"
+    w=$(on_nodes $VM/set-b "3"); [ -z "$w" ] || fail "$w"
+    detail="$detail node 2 empty: $(echo "$out" | json_field outcome) on node $node, $(numa-probe map $VM/set-b 2>/dev/null);"
+    # Both emptied: a miss, though nodes 0 and 1 have files of that size.
+    ctl "{\"v\":1,\"op\":\"release\",\"release\":{\"dest\":\"$VM/set-b\"}}"
+    ctl '{"v":1,"op":"drain","scope":{"node":3}}'
+    wait_for 20 node_empty 3 || fail "node 3's pool did not empty after drain"
+    out=$(claim23 set-c) || fail "claim --node 2,3 (both empty) failed: $out"
+    outcome=$(echo "$out" | json_field outcome)
+    [ "$outcome" = miss ] || fail "claim --node 2,3 with both empty gave '$outcome' on node $(echo "$out" | json_field node), wanted miss"
+    [ ! -e $VM/set-c ] || fail "a miss linked a file at $VM/set-c"
+    result claim-nodeset-2-3 "$detail both empty: $outcome, nothing linked"
+    detail=""
+    # drain set the targets of nodes 2 and 3 to 0; put back the configured share
+    ctl '{"v":1,"op":"fill","scope":{"target":"50%"}}'
+    load_targets
+    wait_for 60 all_settled || echo "NUMA NOTE the pool did not settle again after the node-set claims"
 fi
 
 # ---- 2c. a claim the allowed node cannot serve is a miss ------------------------
 
 others_before=""
 for n in $NODES; do [ $n = 1 ] || others_before="$others_before $(files clean $n | tr '\n' ' ')"; done
-prezero drain --node 1 --no-wait >/dev/null || fail "drain --node 1 failed"
-empty1() { [ -z "$(files clean 1)$(files dirty 1)$(files scrubbing 1)$(files filling 1)" ]; }
-wait_for 20 empty1 || fail "node 1's pool did not empty after drain"
+ctl '{"v":1,"op":"drain","scope":{"node":1}}'
+wait_for 20 node_empty 1 || fail "node 1's pool did not empty after drain"
 cm=$VM/claim-miss
 out=$(prezero claim --size $FILE_BYTES --node 1 --dest $cm --json) || fail "claim of an empty node failed: $out"
 outcome=$(echo "$out" | json_field outcome)
@@ -270,7 +298,7 @@ for n in $NODES; do [ $n = 1 ] || others_after="$others_after $(files clean $n |
 [ "$others_before" = "$others_after" ] || fail "other nodes' clean files changed: $others_before -> $others_after"
 result claim-miss "node 1 empty: $outcome, nothing at $cm, other nodes' clean files untouched"
 # drain set node 1's target to 0; put back the configured share
-prezero fill --node 1 --target 50% --no-wait >/dev/null || fail "fill --node 1 --target 50% failed"
+ctl '{"v":1,"op":"fill","scope":{"node":1,"target":"50%"}}'
 load_targets
 wait_for 60 all_settled || echo "NUMA NOTE the pool did not settle again after the miss"
 counters "refilled"
@@ -373,8 +401,7 @@ detail=""
 
 settled_but_last() { settled $(echo $NODES | awk -v l=$LAST '{for (i = 1; i <= NF; i++) if ($i != l) print $i}'); }
 prezero drain --node $LAST --no-wait >/dev/null || fail "drain --node $LAST failed"
-emptylast() { [ -z "$(ls -R $POOL | grep "^n$LAST-")$(ls $POOL/leased | grep "~n$LAST-")" ]; }
-wait_for 20 emptylast || fail "node $LAST's pool did not empty after drain: $(ls -R $POOL | grep "n$LAST-")"
+wait_for 20 node_empty $LAST || fail "node $LAST's pool did not empty after drain: $(ls -R $POOL | grep "n$LAST-")"
 echo 0 > /sys/devices/system/node/node$LAST/hugepages/hugepages-${KB}kB/nr_hugepages
 [ "$(hp $LAST nr_hugepages)" = 0 ] || fail "node $LAST still has $(hp $LAST nr_hugepages) huge pages"
 check_rest() {   # the other nodes still work: status, a claim and its release
