@@ -48,6 +48,12 @@ struct Lease: Sendable {
     /// Still being set up by a claim: the reclaimer leaves it alone. Whether a lease
     /// has ended is not kept here: it is derived from the file's link count.
     var claiming: Bool
+    /// An ended lease whose file a process still holds is scanned for again no sooner
+    /// than this (monotonic seconds), backing off while it stays held: a VM started by
+    /// `prezero launch` holds its file for its whole life, and each scan reads every
+    /// process's descriptors and maps.
+    var nextScan: Double = 0
+    var heldScans: Int = 0
 
     var leasedName: String { LeasedName(key: key, file: file).description }
 }

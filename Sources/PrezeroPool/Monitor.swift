@@ -105,7 +105,8 @@ extension PoolDaemon {
     /// One pass at a time: `release` and the monitor both call it.
     func reclaim() {
         reclaimLock.withLock { _ in
-            let candidates = book.withLock { b in b.leases.values.filter { !$0.claiming } }
+            let now = monotonicSeconds()
+            let candidates = book.withLock { b in b.leases.values.filter { !$0.claiming && $0.nextScan <= now } }
             for (mi, pool) in pools.enumerated() {
                 let ending = endingLeases(candidates.filter { $0.mount == mi }, pool: pool)
                 guard !ending.isEmpty else { continue }
@@ -113,7 +114,16 @@ extension PoolDaemon {
                 if !holders.complete {
                     logger.warning("reclaim: some processes could not be read in /proc; their leases stay leased")
                 }
-                for (lease, st) in ending where holders.isFree(pool.fileID(st)) {
+                for (lease, st) in ending {
+                    guard holders.isFree(pool.fileID(st)) else {
+                        book.withLock { b in
+                            guard var l = b.leases[lease.key] else { return }
+                            l.nextScan = now + min(Double(config.reclaimIntervalMs) / 1000 * Double(1 << min(l.heldScans, 10)), 10)
+                            l.heldScans += 1
+                            b.leases[lease.key] = l
+                        }
+                        continue
+                    }
                     do {
                         try reclaimLease(lease, pool: pool)
                     } catch {

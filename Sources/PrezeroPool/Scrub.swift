@@ -100,6 +100,9 @@ extension PoolDaemon {
             let rate = Double(budget)
             var bucket = TokenBucket(rate: rate, burst: Double(chunk), now: monotonicSeconds(), full: false)
             var done: UInt64 = 0
+            // A file the VMM discarded whole (QEMU <discard/> punches every page at exit)
+            // holds nothing of its guest: refilled, its pages come zeroed by the kernel.
+            let discarded = try config.scrub.strategy == .zero && size > 0 && Files.allocatedBytes(fd) == 0
             // A VMM that discarded pages (QEMU <discard/>) leaves holes: refill them first,
             // under this node's binding and in chunks (pages already there are skipped), so
             // that no write below can fault a page in, and SIGBUS can never hit the daemon.
@@ -121,7 +124,10 @@ extension PoolDaemon {
                 try Files.punchHole(fd, offset: 0, length: size)
             }
             var map: Mapping? = nil
-            if config.scrub.strategy == .zero {
+            if discarded && !stopping {
+                logger.info("scrub of \(name): every page was discarded; refilled by the kernel, nothing to zero")
+                done = size
+            } else if config.scrub.strategy == .zero && !discarded {
                 // Fault the pages in up front: they exist, so nothing is allocated or zeroed here.
                 map = try Mapping(fd, length: Int(size))
                 try map?.populateWrite()

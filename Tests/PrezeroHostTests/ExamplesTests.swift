@@ -134,4 +134,55 @@ extension PoolTests {
         try pool.waitClean(8 * MiB, timeout: 30)
         #expect(pool.snapshot() == snap, "nothing claimed is left behind")
     }
+
+    /// Defines a domain from an example's domain.xml, after checking that the example's
+    /// qemu.conf line is the one this test's libvirt runs with (its mount for /dev/hugepages).
+    func defineExample(_ dir: String, _ lv: LibvirtHost) throws -> String {
+        let conf = try String(contentsOfFile: "\(examplesDir)/\(dir)/qemu.conf", encoding: .utf8)
+        let line = conf.split(separator: "\n").first { $0.hasPrefix("memory_backing_dir") }.map(String.init) ?? ""
+        #expect(line.replacingOccurrences(of: "/dev/hugepages", with: lv.pool.mount) == "memory_backing_dir = \"\(lv.backingDir)\"")
+        let xml = try String(contentsOfFile: "\(examplesDir)/\(dir)/domain.xml", encoding: .utf8)
+        let uuid = try #require(xml.components(separatedBy: "<uuid>").dropFirst().first?.components(separatedBy: "</uuid>").first)
+        let r = try lv.virsh("define", "\(examplesDir)/\(dir)/domain.xml")
+        guard r.status == 0 else { throw TestFailure("virsh define: \(r.err)") }
+        lv.domains.append(uuid)
+        return uuid
+    }
+
+    /// Starts an example domain: handed over with no new pages; destroyed; back in the pool, zero.
+    func roundTrip(_ uuid: String, _ pool: TestPool, _ lv: LibvirtHost) throws {
+        let before = hostFreePages(page2M)
+        let r = try lv.virsh("start", uuid)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(hostFreePages(page2M) == before, "no new huge pages across virsh start")
+        let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased")
+        #expect(leased == ["\(uuid).pc.ram~n0-134217728-1"])
+        let inode = Files.status(followingPath: "\(pool.mount)/.prezero/leased/\(leased.first ?? "")")?.inode
+        #expect(lv.mappedInodes(try lv.qemuPID(uuid)) == Set([inode].compactMap { $0 }))
+        try FileBytes.fill("\(pool.mount)/.prezero/leased/\(leased.first ?? "")", byte: 0x6B)
+        #expect(try lv.virsh("destroy", uuid).status == 0)
+        try pool.waitClean(128 * MiB, timeout: 30)
+        let clean = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean")
+        #expect(clean.count == 1)
+        #expect(try FileBytes.allZero("\(pool.mount)/.prezero/clean/\(clean.first ?? "")"))
+        #expect(hostFreePages(page2M) == before, "every page is back in the pool")
+    }
+
+    @Test("examples/libvirt: the eligible domain and qemu.conf line start handed over and come back scrubbed")
+    func libvirtExample() throws {
+        let (pool, lv) = try libvirtPool()
+        defer { lv.close(); pool.close() }
+        let uuid = try defineExample("libvirt", lv)
+        try roundTrip(uuid, pool, lv)
+        #expect(pool.log().contains("handed over 128 MiB"))
+    }
+
+    @Test("examples/openstack-nova: Nova's file-backed form with <discard/> is handed over; its punched file is refilled, not zeroed")
+    func novaExample() throws {
+        let (pool, lv) = try libvirtPool()
+        defer { lv.close(); pool.close() }
+        let uuid = try defineExample("openstack-nova", lv)
+        try roundTrip(uuid, pool, lv)
+        #expect(pool.log().contains("every page was discarded; refilled by the kernel, nothing to zero"), "QEMU punched the file at exit")
+    }
 }
