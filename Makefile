@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo bench bench-libvirt clean
+.PHONY: all deps build release test demo bench bench-libvirt bench-launch clean
 
 all: build
 
@@ -42,6 +42,10 @@ bench: release
 # libvirt starts: stock <hugepages/> against a hand-over (BENCH_SIZE GiB, default 8), on a private setup.
 bench-libvirt: release
 	scripts/bench-libvirt.sh $(BENCH_ARGS)
+
+# QEMU started directly: a fresh file against prezero launch (BENCH_SIZE GiB, default 8).
+bench-launch: release
+	scripts/bench-launch.sh $(BENCH_ARGS)
 
 clean:
 	rm -rf .build

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_g=${BENCH_SIZE:-8}
 small_m=256
-. scripts/libvirt-env.sh
+. scripts/env.sh
 trap env_cleanup EXIT
 # The pool (SIZE + SMALL) + the stock guest (SIZE) + headroom, in 2 MiB pages.
 env_up $(( size_g * 1024 + small_m / 2 + 64 )) "$(( size_g * 1024 + small_m ))M" "${size_g}G" prezero

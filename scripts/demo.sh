@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_g=${DEMO_SIZE:-2}
 runs=${DEMO_RUNS:-3}
-. scripts/libvirt-env.sh
+. scripts/env.sh
 cleanup() {
     set +e
     for d in pz-demo-stock pz-demo-prezero; do virsh destroy "$d" >/dev/null 2>&1; virsh undefine "$d" >/dev/null 2>&1; done

@@ -11,7 +11,7 @@ extension ZeroMethod: ExpressibleByArgument {}
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each against its baseline measured in the same run.",
-        subcommands: [BenchPool.self, BenchLibvirt.self])
+        subcommands: [BenchPool.self, BenchLibvirt.self, BenchLaunch.self])
 }
 
 /// Median and range of repeated measurements.

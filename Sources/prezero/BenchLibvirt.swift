@@ -189,26 +189,7 @@ final class LibvirtLab {
         return name
     }
 
-    /// Waits for the pool to be back at its target with nothing to scrub or fill, so that
-    /// no start is timed against the pool's own work.
-    func settle() throws {
-        let deadline = monotonicSeconds() + 300
-        while true {
-            let s: StatusResult
-            do {
-                s = try client.send(Request(op: .status)).status!
-            } catch {
-                throw CLIError(error)
-            }
-            let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
-            let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
-            if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }
-            guard monotonicSeconds() < deadline else {
-                throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing dirty or filling); see `prezero status`")
-            }
-            sleepSeconds(0.1)
-        }
-    }
+    func settle() throws { try settlePool(client, mount: mount) }
 
     /// Seconds libvirt takes to start `name`; then destroys it. A hand-over that did not
     /// happen is an error, never a figure.
@@ -273,5 +254,26 @@ final class LibvirtLab {
             try? conn.undefine(d)
         }
         domains = []
+    }
+}
+
+/// Waits for the pool on `mount` to be back at its target with nothing leased, dirty or
+/// filling, so that no start is timed against the pool's own work.
+func settlePool(_ client: ControlClient, mount: String) throws {
+    let deadline = monotonicSeconds() + 300
+    while true {
+        let s: StatusResult
+        do {
+            s = try client.send(Request(op: .status)).status!
+        } catch {
+            throw CLIError(error)
+        }
+        let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
+        let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
+        if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }
+        guard monotonicSeconds() < deadline else {
+            throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing dirty or filling); see `prezero status`")
+        }
+        sleepSeconds(0.1)
     }
 }

@@ -1,7 +1,8 @@
 # Sourced by demo.sh and bench-libvirt.sh: a private prezero + libvirt setup on this
 # host, undone by `env_cleanup` (run it from an EXIT trap).
 #
-#   env_up PAGES_2M POOL_TARGET FILE_SIZE HOOK_NAME
+#   pool_up PAGES_2M POOL_TARGET FILE_SIZE            (prezerod only)
+#   env_up PAGES_2M POOL_TARGET FILE_SIZE HOOK_NAME   (and libvirt)
 #
 # Reserves PAGES_2M huge pages, mounts a private hugetlbfs, starts a private prezerod
 # filled to POOL_TARGET, points libvirt at the mount (memory_backing_dir and
@@ -20,13 +21,9 @@ stop_pid() { kill "$1" 2>/dev/null || return 0; for _ in $(seq 150); do alive "$
 virsh() { command virsh -q -c qemu:///system "$@"; }
 cli() { "$bin/prezero" "$@" --socket "$sock"; }
 
-env_up() {
-    local pages=$1 target=$2 file_size=$3 hook_name=$4
-    hook=/etc/libvirt/hooks/qemu.d/$hook_name
-    if [ -e "$hook" ]; then
-        echo "$hook exists already: this host has prezero installed; run the command against its own prezerod instead" >&2
-        hook=; return 1
-    fi
+# A private hugetlbfs mount and prezerod filled to TARGET (files of FILE_SIZE).
+pool_up() {
+    local pages=$1 target=$2 file_size=$3
     work=$(mktemp -d /tmp/prezero-env.XXXXXX)
     chmod 755 "$work"   # QEMU runs as the qemu user and must reach the mount
     mnt=$work/hugepages; sock=$work/prezerod.sock; log=$work/prezerod.log
@@ -49,6 +46,16 @@ YAML
     pid=$!
     for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
     cli fill --target "$target" > /dev/null
+}
+
+env_up() {
+    local pages=$1 target=$2 file_size=$3 hook_name=$4
+    hook=/etc/libvirt/hooks/qemu.d/$hook_name
+    if [ -e "$hook" ]; then
+        echo "$hook exists already: this host has prezero installed; run the command against its own prezerod instead" >&2
+        hook=; return 1
+    fi
+    pool_up "$pages" "$target" "$file_size"
 
     echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
     cp "$conf" "$work/qemu.conf.orig"
