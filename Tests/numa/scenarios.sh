@@ -332,6 +332,7 @@ hog=$!
 yielded() { [ "$(hp 0 free_hugepages)" -ge "$keep0" ] && grep -q took /tmp/hog.out; }
 wait_for 4 yielded || fail "node 0 has $(hp 0 free_hugepages) free pages with the hog running, min_free is $keep0"
 during=$(snapshot)
+counters "while another user holds node 0's free pages"
 wait $hog || fail "the hog did not get its pages: $(cat /tmp/hog.out)"
 for n in $NODES; do
     [ $n = 0 ] && continue
@@ -340,7 +341,6 @@ done
 grep 'yielded' $LOG | grep -v 'on node 0 ' | grep -q . && fail "prezerod yielded on another node: $(grep yielded $LOG | grep -v 'on node 0 ')"
 grep 'yielded' $LOG | grep -q 'on node 0 ' || fail "no 'yielded ... on node 0' in prezerod's log"
 result min-free-yield "$(cat /tmp/hog.out); node 0 kept $keep0 free ($before -> $during), other nodes unchanged"
-counters "during the yield on node 0"
 
 # ---- 5. the memory plan for two guest cells bound to nodes 0 and 1 -----------
 
