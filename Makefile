@@ -17,10 +17,12 @@ release: deps
 	$(SWIFT) build -c release --static-swift-stdlib
 
 # The tests need real huge pages (1 GiB pages first); they are given back afterwards.
+# Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries.
 test: deps
 	$(SWIFT) build --build-tests
 	scripts/hugepages.sh reserve 2 512
 	status=0; $(SWIFT) test --skip-build || status=$$?; scripts/hugepages.sh restore; exit $$status
+	$(MAKE) numa NUMA_SCRATCH=.build
 
 # Multi-node NUMA checks: a QEMU (TCG) guest with 2, then 4 fake nodes runs the release
 # binaries (Tests/numa/README.md). Its own release build, so it never races a build in .build.

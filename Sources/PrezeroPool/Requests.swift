@@ -331,6 +331,8 @@ extension PoolDaemon {
             throw ControlError(.system, "release of lease '\(lease.key)': \(error)")
         }
         logger.info("lease \(lease.key) released")
+        // Asked now: scan for its holders now, whatever the back-off said.
+        book.withLock { b in b.leases[lease.key]?.nextScan = 0 }
         reclaim()
         let done = book.withLock { $0.leases[lease.key] == nil }
         return ReleaseResult(lease: lease.key, reclaimed: done)
