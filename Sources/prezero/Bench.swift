@@ -159,8 +159,41 @@ struct BenchPool: ParsableCommand {
         }
     }
 
+}
+
+extension BenchPool: BenchOutput {}
+
+/// Progress on stderr (none with --json) and figures, for every benchmark.
+protocol BenchOutput {
+    var json: Bool { get }
+}
+
+extension BenchOutput {
     func note(_ s: String) {
         if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+    }
+
+    func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
+}
+
+/// --size, --small, --runs and --json, shared by the start benchmarks.
+struct StartBenchOptions: ParsableArguments {
+    @Option(name: .long, help: "Guest size (default 8G).")
+    var size: String = "8G"
+    @Option(name: .long, help: "Guest size for the start without memory (default 256M).")
+    var small: String = "256M"
+    @Option(name: .long, help: "Timed rounds (at least 5).")
+    var runs: Int = 5
+    @Flag(name: .long, help: "Print the results as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
+    }
+
+    /// The two sizes, in bytes.
+    func sizes() throws -> (UInt64, UInt64) {
+        (try parseSize(size, what: "--size"), try parseSize(small, what: "--small"))
     }
 }
 

@@ -5,7 +5,7 @@ import PrezeroClient
 import PrezeroCore
 import PrezeroSys
 
-struct BenchLaunch: ParsableCommand {
+struct BenchLaunch: ParsableCommand, BenchOutput {
     static let configuration = CommandConfiguration(
         commandName: "launch",
         abstract: "QEMU started directly: a fresh hugetlbfs file against one handed over by prezero launch.",
@@ -20,21 +20,13 @@ struct BenchLaunch: ParsableCommand {
             Ratios: speedup = stock / prezero; size_independence = prezero / small (target ≤ 1.15).
             """)
 
-    @Option(name: .long, help: "Guest size (default 8G).")
-    var size: String = "8G"
-    @Option(name: .long, help: "Guest size for the start without memory (default 256M).")
-    var small: String = "256M"
-    @Option(name: .long, help: "Timed rounds (at least 5).")
-    var runs: Int = 5
+    @OptionGroup var options: StartBenchOptions
     @Option(name: .long, help: "The QEMU binary.")
     var qemu: String = "qemu-system-x86_64"
-    @Flag(name: .long, help: "Print the results as JSON.")
-    var json = false
     @OptionGroup var connection: Connection
 
-    func validate() throws {
-        guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
-    }
+    var json: Bool { options.json }
+    var runs: Int { options.runs }
 
     struct Result: Codable {
         var sizeBytes: UInt64
@@ -56,7 +48,7 @@ struct BenchLaunch: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let bytes = try parseSize(size, what: "--size"), smallBytes = try parseSize(small, what: "--small")
+            let (bytes, smallBytes) = try options.sizes()
             let client = connection.client
             let status: StatusResult
             status = try connection.send(Request(op: .status)).status!
@@ -133,11 +125,6 @@ struct BenchLaunch: ParsableCommand {
         }
     }
 
-    func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
-
-    func note(_ s: String) {
-        if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-    }
 }
 
 /// The prezero binaries beside this one.

@@ -5,7 +5,7 @@ import PrezeroCore
 import PrezeroLibvirt
 import PrezeroSys
 
-struct BenchLibvirt: ParsableCommand {
+struct BenchLibvirt: ParsableCommand, BenchOutput {
     static let configuration = CommandConfiguration(
         commandName: "libvirt",
         abstract: "Domain start through libvirt: stock <hugepages/> against a hand-over, at two sizes, and the hook's overhead.",
@@ -24,20 +24,16 @@ struct BenchLibvirt: ParsableCommand {
             calls run directly, which the start difference measures through noise.
             """)
 
-    @Option(name: .long, help: "Guest size (default 8G).")
-    var size: String = "8G"
-    @Option(name: .long, help: "Guest size for the start without memory (default 256M).")
-    var small: String = "256M"
-    @Option(name: .long, help: "Timed rounds (at least 5).")
-    var runs: Int = 5
-    @Flag(name: .long, help: "Print the results as JSON.")
-    var json = false
+    @OptionGroup var options: StartBenchOptions
+    @Option(name: .long, help: "Instead: stock against hand-over at each of these sizes, e.g. 1G,2G,4G,8G.")
+    var sizes: String?
+    @Option(name: .long, help: "With --sizes: draw launch time against guest size to this SVG file.")
+    var plot: String?
     @OptionGroup var libvirt: LibvirtOptions
     @OptionGroup var connection: Connection
 
-    func validate() throws {
-        guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
-    }
+    var json: Bool { options.json }
+    var runs: Int { options.runs }
 
     struct Result: Codable {
         var sizeBytes: UInt64
@@ -60,9 +56,76 @@ struct BenchLibvirt: ParsableCommand {
         }
     }
 
+    struct SweepPoint: Codable {
+        var sizeBytes: UInt64
+        var stock: Spread
+        var handover: Spread
+        enum CodingKeys: String, CodingKey {
+            case stock, handover
+            case sizeBytes = "size_bytes"
+        }
+    }
+
+    /// --sizes: stock against hand-over at each size, as a table, JSON and an SVG chart.
+    func sweep(_ list: String) throws {
+        // Largest first: a smaller guest can always be served by cutting a larger clean file
+        // (truncated), while a larger one after smaller ones might find only smaller files.
+        let sizes = try list.split(separator: ",").map { try parseSize(String($0), what: "--sizes") }.sorted(by: >)
+        let lab = try LibvirtLab(libvirt: libvirt, connection: connection, note: note)
+        defer { lab.close() }
+        var points: [SweepPoint] = []
+        note("bench libvirt: \(sizes.map(ByteSize.format).joined(separator: ", ")) guests, \(runs) runs each after one untimed round")
+        for b in sizes {
+            guard b % lab.pageSize == 0 else { throw CLIError("--sizes: \(ByteSize.format(b)) is not whole \(ByteSize.format(lab.pageSize)) pages", code: 2) }
+            let stock = try lab.define("stock-\(b >> 20)m", bytes: b, backing: "<hugepages><page size='\(lab.pageSize >> 10)' unit='KiB'/></hugepages>")
+            let handover = try lab.define("handover-\(b >> 20)m", bytes: b, backing: LibvirtLab.eligible)
+            var s: [Double] = [], h: [Double] = []
+            for round in 0...runs {
+                let ts = try lab.timeStart(stock), th = try lab.timeStart(handover, handedOver: b)
+                guard round > 0 else { continue }
+                s.append(ts)
+                h.append(th)
+            }
+            points.append(SweepPoint(sizeBytes: b, stock: Spread(s), handover: Spread(h)))
+            note("  \(ByteSize.format(b)): stock \(points.last!.stock.text()) s, hand-over \(points.last!.handover.text()) s")
+        }
+        if let plot {
+            let svg = Chart.svg(
+                title: "libvirt domain start against guest size",
+                subtitle: "virDomainCreate (what virsh start calls), median of \(runs); \(Self.hostLine())",
+                xLabel: "guest memory (GiB)", yLabel: "start time (s)",
+                series: [
+                    Chart.Series(label: "stock <hugepages/>", color: "#c0392b", points: points.map { (Double($0.sizeBytes) / Double(1 << 30), $0.stock) }),
+                    Chart.Series(label: "prezero hand-over", color: "#2471a3", points: points.map { (Double($0.sizeBytes) / Double(1 << 30), $0.handover) }),
+                ],
+                xTick: { String(format: $0 < 1 ? "%.2g" : "%.0f", $0) })
+            do { try Files.writeText(plot, svg) } catch { throw CLIError("cannot write --plot \(plot): \(error)") }
+            note("chart written to \(plot)")
+        }
+        if json {
+            printJSON(points)
+            return
+        }
+        print("libvirt start, median [min–max] over \(runs) runs")
+        for p in points.reversed() {
+            print("  \(ByteSize.format(p.sizeBytes).padding(toLength: 8, withPad: " ", startingAt: 0))  stock \(p.stock.text()) s   hand-over \(p.handover.text()) s   speedup \(f(p.stock.median / p.handover.median, 2))×")
+        }
+    }
+
+    /// The machine a figure was measured on, for the chart.
+    static func hostLine() -> String {
+        let mem = (Files.readText("/proc/meminfo") ?? "").split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+            .flatMap { UInt64($0.split(separator: " ")[1]) }.map { ByteSize.format($0 << 10) } ?? "?"
+        return "Linux \(HostInfo.kernelRelease()), \(HostInfo.onlineCPUs()) vCPUs, \(mem), QEMU TCG"
+    }
+
     func run() throws {
+        if let sizes {
+            return try guarded { try sweep(sizes) }
+        }
+        guard plot == nil else { throw ValidationError("--plot needs --sizes") }
         try guarded {
-            let bytes = try parseSize(size, what: "--size"), smallBytes = try parseSize(small, what: "--small")
+            let (bytes, smallBytes) = try options.sizes()
             let lab = try LibvirtLab(libvirt: libvirt, connection: connection, note: note)
             defer { lab.close() }
             guard bytes % lab.pageSize == 0, smallBytes % lab.pageSize == 0 else {
@@ -122,11 +185,6 @@ struct BenchLibvirt: ParsableCommand {
         }
     }
 
-    func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
-
-    func note(_ s: String) {
-        if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
-    }
 }
 
 /// The host as the libvirt bench finds it, checked, and the domains it defines,

@@ -29,6 +29,15 @@ extension PoolTests {
         return (launcher, qmp)
     }
 
+    /// A pool holding one 128 MiB file, with no refill under a test.
+    func launchPool() throws -> TestPool {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
+                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+        try pool.start()
+        try pool.waitClean(128 * MiB)
+        return pool
+    }
+
     /// A launcher the test gave up on: its VMM first (it would outlive it), then itself.
     func stopLauncher(_ launcher: Child) {
         for p in childPIDs(launcher.pid) { kill(p, SIGKILL) }
@@ -40,11 +49,8 @@ extension PoolTests {
 
     @Test("examples/qemu-direct: QEMU runs on the pool's file with no new pages, and the file comes back scrubbed")
     func qemuDirectExample() throws {
-        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+        let pool = try launchPool()
         defer { pool.close() }
-        try pool.start()
-        try pool.waitClean(128 * MiB)
         let before = hostFreePages(page2M)
         let (launcher, _) = try startQemuDirect(pool)
         defer { stopLauncher(launcher) }
@@ -73,11 +79,8 @@ extension PoolTests {
 
     @Test("prezero launch killed with SIGKILL: once QEMU is gone too, prezerod reclaims the file by itself")
     func launchKilled() throws {
-        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+        let pool = try launchPool()
         defer { pool.close() }
-        try pool.start()
-        try pool.waitClean(128 * MiB)
         let (launcher, _) = try startQemuDirect(pool)
         defer { stopLauncher(launcher) }
         let qemu = childPIDs(launcher.pid)
