@@ -14,7 +14,8 @@
 set -euo pipefail
 bin=$PWD/.build/release
 conf=/etc/libvirt/qemu.conf
-work=; mnt=; sock=; log=; hook=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=
+hook_conf=/etc/prezero/hook.conf
+work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=
 
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 stop_pid() { kill "$1" 2>/dev/null || return 0; for _ in $(seq 150); do alive "$1" || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
@@ -60,9 +61,20 @@ env_up() {
     echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
     cp "$conf" "$work/qemu.conf.orig"
     printf '\nmemory_backing_dir = "%s"\nhugetlbfs_mount = "%s"\n' "$mnt/libvirt-ram" "$mnt" >> "$conf"
-    printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$work/hook.conf"
     mkdir -p "$(dirname "$hook")"
-    printf '#!/bin/sh\nPREZERO_HOOK_CONF=%s exec %s "$@"\n' "$work/hook.conf" "$bin/prezero-hook" > "$hook"
+    if [ "$hook_name" = prezero ]; then
+        # As `prezero install` lays it out: the binary itself, configured by /etc/prezero/hook.conf
+        # (saved and restored), so that what is timed is what a host runs.
+        mkdir -p /etc/prezero
+        [ -f "$hook_conf" ] && cp -p "$hook_conf" "$work/hook.conf.orig"
+        wrote_hook_conf=1
+        printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$hook_conf"
+        cp "$bin/prezero-hook" "$hook"
+    else
+        # Beside a host's own hook: a wrapper pointing this one at the private prezerod.
+        printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$work/hook.conf"
+        printf '#!/bin/sh\nPREZERO_HOOK_CONF=%s exec %s "$@"\n' "$work/hook.conf" "$bin/prezero-hook" > "$hook"
+    fi
     chmod 755 "$hook"
     if ! alive "$(cat /run/virtlogd.pid 2>/dev/null)"; then /usr/sbin/virtlogd -d; started_virtlogd=$(cat /run/virtlogd.pid); fi
     if alive "$(cat /run/libvirtd.pid 2>/dev/null)"; then had_libvirtd=1; stop_pid "$(cat /run/libvirtd.pid)"; fi
@@ -73,6 +85,9 @@ env_up() {
 env_cleanup() {
     set +e
     [ -n "$hook" ] && rm -f "$hook"
+    if [ -n "$wrote_hook_conf" ]; then
+        if [ -f "$work/hook.conf.orig" ]; then cp -p "$work/hook.conf.orig" "$hook_conf"; else rm -f "$hook_conf"; rmdir /etc/prezero 2>/dev/null; fi
+    fi
     [ -n "$work" ] && [ -f "$work/qemu.conf.orig" ] && cp "$work/qemu.conf.orig" "$conf"
     lv=$(cat /run/libvirtd.pid 2>/dev/null)
     if [ -n "$started_libvirtd$had_libvirtd" ] && alive "$lv"; then stop_pid "$lv"; fi

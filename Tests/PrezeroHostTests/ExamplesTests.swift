@@ -113,7 +113,7 @@ extension PoolTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: pool.mount).filter { !$0.hasPrefix(".") }.isEmpty)
     }
 
-    @Test("prezero launch: bad usage is one line, exit 2, and claims nothing")
+    @Test("prezero launch: bad usage is one line and exit 2; --json-claims; the VMM's status; nothing left claimed")
     func launchBadUsage() throws {
         let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 8M\nfile_size: 8M")
         defer { pool.close() }
@@ -132,6 +132,13 @@ extension PoolTests {
             #expect(r.status == 2, "\(args)")
             #expect(r.err.contains(says), "\(args): \(r.err)")
         }
+        // The happy path with a VMM that exits at once: --json-claims, its exit status, the release.
+        let claims = pool.base + "/claims.json"
+        let ok = try run([Binaries.prezero, "launch", "--socket", pool.socket, "--memory", "m0=8M", "--json-claims", claims,
+                          "--", "sh", "-c", "test -e {prezero:m0} && exit 7"])
+        #expect(ok.status == 7, "the VMM's own exit status: \(ok.err)")
+        let json = (try? String(contentsOfFile: claims, encoding: .utf8)) ?? ""
+        #expect(json.contains("\"outcome\" : \"hit\"") && json.contains("\"name\" : \"m0\"") && json.contains("\"path\" : \"/proc/self/fd/"), "\(json)")
         let missing = try run([Binaries.prezero, "launch", "--socket", pool.socket, "--memory", "m0=8M", "--", "/nonexistent/vmm", "{prezero:m0}"])
         #expect(missing.status == 127 && missing.err.contains("cannot start /nonexistent/vmm"), "\(missing.err)")
         try pool.waitClean(8 * MiB, timeout: 30)
@@ -187,5 +194,23 @@ extension PoolTests {
         let uuid = try defineExample("openstack-nova", lv)
         try roundTrip(uuid, pool, lv)
         #expect(pool.log().contains("every page was discarded; refilled by the kernel, nothing to zero"), "QEMU punched the file at exit")
+    }
+
+    @Test("examples/prezerod.yaml: as shipped (all defaults) and with every key uncommented, prezerod --check-config accepts it")
+    func prezerodYamlExample() throws {
+        let pool = try TestPool()
+        defer { pool.close() }
+        let text = try String(contentsOfFile: examplesDir + "/prezerod.yaml", encoding: .utf8)
+        let shipped = try run([Binaries.prezerod, "--check-config", "--config", examplesDir + "/prezerod.yaml"])
+        #expect(shipped.status == 0, "\(shipped.err)")
+        // Past the header, every commented line is a key at its default: uncomment them all.
+        let body = text.components(separatedBy: "\n\n").dropFirst().joined(separator: "\n\n")
+        let every = body.split(separator: "\n").map { $0.hasPrefix("# ") ? String($0.dropFirst(2)) : String($0) }
+            .joined(separator: "\n").replacingOccurrences(of: "/dev/hugepages", with: pool.mount)
+        #expect(every.contains("scrub:") && every.contains("refill_delay_ms: 2000"))
+        let file = pool.base + "/every-key.yaml"
+        try every.write(toFile: file, atomically: true, encoding: .utf8)
+        let all = try run([Binaries.prezerod, "--check-config", "--config", file])
+        #expect(all.status == 0, "every documented key is a real one: \(all.err)")
     }
 }
