@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo bench bench-libvirt bench-launch clean
+.PHONY: all deps build release test demo bench bench-libvirt bench-launch install install-files uninstall clean
 
 all: build
 
@@ -48,6 +48,40 @@ bench-libvirt: release
 # QEMU started directly: a fresh file against prezero launch (BENCH_SIZE GiB, default 8).
 bench-launch: release
 	scripts/bench-launch.sh $(BENCH_ARGS)
+
+# Installing like a real tool: binaries, the libvirt hook, systemd units, completions, docs.
+# PREFIX (default /usr/local) and DESTDIR as usual; the hook and the config go under
+# $(DESTDIR)/etc. An existing /etc/prezero/prezerod.yaml is never overwritten.
+BIN ?= .build/release
+SYSTEMD_DIR ?= $(PREFIX)/lib/systemd/system
+install: release install-files
+
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/prezero \
+		$(DESTDIR)/etc/libvirt/hooks/qemu.d $(DESTDIR)/etc/prezero $(DESTDIR)$(SYSTEMD_DIR) \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/doc/prezero
+	install -m 755 $(BIN)/prezerod $(DESTDIR)$(PREFIX)/sbin/prezerod
+	install -m 755 $(BIN)/prezero $(DESTDIR)$(PREFIX)/bin/prezero
+	install -m 755 $(BIN)/prezero-hook $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook
+	install -m 755 $(BIN)/prezero-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero
+	sed 's|/usr/local/sbin/prezerod|$(PREFIX)/sbin/prezerod|; s|/usr/local/share/doc|$(PREFIX)/share/doc|' \
+		examples/systemd/prezerod.service > $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service
+	sed 's|/usr/local/share/doc|$(PREFIX)/share/doc|' examples/systemd/prezero.slice > $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice
+	chmod 644 $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice
+	$(BIN)/prezero --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero
+	$(BIN)/prezero --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
+	[ -e $(DESTDIR)/etc/prezero/prezerod.yaml ] || install -m 644 examples/prezerod.yaml $(DESTDIR)/etc/prezero/prezerod.yaml
+	@echo "installed under $(DESTDIR)$(PREFIX); restart libvirtd so that it finds the hook"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/prezerod $(DESTDIR)$(PREFIX)/bin/prezero $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook \
+		$(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero \
+		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
+	-rmdir $(DESTDIR)$(PREFIX)/libexec/prezero $(DESTDIR)$(PREFIX)/share/doc/prezero 2>/dev/null
+	@echo "removed; /etc/prezero is kept"
 
 clean:
 	rm -rf .build

@@ -44,13 +44,18 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // The status as Prometheus text, for the CLI and the daemon's textfile.
+        .target(
+            name: "PrezeroMetrics",
+            dependencies: ["PrezeroCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: strict),
         // libvirt's C API, for the CLI only (never the hook: linking libvirt costs ~11 ms a process).
         .target(name: "PrezeroLibvirt", dependencies: ["CLibvirt"], swiftSettings: strict),
 
         .executableTarget(
             name: "prezerod",
             dependencies: [
-                "PrezeroPool", "PrezeroCore",
+                "PrezeroPool", "PrezeroCore", "PrezeroMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -59,10 +64,9 @@ let package = Package(
         .executableTarget(
             name: "prezero",
             dependencies: [
-                "PrezeroClient", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt",
+                "PrezeroClient", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt", "PrezeroMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
         // libvirt's hook: no libvirt, no XML parser, no Foundation.

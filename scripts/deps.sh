@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages prezero builds, tests and demos with. Idempotent.
 set -euo pipefail
-pkgs=(libnuma-dev numactl libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 util-linux bc gcc libc6-dev binutils)
+pkgs=(libnuma-dev numactl libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 util-linux bc gcc libc6-dev binutils
+      prometheus systemd)  # promtool checks the metrics textfile; systemd-analyze verifies the units
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -35,6 +35,9 @@ public struct Config: Sendable, Equatable {
     public var refillDelayMs = 2000
     /// libvirt's qemu.conf, read at each hook call for memory_backing_dir, user and group.
     public var qemuConf = "/etc/libvirt/qemu.conf"
+    /// Where prezerod writes its metrics for node_exporter's textfile collector; nil: nowhere.
+    public var metricsTextfile: String?
+    public var metricsIntervalMs = 15000
 
     public init() {}
 
@@ -149,6 +152,7 @@ extension Config: Codable {
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
         case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms", qemuConf = "qemu_conf"
+        case metricsTextfile = "metrics_textfile", metricsIntervalMs = "metrics_interval_ms"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -179,6 +183,14 @@ extension Config: Codable {
         try opt(.makeRoomHoldS, &d.makeRoomHoldS)
         try opt(.refillDelayMs, &d.refillDelayMs)
         try opt(.qemuConf, &d.qemuConf)
+        d.metricsTextfile = try c.decodeIfPresent(String.self, forKey: .metricsTextfile)
+        try opt(.metricsIntervalMs, &d.metricsIntervalMs)
+        if let t = d.metricsTextfile, !t.hasPrefix("/") || t.hasSuffix("/") {
+            throw ConfigError(message: "metrics_textfile: '\(t)' must be an absolute file path, e.g. /var/lib/prometheus/node-exporter/prezero.prom")
+        }
+        if d.metricsIntervalMs < 100 {
+            throw ConfigError(message: "metrics_interval_ms: \(d.metricsIntervalMs) is too short; use at least 100")
+        }
         if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir == "." || d.poolDir.hasPrefix("..") {
             throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
         }

@@ -251,8 +251,8 @@ public enum Files {
         try check("unlink", path) { unlinkat(AT_FDCWD, path, 0) }
     }
 
-    public static func writeText(_ path: String, _ text: String) throws(SysError) {
-        let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), 0o600) }
+    public static func writeText(_ path: String, _ text: String, mode: UInt32 = 0o600) throws(SysError) {
+        let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), mode_t(mode)) }
         defer { close(fd) }
         let bytes = Array(text.utf8)
         try check("write", path) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }

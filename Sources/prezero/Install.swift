@@ -16,7 +16,7 @@ struct Install: ParsableCommand {
     var hooksDir = "/etc/libvirt/hooks/qemu.d"
     @Option(name: .long, help: "prezero's config directory.")
     var configDir = "/etc/prezero"
-    @Option(name: .long, help: "The prezero-hook executable to install (default: the one beside this prezero).")
+    @Option(name: .long, help: "The prezero-hook executable to install (default: the one beside this prezero, else PREFIX/libexec/prezero/prezero-hook).")
     var hook: String?
     @Flag(name: .long, help: "Remove the hook instead (config files are kept).")
     var uninstall = false
@@ -47,7 +47,11 @@ struct Install: ParsableCommand {
                     report.hookAction = "not installed"
                 }
             } else {
-                let source = hook ?? (Bundle.main.executableURL?.deletingLastPathComponent().appendingPathComponent("prezero-hook").path ?? "")
+                // Beside this prezero (a build directory), or where `make install` puts it.
+                let here = Bundle.main.executableURL?.deletingLastPathComponent()
+                let candidates = [here?.appendingPathComponent("prezero-hook").path,
+                                  here?.deletingLastPathComponent().appendingPathComponent("libexec/prezero/prezero-hook").path].compactMap { $0 }
+                let source = hook ?? candidates.first { fm.isExecutableFile(atPath: $0) } ?? candidates.first ?? ""
                 guard let bytes = fm.contents(atPath: source) else {
                     throw CLIError("cannot read the hook executable \(source); build it (make release) or pass --hook PATH")
                 }

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Prometheus
+import PrezeroMetrics
 import PrezeroClient
 import PrezeroCore
 import PrezeroSys
@@ -16,48 +16,6 @@ struct Metrics: ParsableCommand {
             let s = try connection.send(Request(op: .status)).status!
             print(PrometheusText.render(s), terminator: "")
         }
-    }
-}
-
-enum PrometheusText {
-    static func render(_ s: StatusResult) -> String {
-        let r = PrometheusCollectorRegistry()
-        for m in s.mounts {
-            for n in m.nodes {
-                let labels = [("mount", m.path), ("page_size", "\(m.pageSize)"), ("node", "\(n.node)")]
-                func gauge(_ name: String, _ help: String, _ v: Double) {
-                    r.makeGauge(descriptor: descriptor(name, help), labels: labels).set(to: v)
-                }
-                gauge("hugepages_total_bytes", "Huge pages reserved on the node", Double(n.totalBytes))
-                gauge("hugepages_free_bytes", "Free huge pages on the node", Double(n.freeBytes))
-                gauge("pool_target_bytes", "Bytes the pool aims to hold clean", Double(n.targetBytes))
-                gauge("pool_clean_bytes", "Pre-zeroed bytes ready to hand out", Double(n.cleanBytes))
-                gauge("pool_dirty_bytes", "Released bytes waiting for or under scrubbing", Double(n.dirtyBytes + n.scrubbingBytes))
-                gauge("pool_leased_bytes", "Bytes handed out to VMs", Double(n.leasedBytes))
-                gauge("pool_filling_bytes", "Bytes being filled", Double(n.fillingBytes))
-                gauge("fill_rate_bytes_per_second", "Rate of the last fill", n.fillRate)
-                gauge("scrub_rate_bytes_per_second", "Rate of the last scrub", n.scrubRate)
-                func counter(_ name: String, _ help: String, _ v: UInt64, _ extra: [(String, String)] = []) {
-                    r.makeCounter(descriptor: descriptor(name, help), labels: labels + extra).increment(by: Int64(v))
-                }
-                counter("filled_bytes_total", "Bytes filled by fallocate", n.filledBytes)
-                counter("scrubbed_bytes_total", "Bytes scrubbed", n.scrubbedBytes)
-                counter("yielded_bytes_total", "Bytes given back to the kernel for other users", n.yieldedBytes)
-                for o in ClaimOutcome.allCases {
-                    counter("claims_total", "Claims by outcome", n.outcomes[o.rawValue] ?? 0, [("outcome", o.rawValue)])
-                }
-            }
-            r.makeGauge(descriptor: descriptor("quarantined_files", "Files set aside as not understood"), labels: [("mount", m.path)])
-                .set(to: Double(m.quarantined))
-        }
-        return r.emitToString()
-    }
-
-    /// `prezero_<name>`; the unit is already the tail of each name (`_bytes`, `_total`).
-    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
-        let parts = name.split(separator: "_")
-        return MetricNameDescriptor(namespace: "prezero", metricName: parts.dropLast().joined(separator: "_"),
-                                    unitName: String(parts.last!), helpText: help)
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import PrezeroCore
+import PrezeroMetrics
 import PrezeroPool
 import PrezeroSys
 import ServiceLifecycle
@@ -58,8 +59,12 @@ struct Prezerod: AsyncParsableCommand {
         guard getuid() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
         let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger)
         let server = try ControlServer(daemon: daemon, logger: logger)
+        var services: [any Service] = [PoolService(daemon: daemon, server: server)]
+        if let path = cfg.metricsTextfile {
+            services.append(MetricsTextfileService(daemon: daemon, path: path, intervalMs: cfg.metricsIntervalMs, logger: logger))
+        }
         let group = ServiceGroup(
-            services: [PoolService(daemon: daemon, server: server)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
         try await group.run()
@@ -97,4 +102,31 @@ struct PoolService: Service {
 struct Failure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
+}
+
+/// Writes the metrics for node_exporter's textfile collector every `metrics_interval_ms`:
+/// to a temporary file beside it, renamed over it, so that a scrape never reads half a file.
+struct MetricsTextfileService: Service {
+    let daemon: PoolDaemon
+    let path: String
+    let intervalMs: Int
+    let logger: Logger
+
+    func run() async throws {
+        let tmp = path + ".tmp"
+        var failing = false
+        while !Task.isShuttingDownGracefully {
+            do {
+                try Files.writeText(tmp, PrometheusText.render(daemon.status()), mode: 0o644)
+                try Files.renamePath(tmp, path)
+                if failing { logger.info("metrics: writing \(path) again") }
+                failing = false
+            } catch {
+                if !failing { logger.error("metrics: cannot write \(path): \(error); retrying every \(intervalMs) ms") }
+                failing = true
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(intervalMs)) }
+        }
+        try? Files.removePath(path)
+    }
 }
