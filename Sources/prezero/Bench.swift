@@ -29,6 +29,16 @@ struct Spread: Codable {
         median = s.isEmpty ? 0 : s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
+    /// A distribution-free ~95% confidence interval for the median: the order statistics
+    /// n/2 ∓ 0.98·√n (ranks from 1), clamped to the sample.
+    static func medianInterval(_ xs: [Double]) -> (low: Double, high: Double) {
+        let s = xs.sorted()
+        guard !s.isEmpty else { return (0, 0) }
+        let n = Double(s.count), half = 0.98 * n.squareRoot()
+        let lo = Swift.max(1, Int((n / 2 - half).rounded(.down))), hi = Swift.min(s.count, Int((n / 2 + half).rounded(.up)) + 1)
+        return (s[lo - 1], s[hi - 1])
+    }
+
     func text(_ digits: Int = 3) -> String {
         let f = "%.\(digits)f"
         return "\(String(format: f, median)) [\(String(format: f, min))–\(String(format: f, max))]"

@@ -45,6 +45,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         var speedup: Double
         var sizeIndependence: Double
         var hookOverheadMs: Double
+        /// ~95% confidence interval of hook_overhead_ms: whether the A/B can resolve the target at all.
+        var hookOverheadCI95Ms: [Double]
         var hookExecMs: Double
         var spreads: [String: Spread]
 
@@ -52,7 +54,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             case runs, speedup, spreads
             case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
             case startHandoverS = "start_handover_s", startSmallS = "start_small_s", sizeIndependence = "size_independence"
-            case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms"
+            case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms", hookOverheadCI95Ms = "hook_overhead_ci95_ms"
         }
     }
 
@@ -138,7 +140,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             note("bench libvirt: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests, \(ByteSize.format(lab.pageSize)) pages, \(runs) runs after one untimed round")
 
             var t: [String: [Double]] = [:]
-            let hookPairs = max(runs, 20)
+            let hookPairs = max(runs, 30)
             for round in 0...runs {
                 let s = try lab.timeStart(stock)
                 let h = try lab.timeStart(big, handedOver: bytes)
@@ -159,12 +161,15 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             }
             let exec = try lab.timeHookCalls(plain, times: 20)
             let sp = t.mapValues(Spread.init).merging(["hook_exec": Spread(exec)]) { a, _ in a }
+            let pairs = zip(t["hook"]!, t["nohook"]!).map { $0 - $1 }
+            let ci = Spread.medianInterval(pairs)
             let r = Result(sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
                            startStockS: sp["stock"]!.median, startHandoverS: sp["handover"]!.median, startSmallS: sp["small"]!.median,
                            speedup: sp["stock"]!.median / sp["handover"]!.median,
                            sizeIndependence: sp["handover"]!.median / sp["small"]!.median,
                            // Each pair ran back to back: the median of the differences is steadier than the difference of medians.
-                           hookOverheadMs: Spread(zip(t["hook"]!, t["nohook"]!).map { $0 - $1 }).median * 1000,
+                           hookOverheadMs: Spread(pairs).median * 1000,
+                           hookOverheadCI95Ms: [ci.low * 1000, ci.high * 1000],
                            hookExecMs: sp["hook_exec"]!.median * 1000, spreads: sp)
             if json {
                 printJSON(r)
@@ -180,7 +185,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 hook overhead, guest without huge pages, \(hookPairs) pairs
                   with the hook      \(sp["hook"]!.text()) s
                   without            \(sp["nohook"]!.text()) s
-                  hook_overhead_ms   \(f(r.hookOverheadMs, 1)) ms  (median of the paired differences; target ≤ 10)
+                  hook_overhead_ms   \(f(r.hookOverheadMs, 1)) ms, 95% CI [\(f(r.hookOverheadCI95Ms[0] , 1)), \(f(r.hookOverheadCI95Ms[1], 1))] ms  (median of the paired differences; target ≤ 10)
                   hook_exec_ms       \(f(r.hookExecMs, 2)) ms  (prepare + start + started begin, run directly, median of 20)
                 """)
         }

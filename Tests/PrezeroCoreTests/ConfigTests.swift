@@ -99,6 +99,8 @@ struct ConfigTests {
         make_room_hold_s: 60
         refill_delay_ms: 500
         qemu_conf: /srv/qemu.conf
+        metrics_textfile: /var/lib/node-exporter/prezero.prom
+        metrics_interval_ms: 5000
         """
 
     @Test func aFullFileParses() throws {
@@ -132,6 +134,8 @@ struct ConfigTests {
         #expect(c.makeRoomHoldS == 60)
         #expect(c.refillDelayMs == 500)
         #expect(c.qemuConf == "/srv/qemu.conf")
+        #expect(c.metricsTextfile == "/var/lib/node-exporter/prezero.prom")
+        #expect(c.metricsIntervalMs == 5000)
     }
 
     @Test func everyKeyIsCoveredByTheFullFile() {
@@ -252,6 +256,12 @@ struct ConfigTests {
         let e = try #require(parseError("max_request_bytes: 1023\n"))
         #expect(e.message.contains("max_request_bytes"), "\(e)")
         #expect(try Config.parse(yaml: "max_request_bytes: 1024\n").maxRequestBytes == 1024)
+    }
+
+    @Test(arguments: ["metrics_textfile: prezero.prom\n", "metrics_textfile: /var/lib/\n", "metrics_interval_ms: 99\n"])
+    func badMetricsSettingsAreRefused(yaml: String) throws {
+        let e = try #require(parseError(yaml))
+        #expect(e.message.hasPrefix("metrics_"), "\(e)")
     }
 
     /// JSON is YAML: a config written out by JSONEncoder reads back the same.
