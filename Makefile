@@ -84,4 +84,4 @@ uninstall:
 	@echo "removed; /etc/prezero is kept"
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-numa
