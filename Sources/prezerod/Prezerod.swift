@@ -57,6 +57,11 @@ struct Prezerod: AsyncParsableCommand {
             return
         }
         guard getuid() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
+        let lacking = DaemonCapabilities.missing(effective: DaemonCapabilities.effective(status: Files.readText("/proc/self/status") ?? "") ?? 0)
+        guard lacking.isEmpty else {
+            throw Failure("prezerod lacks \(lacking.map(\.name).joined(separator: ", ")) (\(lacking.map(\.why).joined(separator: "; ")));"
+                          + " keep \(DaemonCapabilities.needed.map(\.name).joined(separator: " ")) in its CapabilityBoundingSet=")
+        }
         let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger)
         let server = try ControlServer(daemon: daemon, logger: logger)
         var services: [any Service] = [PoolService(daemon: daemon, server: server)]

@@ -222,3 +222,16 @@ struct SizeSpecTests {
         #expect(throws: (any Error).self) { try JSONDecoder().decode([SizeSpec].self, from: Data("[-1]".utf8)) }
     }
 }
+
+@Suite("prezerod's capabilities")
+struct CapabilitiesTests {
+    @Test("CapEff is read from /proc/self/status; what is missing is named")
+    func effectiveAndMissing() {
+        let status = "Name:\tprezerod\nCapInh:\t0000000000000000\nCapEff:\t000000000008000b\nCapBnd:\t000001ffffffffff\n"
+        let eff = DaemonCapabilities.effective(status: status)
+        #expect(eff == 0x8000b)
+        #expect(DaemonCapabilities.missing(effective: 0x8000b).isEmpty, "chown, dac_override, fowner, sys_ptrace")
+        #expect(DaemonCapabilities.missing(effective: 0xb).map(\.name) == ["CAP_SYS_PTRACE"])
+        #expect(DaemonCapabilities.effective(status: "Name:\tx\n") == nil)
+    }
+}

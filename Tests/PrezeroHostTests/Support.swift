@@ -100,8 +100,9 @@ final class TestPool {
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
-    func start() throws {
-        let p = try Child([Binaries.prezerod, "--config", configPath, "--log-level", "debug"], stdout: logPath, stderr: logPath)
+    /// - Parameter wrapper: a command prezerod runs under, e.g. `setpriv` with a unit's capabilities.
+    func start(wrapper: [String] = []) throws {
+        let p = try Child(wrapper + [Binaries.prezerod, "--config", configPath, "--log-level", "debug"], stdout: logPath, stderr: logPath)
         process = p
         try "\(p.pid)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
         try waitFor("prezerod to listen on \(socket)", timeout: 20) {
