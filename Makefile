@@ -58,13 +58,12 @@ install: release install-files
 
 install-files:
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/prezero \
-		$(DESTDIR)/etc/libvirt/hooks/qemu.d $(DESTDIR)/etc/prezero $(DESTDIR)$(SYSTEMD_DIR) \
+		$(DESTDIR)/etc/prezero $(DESTDIR)$(SYSTEMD_DIR) \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
 		$(DESTDIR)$(PREFIX)/share/doc/prezero
 	install -m 755 $(BIN)/prezerod $(DESTDIR)$(PREFIX)/sbin/prezerod
 	install -m 755 $(BIN)/prezero $(DESTDIR)$(PREFIX)/bin/prezero
 	install -m 755 $(BIN)/prezero-hook $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook
-	install -m 755 $(BIN)/prezero-hook $(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero
 	sed 's|/usr/local/sbin/prezerod|$(PREFIX)/sbin/prezerod|; s|/usr/local/share/doc|$(PREFIX)/share/doc|' \
 		examples/systemd/prezerod.service > $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service
 	sed 's|/usr/local/share/doc|$(PREFIX)/share/doc|' examples/systemd/prezero.slice > $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice
@@ -73,11 +72,15 @@ install-files:
 	$(BIN)/prezero --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero
 	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
 	[ -e $(DESTDIR)/etc/prezero/prezerod.yaml ] || install -m 644 examples/prezerod.yaml $(DESTDIR)/etc/prezero/prezerod.yaml
+	# The hook and hook.conf as `prezero install` lays them out (its defaults are the one place for those paths).
+	$(BIN)/prezero install --root "$(DESTDIR)" --hook $(BIN)/prezero-hook
 	@echo "installed under $(DESTDIR)$(PREFIX); restart libvirtd so that it finds the hook"
 
 uninstall:
+	if [ -x $(DESTDIR)$(PREFIX)/bin/prezero ]; then $(DESTDIR)$(PREFIX)/bin/prezero install --uninstall --root "$(DESTDIR)"; \
+	else rm -f $(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero; fi
 	rm -f $(DESTDIR)$(PREFIX)/sbin/prezerod $(DESTDIR)$(PREFIX)/bin/prezero $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook \
-		$(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
+		$(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero \
 		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/prezero $(DESTDIR)$(PREFIX)/share/doc/prezero 2>/dev/null

@@ -12,10 +12,12 @@ struct Install: ParsableCommand {
             when it starts: restart it after installing.
             """)
 
-    @Option(name: .long, help: "libvirt's qemu hook directory.")
+    @Option(name: .long, help: "libvirt's qemu hook directory (under --root).")
     var hooksDir = "/etc/libvirt/hooks/qemu.d"
-    @Option(name: .long, help: "prezero's config directory.")
+    @Option(name: .long, help: "prezero's config directory (under --root).")
     var configDir = "/etc/prezero"
+    @Option(name: .long, help: "A staging root the directories are under, as make install's DESTDIR.")
+    var root = ""
     @Option(name: .long, help: "The prezero-hook executable to install (default: the one beside this prezero, else PREFIX/libexec/prezero/prezero-hook).")
     var hook: String?
     @Flag(name: .long, help: "Remove the hook instead (config files are kept).")
@@ -36,6 +38,7 @@ struct Install: ParsableCommand {
 
     func run() throws {
         let fm = FileManager.default
+        let hooksDir = root + hooksDir, configDir = root + configDir
         let target = hooksDir + "/prezero"
         var report = Report(hook: target, hookAction: "", configs: [:], restartLibvirtd: false)
         do {
