@@ -26,6 +26,12 @@ public struct HookHost: Sendable {
         self.defaultPageSize = defaultPageSize
     }
 
+    /// The facts as read from qemu.conf and /proc/meminfo (2 MiB when it names no default size).
+    public init(conf: QemuConf, meminfo: String, poolMounts: [(path: String, pageSize: UInt64)]) {
+        self.init(memoryBackingDir: conf.memoryBackingDir, poolMounts: poolMounts,
+                  defaultPageSize: ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20))
+    }
+
     /// The pool mount holding `memory_backing_dir`, if any.
     public var backingMount: (path: String, pageSize: UInt64)? {
         guard let dir = memoryBackingDir.map(HookPlanner.normalize) else { return nil }

@@ -35,10 +35,8 @@ extension PoolDaemon {
         let d = try parseDomain(xml, call: "start begin")
         guard let id = d.id else { throw ControlError(.badRequest, "hook start begin: the domain XML has no id; the domain is left to QEMU") }
         let conf = QemuConf.parse(Files.readText(config.qemuConf) ?? "")
-        let meminfo = Files.readText("/proc/meminfo") ?? ""
-        let host = HookHost(memoryBackingDir: conf.memoryBackingDir,
-                            poolMounts: pools.map { ($0.mount.path, $0.mount.pageSize) },
-                            defaultPageSize: ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20))
+        let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "",
+                            poolMounts: pools.map { ($0.mount.path, $0.mount.pageSize) })
         var result = HookResult()
         func say(_ s: String) {
             logger.info("domain \(d.name) (\(d.uuid)): \(s)")

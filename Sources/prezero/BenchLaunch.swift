@@ -49,9 +49,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
     func run() throws {
         try guarded {
             let (bytes, smallBytes) = try options.sizes()
-            let client = connection.client
-            let status: StatusResult
-            status = try connection.send(Request(op: .status)).status!
+            let status = try connection.send(Request(op: .status)).status!
             guard let mount = status.mounts.first else { throw CLIError("prezerod has no pool mount") }
             guard bytes % mount.pageSize == 0, smallBytes % mount.pageSize == 0 else {
                 throw CLIError("--size and --small must be whole \(ByteSize.format(mount.pageSize)) pages", code: 2)
@@ -69,7 +67,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             }
             /// Seconds from spawn to QMP's answer; then the VMM (or the launcher) is stopped.
             func timeStart(_ args: [String], label: String) throws -> Double {
-                try settlePool(client, mount: mount.path)
+                try settlePool(connection, mount: mount.path)
                 let qmp = work + "/qmp-\(label)"
                 let t = monotonicSeconds()
                 let p: ChildProcess
@@ -125,10 +123,4 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
         }
     }
 
-}
-
-/// The prezero binaries beside this one.
-enum Binaries {
-    static var dir: String { Bundle.main.executableURL?.deletingLastPathComponent().path ?? "/usr/local/bin" }
-    static var prezero: String { dir + "/prezero" }
 }

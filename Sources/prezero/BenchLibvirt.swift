@@ -73,13 +73,13 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         // Largest first: a smaller guest can always be served by cutting a larger clean file
         // (truncated), while a larger one after smaller ones might find only smaller files.
         let sizes = try list.split(separator: ",").map { try parseSize(String($0), what: "--sizes") }.sorted(by: >)
-        let lab = try LibvirtLab(libvirt: libvirt, connection: connection, note: note)
+        let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
         defer { lab.close() }
         var points: [SweepPoint] = []
         note("bench libvirt: \(sizes.map(ByteSize.format).joined(separator: ", ")) guests, \(runs) runs each after one untimed round")
         for b in sizes {
             guard b % lab.pageSize == 0 else { throw CLIError("--sizes: \(ByteSize.format(b)) is not whole \(ByteSize.format(lab.pageSize)) pages", code: 2) }
-            let stock = try lab.define("stock-\(b >> 20)m", bytes: b, backing: "<hugepages><page size='\(lab.pageSize >> 10)' unit='KiB'/></hugepages>")
+            let stock = try lab.define("stock-\(b >> 20)m", bytes: b, backing: lab.stock)
             let handover = try lab.define("handover-\(b >> 20)m", bytes: b, backing: LibvirtLab.eligible)
             var s: [Double] = [], h: [Double] = []
             for round in 0...runs {
@@ -128,12 +128,12 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         guard plot == nil else { throw ValidationError("--plot needs --sizes") }
         try guarded {
             let (bytes, smallBytes) = try options.sizes()
-            let lab = try LibvirtLab(libvirt: libvirt, connection: connection, note: note)
+            let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
             defer { lab.close() }
             guard bytes % lab.pageSize == 0, smallBytes % lab.pageSize == 0 else {
                 throw CLIError("--size and --small must be whole \(ByteSize.format(lab.pageSize)) pages", code: 2)
             }
-            let stock = try lab.define("stock", bytes: bytes, backing: "<hugepages><page size='\(lab.pageSize >> 10)' unit='KiB'/></hugepages>")
+            let stock = try lab.define("stock", bytes: bytes, backing: lab.stock)
             let big = try lab.define("handover", bytes: bytes, backing: LibvirtLab.eligible)
             let little = try lab.define("small", bytes: smallBytes, backing: LibvirtLab.eligible)
             let plain = try lab.define("plain", bytes: smallBytes, backing: "")
@@ -198,16 +198,17 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 final class LibvirtLab {
     static let eligible = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
     let conn: LibvirtConnection
-    let client: ControlClient
+    let connection: Connection
     let mount: String
     let pageSize: UInt64
     let hook: String
     let hookAside: String
     var domains: [String] = []
-    let note: (String) -> Void
 
-    init(libvirt: LibvirtOptions, connection: Connection, note: @escaping (String) -> Void) throws {
-        self.note = note
+    /// The stock form of the same guest: huge pages of the pool's size, zeroed by QEMU at start.
+    var stock: String { "<hugepages><page size='\(pageSize >> 10)' unit='KiB'/></hugepages>" }
+
+    init(libvirt: LibvirtOptions, connection: Connection) throws {
         hook = libvirt.hooksDir + "/prezero"
         // Beside qemu.d, not in it: libvirt runs every file in qemu.d.
         hookAside = (libvirt.hooksDir as NSString).deletingLastPathComponent + "/prezero.bench-aside"
@@ -218,15 +219,10 @@ final class LibvirtLab {
         guard Files.status(followingPath: hook) != nil else {
             throw CLIError("no hook at \(hook); run `prezero install` and restart libvirtd (`prezero libvirt doctor` checks the setup)")
         }
-        client = connection.client
-        let status: StatusResult
-        do {
-            status = try client.send(Request(op: .status)).status!
-        } catch {
-            throw CLIError(error)
-        }
-        let conf = QemuConf.parse(Files.readText(libvirt.qemuConf) ?? "")
-        let host = HookHost(memoryBackingDir: conf.memoryBackingDir, poolMounts: status.mounts.map { ($0.path, $0.pageSize) }, defaultPageSize: 2 << 20)
+        self.connection = connection
+        let status = try connection.send(Request(op: .status)).status!
+        let host = HookHost(conf: QemuConf.parse(Files.readText(libvirt.qemuConf) ?? ""), meminfo: Files.readText("/proc/meminfo") ?? "",
+                            poolMounts: status.mounts.map { ($0.path, $0.pageSize) })
         guard let m = host.backingMount else {
             throw CLIError("memory_backing_dir in \(libvirt.qemuConf) is not on a pool mount; `prezero libvirt doctor` says what to change")
         }
@@ -253,7 +249,7 @@ final class LibvirtLab {
         return name
     }
 
-    func settle() throws { try settlePool(client, mount: mount) }
+    func settle() throws { try settlePool(connection, mount: mount) }
 
     /// Seconds libvirt takes to start `name`; then destroys it. A hand-over that did not
     /// happen is an error, never a figure.
@@ -264,7 +260,7 @@ final class LibvirtLab {
         let took = monotonicSeconds() - t
         defer { try? conn.destroy(name) }
         if let want = handedOver {
-            let leased = (try? client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
+            let leased = (try? connection.client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
                 .reduce(0) { $0 + $1.leasedBytes } ?? 0
             guard leased >= want else {
                 throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
@@ -323,15 +319,10 @@ final class LibvirtLab {
 
 /// Waits for the pool on `mount` to be back at its target with nothing leased, dirty or
 /// filling, so that no start is timed against the pool's own work.
-func settlePool(_ client: ControlClient, mount: String) throws {
+func settlePool(_ connection: Connection, mount: String) throws {
     let deadline = monotonicSeconds() + 300
     while true {
-        let s: StatusResult
-        do {
-            s = try client.send(Request(op: .status)).status!
-        } catch {
-            throw CLIError(error)
-        }
+        let s = try connection.send(Request(op: .status)).status!
         let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
         let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
         if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }

@@ -51,9 +51,9 @@ struct Install: ParsableCommand {
                 }
             } else {
                 // Beside this prezero (a build directory), or where `make install` puts it.
-                let here = Bundle.main.executableURL?.deletingLastPathComponent()
-                let candidates = [here?.appendingPathComponent("prezero-hook").path,
-                                  here?.deletingLastPathComponent().appendingPathComponent("libexec/prezero/prezero-hook").path].compactMap { $0 }
+                let here = URL(fileURLWithPath: Binaries.dir)
+                let candidates = [here.appendingPathComponent("prezero-hook").path,
+                                  here.deletingLastPathComponent().appendingPathComponent("libexec/prezero/prezero-hook").path]
                 let source = hook ?? candidates.first { fm.isExecutableFile(atPath: $0) } ?? candidates.first ?? ""
                 guard let bytes = fm.contents(atPath: source) else {
                     throw CLIError("cannot read the hook executable \(source); build it (make release) or pass --hook PATH")

@@ -131,9 +131,7 @@ struct LibvirtDoctor: ParsableCommand {
                 check("prezerod", false, (error as? ControlError)?.message ?? "\(error)")
             }
             let conf = QemuConf.parse(Files.readText(libvirt.qemuConf) ?? "")
-            let meminfo = Files.readText("/proc/meminfo") ?? ""
-            let host = HookHost(memoryBackingDir: conf.memoryBackingDir, poolMounts: poolMounts,
-                                defaultPageSize: ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20))
+            let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "", poolMounts: poolMounts)
             switch (conf.memoryBackingDir, host.backingMount) {
             case (nil, _):
                 check("memory_backing_dir", false, "not set in \(libvirt.qemuConf); add memory_backing_dir = \"<pool mount>/libvirt-ram\" and restart libvirtd")

@@ -31,6 +31,12 @@ extension Prezero {
     }
 }
 
+/// The prezero binaries beside this one.
+enum Binaries {
+    static var dir: String { Bundle.main.executableURL?.deletingLastPathComponent().path ?? "/usr/local/bin" }
+    static var prezero: String { dir + "/prezero" }
+}
+
 /// `--socket` and `--json`, shared by every command that talks to prezerod.
 struct Connection: ParsableArguments {
     @Option(name: .long, help: "prezerod's control socket.")
