@@ -251,25 +251,27 @@ counters "after release"
 # No file of a node in any state (leased ones included).
 node_empty() { ! ls -R $POOL | sed 's/^.*~//' | grep -q "^n$1-"; }
 claim23() { prezero claim --size $FILE_BYTES --node 2,3 --dest $VM/$1 --json; }
+# Releases DEST and empties node N's pool.
+release_and_empty() {
+    ctl "{\"v\":1,\"op\":\"release\",\"release\":{\"dest\":\"$1\"}}"
+    ctl "{\"v\":1,\"op\":\"drain\",\"scope\":{\"node\":$2}}"
+    wait_for 20 node_empty $2 || fail "node $2's pool did not empty after drain"
+}
 if echo " $NODES " | grep -q ' 3 '; then
     out=$(claim23 set-a) || fail "claim --node 2,3 failed: $out"
     node=$(echo "$out" | json_field node)
     [ "$node" = 2 ] || [ "$node" = 3 ] || fail "claim --node 2,3 answered node '$node'"
     w=$(on_nodes $VM/set-a "2 3"); [ -z "$w" ] || fail "$w"
     detail="$(echo "$out" | json_field outcome) on node $node, $(numa-probe map $VM/set-a);"
-    ctl "{\"v\":1,\"op\":\"release\",\"release\":{\"dest\":\"$VM/set-a\"}}"
     # Node 2 emptied: the set is served by node 3.
-    ctl '{"v":1,"op":"drain","scope":{"node":2}}'
-    wait_for 20 node_empty 2 || fail "node 2's pool did not empty after drain"
+    release_and_empty $VM/set-a 2
     out=$(claim23 set-b) || fail "claim --node 2,3 (node 2 empty) failed: $out"
     node=$(echo "$out" | json_field node)
     [ "$node" = 3 ] || fail "claim --node 2,3 with node 2 empty answered node '$node' ($(echo "$out" | json_field outcome)), wanted 3"
     w=$(on_nodes $VM/set-b "3"); [ -z "$w" ] || fail "$w"
     detail="$detail node 2 empty: $(echo "$out" | json_field outcome) on node $node, $(numa-probe map $VM/set-b 2>/dev/null);"
     # Both emptied: a miss, though nodes 0 and 1 have files of that size.
-    ctl "{\"v\":1,\"op\":\"release\",\"release\":{\"dest\":\"$VM/set-b\"}}"
-    ctl '{"v":1,"op":"drain","scope":{"node":3}}'
-    wait_for 20 node_empty 3 || fail "node 3's pool did not empty after drain"
+    release_and_empty $VM/set-b 3
     out=$(claim23 set-c) || fail "claim --node 2,3 (both empty) failed: $out"
     outcome=$(echo "$out" | json_field outcome)
     [ "$outcome" = miss ] || fail "claim --node 2,3 with both empty gave '$outcome' on node $(echo "$out" | json_field node), wanted miss"
