@@ -43,51 +43,10 @@ for tool in qemu-system-x86_64 gcc ldd strip apt-get dpkg-deb; do
 done
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || die "static libc is missing (gcc -static); install libc6-dev (scripts/deps.sh)"
 
-# ---- kernel and busybox from apt, cached ------------------------------------
+# ---- kernel and busybox from apt, cached and checked ---------------------------
 
-mkdir -p "$cache"
-newest_kernel() {
-    apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -n 1
-}
-kpkg=$(newest_kernel)
-if [ -z "$kpkg" ]; then
-    apt-get update -qq
-    kpkg=$(newest_kernel)
-fi
-[ -n "$kpkg" ] || die "apt knows no linux-image-6.1.0-*-amd64 package; check /etc/apt/sources.list (Debian 12 main and security)"
-fetch() {   # fetch PACKAGE: its .deb in the cache, downloaded once
-    local deb
-    deb=$(ls "$cache/$1"_*.deb 2>/dev/null | tail -n 1 || true)
-    local try
-    for try in first again; do
-        [ -z "$deb" ] || break
-        # A stale package list names versions the mirror no longer has: update once and retry.
-        [ "$try" = first ] || apt-get update -qq
-        (cd "$cache" && apt-get download -q "$1" 2>&1 | grep -v "couldn't be accessed by user '_apt'" || true)
-        deb=$(ls "$cache/$1"_*.deb 2>/dev/null | tail -n 1 || true)
-    done
-    [ -n "$deb" ] || die "apt-get download $1 failed (see above); check the network and /etc/apt/sources.list"
-    echo "$deb"
-}
-kdeb=$(fetch "$kpkg")
-bdeb=$(fetch busybox-static)
-# Keep only the newest kernel in the cache.
-for old in "$cache"/linux-image-*.deb; do [ "$old" = "$kdeb" ] || rm -f "$old"; done
-kernel="$cache/$kpkg.vmlinuz"
-if [ ! -s "$kernel" ]; then
-    rm -f "$cache"/linux-image-*.vmlinuz
-    x=$(mktemp -d)
-    dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$x" --wildcards './boot/vmlinuz-*'
-    mv "$x"/boot/vmlinuz-* "$kernel"
-    rm -rf "$x"
-fi
-busybox="$cache/busybox"
-if [ ! -x "$busybox" ] || [ "$bdeb" -nt "$busybox" ]; then
-    x=$(mktemp -d)
-    dpkg-deb -x "$bdeb" "$x"
-    mv "$x/bin/busybox" "$busybox"
-    rm -rf "$x"
-fi
+. "$repo/scripts/guest-kernel.sh"
+guest_kernel "$cache"
 
 # ---- the initramfs -----------------------------------------------------------
 
