@@ -8,19 +8,29 @@
 # filled to POOL_TARGET, points libvirt at the mount (memory_backing_dir and
 # hugetlbfs_mount appended to qemu.conf, which is restored byte for byte), installs
 # the hook as /etc/libvirt/hooks/qemu.d/HOOK_NAME and (re)starts libvirtd so that it
-# finds the hook. Undone: the daemons this started are stopped by PID, a libvirtd
-# that was running is restarted, the mount, the pages and the hook are given back.
-# Sets: bin, work, mnt, sock, log, cli().
+# finds the hook. Where /dev/kvm works but libvirt's QEMU user cannot open it, it is
+# given Debian's udev mode for the run (scripts/kvm.sh). Undone: the daemons this
+# started are stopped by PID, a libvirtd that was running is restarted, the mount,
+# the pages, /dev/kvm's mode and the hook are given back.
+# Sets: bin, work, mnt, sock, log, cli(), accel (kvm|tcg: env_up for libvirt's QEMU
+# user, pool_up for a QEMU this script's user starts) and domain_type (kvm|qemu).
 set -euo pipefail
 bin=$PWD/.build/release
 conf=/etc/libvirt/qemu.conf
 hook_conf=/etc/prezero/hook.conf
-work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=
+work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=; kvm_granted=
+accel=; domain_type=
 
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 stop_pid() { kill "$1" 2>/dev/null || return 0; for _ in $(seq 150); do alive "$1" || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 virsh() { command virsh -q -c qemu:///system "$@"; }
 cli() { "$bin/prezero" "$@" --socket "$sock"; }
+# The one decision (prezero accel), printed as `accel: kvm|tcg`.
+decide_accel() {
+    accel=$("$bin/prezero" accel "$@" | sed -n 's/^accel: //p')
+    if [ "$accel" = kvm ]; then domain_type=kvm; else domain_type=qemu; fi
+    echo "accel: $accel"
+}
 
 # A private hugetlbfs mount and prezerod filled to TARGET (files of FILE_SIZE).
 pool_up() {
@@ -47,6 +57,7 @@ YAML
     pid=$!
     for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
     cli fill --target "$target" > /dev/null
+    decide_accel
 }
 
 env_up() {
@@ -76,6 +87,8 @@ env_up() {
         printf '#!/bin/sh\nPREZERO_HOOK_CONF=%s exec %s "$@"\n' "$work/hook.conf" "$bin/prezero-hook" > "$hook"
     fi
     chmod 755 "$hook"
+    kvm_granted=1; scripts/kvm.sh grant "$bin/prezero" > /dev/null
+    decide_accel --libvirt
     if ! alive "$(cat /run/virtlogd.pid 2>/dev/null)"; then /usr/sbin/virtlogd -d; started_virtlogd=$(cat /run/virtlogd.pid); fi
     if alive "$(cat /run/libvirtd.pid 2>/dev/null)"; then had_libvirtd=1; stop_pid "$(cat /run/libvirtd.pid)"; fi
     /usr/sbin/libvirtd -d; started_libvirtd=1
@@ -96,5 +109,6 @@ env_cleanup() {
     [ -n "$pid" ] && stop_pid "$pid"
     [ -n "$mnt" ] && mountpoint -q "$mnt" && umount "$mnt"
     [ -n "$work" ] && rm -rf "$work"
+    [ -n "$kvm_granted" ] && scripts/kvm.sh restore
     [ -n "$reserved" ] && scripts/hugepages.sh restore
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PrezeroClient
 import PrezeroCore
 import PrezeroLibvirt
 import PrezeroSys
@@ -104,7 +105,8 @@ struct LibvirtDoctor: ParsableCommand {
         discussion: """
             Checks that qemu.conf's memory_backing_dir is on one of prezerod's pool mounts, that the hook \
             is installed and executable, that libvirtd started after the hook was installed (it finds \
-            hooks only when it starts), and, for DOMAIN or every defined domain, whether it is eligible \
+            hooks only when it starts), that /dev/kvm, where it works, opens for qemu.conf's user \
+            (else libvirt re-probes QEMU at every start), and, for DOMAIN or every defined domain, whether it is eligible \
             for a hand-over and whether its memory is a whole number of pages. Exits 4 when a check fails.
             """)
 
@@ -145,6 +147,12 @@ struct LibvirtDoctor: ParsableCommand {
             let hookOK = hook.map { $0.isRegular && $0.permissions & 0o111 != 0 } ?? false
             check("hook", hookOK, hook == nil ? "\(hookPath) is missing; run `prezero install`, then restart libvirtd"
                 : hookOK ? "\(hookPath) installed" : "\(hookPath) is not an executable file; run `prezero install`")
+            let accel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf)
+            if accel.reprobeTrap {
+                check("kvm", false, "\(accel.reason): libvirt re-probes QEMU's capabilities at every start (about 4 s each here) and runs guests under TCG; fix: \(accel.fix ?? AccelDecision.udevFix) (what Debian's udev rule does), or run udev")
+            } else {
+                check("kvm", true, "accel: \(accel.accel.rawValue) (\(accel.reason))")
+            }
             let started = libvirtdStart()
             switch (started, hook) {
             case (nil, _):
