@@ -1,10 +1,12 @@
 # Sourced by demo.sh and bench-libvirt.sh: a private prezero + libvirt setup on this
 # host, undone by `env_cleanup` (run it from an EXIT trap).
 #
-#   pool_up PAGES_2M POOL_TARGET FILE_SIZE            (prezerod only)
-#   env_up PAGES_2M POOL_TARGET FILE_SIZE HOOK_NAME   (and libvirt)
+#   pool_up PAGES POOL_TARGET FILE_SIZE [MIN_PAGES]            (prezerod only)
+#   env_up PAGES POOL_TARGET FILE_SIZE HOOK_NAME [MIN_PAGES]   (and libvirt)
 #
-# Reserves PAGES_2M huge pages, mounts a private hugetlbfs, starts a private prezerod
+# Pages are of $page_size (2M, the default, or 1G; set it before sourcing). Reserves
+# PAGES huge pages, or as many as the host gives when that is at least MIN_PAGES
+# (then a stock start gets its pages through prezerod's make-room), mounts a private hugetlbfs, starts a private prezerod
 # filled to POOL_TARGET, points libvirt at the mount (memory_backing_dir and
 # hugetlbfs_mount appended to qemu.conf, which is restored byte for byte), installs
 # the hook as /etc/libvirt/hooks/qemu.d/HOOK_NAME and (re)starts libvirtd so that it
@@ -18,6 +20,8 @@ set -euo pipefail
 bin=$PWD/.build/release
 conf=/etc/libvirt/qemu.conf
 hook_conf=/etc/prezero/hook.conf
+page_size=${page_size:-2M}
+reserved_pages=0
 work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=; kvm_granted=
 accel=; domain_type=
 
@@ -33,13 +37,26 @@ decide_accel() {
 }
 
 # A private hugetlbfs mount and prezerod filled to TARGET (files of FILE_SIZE).
+# reserve_pages WANT [MIN]: WANT pages of $page_size, else at least MIN; sets reserved_pages.
+reserve_pages() {
+    local want=$1 min=${2:-$1} n
+    reserved=1
+    for n in "$want" "$min"; do
+        if [ "$page_size" = 1G ]; then set -- "$n" 0; else set -- 0 "$n"; fi
+        if scripts/hugepages.sh reserve "$@" 2>/dev/null; then reserved_pages=$n; return 0; fi
+        scripts/hugepages.sh restore > /dev/null
+    done
+    scripts/hugepages.sh reserve "$@"   # says what the host gave, and fails
+}
+
 pool_up() {
-    local pages=$1 target=$2 file_size=$3
+    local pages=$1 target=$2 file_size=$3 min_pages=${4:-$1}
     work=$(mktemp -d /tmp/prezero-env.XXXXXX)
     chmod 755 "$work"   # QEMU runs as the qemu user and must reach the mount
     mnt=$work/hugepages; sock=$work/prezerod.sock; log=$work/prezerod.log
-    scripts/hugepages.sh reserve 0 "$pages"; reserved=1
-    mkdir -p "$mnt" && mount -t hugetlbfs -o pagesize=2M none "$mnt"
+    reserve_pages "$pages" "$min_pages"
+    echo "hugepages: $reserved_pages x $page_size pages reserved for this run (wanted $pages, at least $min_pages)"
+    mkdir -p "$mnt" && mount -t hugetlbfs -o "pagesize=$page_size" none "$mnt"
     mkdir -p "$mnt/libvirt-ram"
 
     echo "== prezerod on $mnt"
@@ -48,6 +65,9 @@ socket: $sock
 state_dir: $work/state
 min_free: 0
 refill_delay_ms: 1000
+# Long enough for a stock guest to preallocate the pages make-room freed for it, short
+# enough that a benchmark round does not wait the default 30 s for the refill.
+make_room_hold_s: 10
 mounts:
   - path: $mnt
     target: $target
@@ -61,13 +81,13 @@ YAML
 }
 
 env_up() {
-    local pages=$1 target=$2 file_size=$3 hook_name=$4
+    local pages=$1 target=$2 file_size=$3 hook_name=$4 min_pages=${5:-$1}
     hook=/etc/libvirt/hooks/qemu.d/$hook_name
     if [ -e "$hook" ]; then
         echo "$hook exists already: this host has prezero installed; run the command against its own prezerod instead" >&2
         hook=; return 1
     fi
-    pool_up "$pages" "$target" "$file_size"
+    pool_up "$pages" "$target" "$file_size" "$min_pages"
 
     echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
     cp "$conf" "$work/qemu.conf.orig"
@@ -96,7 +116,12 @@ env_up() {
 }
 
 env_cleanup() {
+    local status=$?
     set +e
+    if [ "$status" != 0 ] && [ -s "$log" ]; then
+        echo "== the run failed (exit $status); the end of prezerod's log:" >&2
+        tail -n 20 "$log" | sed 's/^/  | /' >&2
+    fi
     [ -n "$hook" ] && rm -f "$hook"
     if [ -n "$wrote_hook_conf" ]; then
         if [ -f "$work/hook.conf.orig" ]; then cp -p "$work/hook.conf.orig" "$hook_conf"; else rm -f "$hook_conf"; rmdir /etc/prezero 2>/dev/null; fi

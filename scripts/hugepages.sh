@@ -2,6 +2,7 @@
 # Reserve huge pages for tests and benchmarks, and give them back afterwards.
 #   scripts/hugepages.sh reserve [PAGES_1G] [PAGES_2M]   (defaults: 2 and 512)
 #   scripts/hugepages.sh restore
+#   scripts/hugepages.sh most-1g MAX   prints how many 1 GiB pages (up to MAX) the host can reserve now
 # 1 GiB pages are reserved first: 2 MiB pages fragment memory so that 1 GiB pages may not be found.
 # The counts found before are saved and `restore` writes them back.
 set -euo pipefail
@@ -34,8 +35,17 @@ restore)
         echo "hugepages: restored to $old_g x 1 GiB, $old_m x 2 MiB"
     fi
     ;;
+most-1g)
+    # Ask for MAX, read what the kernel found, and give them back at once.
+    old=$(cat "$g" 2>/dev/null || echo 0)
+    [ -e "$g" ] || { echo 0; exit 0; }
+    echo 1 > /proc/sys/vm/compact_memory || true
+    echo "${2:?usage: $0 most-1g MAX}" > "$g" 2>/dev/null || true
+    cat "$g"
+    echo "$old" > "$g"
+    ;;
 *)
-    echo "usage: $0 reserve [PAGES_1G] [PAGES_2M] | restore" >&2
+    echo "usage: $0 reserve [PAGES_1G] [PAGES_2M] | restore | most-1g MAX" >&2
     exit 2
     ;;
 esac

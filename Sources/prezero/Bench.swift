@@ -190,8 +190,9 @@ extension BenchOutput {
 struct StartBenchOptions: ParsableArguments {
     @Option(name: .long, help: "Guest size (default 8G).")
     var size: String = "8G"
-    @Option(name: .long, help: "Guest size for the start without memory (default 256M).")
-    var small: String = "256M"
+    static let defaultSmall = "256M"
+    @Option(name: .long, help: "Guest size for the start without memory (default 256M; one page on a mount of larger pages).")
+    var small: String = defaultSmall
     @Option(name: .long, help: "Timed rounds (at least 5).")
     var runs: Int = 5
     @Flag(name: .long, help: "Print the results as JSON.")

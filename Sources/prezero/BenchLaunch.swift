@@ -8,62 +8,93 @@ import PrezeroSys
 struct BenchLaunch: ParsableCommand, BenchOutput {
     static let configuration = CommandConfiguration(
         commandName: "launch",
-        abstract: "QEMU started directly: a fresh hugetlbfs file against one handed over by prezero launch.",
+        abstract: "QEMU started directly: fresh hugetlbfs files, preallocated the best ways QEMU offers, against one handed over by prezero launch.",
         discussion: """
             Needs prezerod running with a pool of SIZE + SMALL clean on a 2 MiB or 1 GiB mount with room \
-            for one more SIZE (`make bench-launch` sets up a private one). Each start is timed from the \
-            spawn until QEMU answers query-status on QMP, then QEMU is stopped; after one untimed round, \
-            --runs rounds time:
-              stock      memory-backend-file on a fresh file of SIZE, prealloc=on: QEMU's pages are zeroed at start
-              prezero    the same command through prezero launch: a pre-zeroed file
-              small      the prezero start at SMALL: the cost of a start without memory
-            Ratios: speedup = stock / prezero; size_independence = prezero / small (target ≤ 1.15).
+            for one more SIZE (`make bench-launch` sets up a private one). QEMU runs under KVM where it \
+            can (`prezero accel`), else TCG. Each start is timed from the spawn until QEMU answers \
+            query-status on QMP, then QEMU is stopped; after one untimed round, --runs rounds time:
+              stock          memory-backend-file on a fresh file of SIZE, prealloc=on: one thread zeroes every page
+              stock threads  the same with prealloc-threads=N
+              stock context  prealloc-threads=N in a thread-context bound to node 0, the guest's memory bound there too
+              prezero        the same command through prezero launch: a pre-zeroed file
+              small          the prezero start at SMALL
+              floor          memory-backend-ram of SIZE without prealloc: a start that zeroes nothing
+            Ratios: speedup = stock / prezero; speedup_vs_threads = the faster threaded stock / prezero; \
+            size_independence = prezero / small (target ≤ 1.10).
             """)
 
     @OptionGroup var options: StartBenchOptions
     @Option(name: .long, help: "The QEMU binary.")
     var qemu: String = "qemu-system-x86_64"
+    @Option(name: .long, help: "Preallocation threads of the threaded stock starts (default: the host's online CPUs).")
+    var threads: Int?
+    @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: the first pool mount's).")
+    var pageSize: String?
     @OptionGroup var connection: Connection
 
     var json: Bool { options.json }
     var runs: Int { options.runs }
 
     struct Result: Codable {
+        var accel: String
+        var pageSize: UInt64
+        var hugepagesReserved: UInt64
+        var threads: Int
         var sizeBytes: UInt64
         var smallBytes: UInt64
         var runs: Int
         var startStockS: Double
+        var startStockThreadsS: Double
+        var startStockThreadContextS: Double
         var startPrezeroS: Double
         var startSmallS: Double
+        var startFloorS: Double
         var speedup: Double
+        var speedupVsThreads: Double
         var sizeIndependence: Double
+        var prezeroVsFloor: Double
+        /// Every figure above as median, min, max and runs, under the same key.
         var spreads: [String: Spread]
 
         enum CodingKeys: String, CodingKey {
-            case runs, speedup, spreads
+            case accel, threads, runs, speedup, spreads
+            case pageSize = "page_size", hugepagesReserved = "hugepages_reserved"
             case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
-            case startPrezeroS = "start_prezero_s", startSmallS = "start_small_s", sizeIndependence = "size_independence"
+            case startStockThreadsS = "start_stock_threads_s", startStockThreadContextS = "start_stock_thread_context_s"
+            case startPrezeroS = "start_prezero_s", startSmallS = "start_small_s", startFloorS = "start_floor_s"
+            case speedupVsThreads = "speedup_vs_threads", sizeIndependence = "size_independence", prezeroVsFloor = "prezero_vs_floor"
         }
     }
 
     func run() throws {
         try guarded {
-            let (bytes, smallBytes) = try options.sizes()
+            var (bytes, smallBytes) = try options.sizes()
             let status = try connection.send(Request(op: .status)).status!
             guard let mount = status.mounts.first else { throw CLIError("prezerod has no pool mount") }
+            if let want = try parsePageSize(pageSize), want != mount.pageSize {
+                throw CLIError("--page-size \(ByteSize.format(want)): prezerod's pool mount \(mount.path) has \(ByteSize.format(mount.pageSize)) pages", code: 2)
+            }
+            if smallBytes % mount.pageSize != 0, options.small == StartBenchOptions.defaultSmall { smallBytes = mount.pageSize }
             guard bytes % mount.pageSize == 0, smallBytes % mount.pageSize == 0 else {
                 throw CLIError("--size and --small must be whole \(ByteSize.format(mount.pageSize)) pages", code: 2)
             }
+            let accel = HostAccelerator.forDirectQEMU()
+            let n = threads ?? HostInfo.onlineCPUs()
+            let reserved = HugePageCounters.host(pageSize: mount.pageSize)?.total ?? 0
             let work = "/tmp/prezero-bench-launch-\(getpid())"
             do { try Files.makeDirectories(work, mode: 0o700) } catch { throw CLIError("cannot make \(work): \(error)") }
             defer { _ = try? ChildProcess(["rm", "-rf", work]).wait() }
-            note("bench launch: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests on \(mount.path), \(runs) runs after one untimed round")
+            note("bench launch: accel: \(accel.accel.rawValue) (\(accel.reason)); \(reserved) x \(ByteSize.format(mount.pageSize)) pages reserved on the host")
+            note("bench launch: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests on \(mount.path), threads=\(n), \(runs) runs after one untimed round")
 
-            /// QEMU's arguments for a guest of `b` bytes whose memory is at `memPath`.
-            func qemuArgs(_ b: UInt64, memPath: String, qmp: String) -> [String] {
-                [qemu, "-accel", "tcg", "-nodefaults", "-nographic", "-display", "none", "-m", "\(b >> 20)M",
-                 "-object", "memory-backend-file,id=m0,mem-path=\(memPath),size=\(b),share=on,prealloc=on",
-                 "-machine", "pc,memory-backend=m0", "-qmp", "unix:\(qmp),server=on,wait=off"]
+            /// QEMU's arguments for a guest of `b` bytes whose memory backend is `backend` (its id m0).
+            func qemuArgs(_ b: UInt64, backend: String, extra: [String] = []) -> [String] {
+                [qemu, "-accel", accel.accel.rawValue, "-nodefaults", "-nographic", "-display", "none", "-m", "\(b >> 20)M"]
+                    + extra + ["-object", backend, "-machine", "pc,memory-backend=m0", "-qmp", "unix:{qmp},server=on,wait=off"]
+            }
+            func fileBackend(_ b: UInt64, _ path: String, _ more: String = "") -> String {
+                "memory-backend-file,id=m0,mem-path=\(path),size=\(b),share=on,prealloc=on" + more
             }
             /// Seconds from spawn to QMP's answer; then the VMM (or the launcher) is stopped.
             func timeStart(_ args: [String], label: String) throws -> Double {
@@ -86,41 +117,64 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             let fresh = mount.path + "/prezero-bench-stock.\(getpid())"
             let launch = { (b: UInt64) in
                 [Binaries.prezero, "launch", "--socket", connection.socket, "--memory", "m0=\(b >> 20)M", "--"]
-                    + qemuArgs(b, memPath: "{prezero:m0}", qmp: "{qmp}")
+                    + qemuArgs(b, backend: fileBackend(b, "{prezero:m0}"))
+            }
+            /// A stock start on a fresh file, which is removed after.
+            func stockStart(_ label: String, _ more: String, extra: [String] = []) throws -> Double {
+                defer { try? Files.removePath(fresh) }
+                return try timeStart(qemuArgs(bytes, backend: fileBackend(bytes, fresh, more), extra: extra), label: label)
             }
             var t: [String: [Double]] = [:]
             for round in 0...runs {
-                let s = try timeStart(qemuArgs(bytes, memPath: fresh, qmp: "{qmp}"), label: "stock")
-                try? Files.removePath(fresh)
-                let p = try timeStart(launch(bytes), label: "prezero")
-                let m = try timeStart(launch(smallBytes), label: "small")
+                let row = [
+                    ("start_stock_s", try stockStart("stock", "")),
+                    ("start_stock_threads_s", try stockStart("threads", ",prealloc-threads=\(n)")),
+                    // QEMU 7.2's way for a guest bound to a node: the preallocation threads are created
+                    // in a context pinned to that node's CPUs, so they touch node-local memory.
+                    ("start_stock_thread_context_s", try stockStart("context", ",prealloc-threads=\(n),prealloc-context=tc0,host-nodes=0,policy=bind",
+                                                                    extra: ["-object", "thread-context,id=tc0,node-affinity=0"])),
+                    ("start_prezero_s", try timeStart(launch(bytes), label: "prezero")),
+                    ("start_small_s", try timeStart(launch(smallBytes), label: "small")),
+                    ("start_floor_s", try timeStart(qemuArgs(bytes, backend: "memory-backend-ram,id=m0,size=\(bytes)"), label: "floor")),
+                ]
                 guard Files.readText(work + "/prezero.err")?.contains("(miss)") != true else {
                     throw CLIError("prezero launch missed: the pool must hold \(ByteSize.format(bytes)) clean; see `prezero status`")
                 }
                 guard round > 0 else { continue }
-                t["stock", default: []].append(s)
-                t["prezero", default: []].append(p)
-                t["small", default: []].append(m)
-                note("  run \(round): stock \(f(s)) s, prezero \(f(p)) s, small \(f(m)) s")
+                for (k, v) in row { t[k, default: []].append(v) }
+                note("  run \(round): " + row.map { "\($0.0.dropFirst(6).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
             }
             let sp = t.mapValues(Spread.init)
-            let r = Result(sizeBytes: bytes, smallBytes: smallBytes, runs: runs, startStockS: sp["stock"]!.median,
-                           startPrezeroS: sp["prezero"]!.median, startSmallS: sp["small"]!.median,
-                           speedup: sp["stock"]!.median / sp["prezero"]!.median,
-                           sizeIndependence: sp["prezero"]!.median / sp["small"]!.median, spreads: sp)
+            let m = { (k: String) in sp[k]?.median ?? 0 }
+            let bestThreads = min(m("start_stock_threads_s"), m("start_stock_thread_context_s"))
+            let r = Result(accel: accel.accel.rawValue, pageSize: mount.pageSize, hugepagesReserved: reserved, threads: n,
+                           sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
+                           startStockS: m("start_stock_s"), startStockThreadsS: m("start_stock_threads_s"),
+                           startStockThreadContextS: m("start_stock_thread_context_s"), startPrezeroS: m("start_prezero_s"),
+                           startSmallS: m("start_small_s"), startFloorS: m("start_floor_s"),
+                           speedup: m("start_stock_s") / m("start_prezero_s"), speedupVsThreads: bestThreads / m("start_prezero_s"),
+                           sizeIndependence: m("start_prezero_s") / m("start_small_s"), prezeroVsFloor: m("start_prezero_s") / m("start_floor_s"),
+                           spreads: sp)
             if json {
                 printJSON(r)
                 return
             }
-            print("""
-                QEMU start until QMP answers query-status, median [min–max] over \(runs) runs
-                  stock, fresh file, \(ByteSize.format(bytes))        \(sp["stock"]!.text()) s
-                  prezero launch, \(ByteSize.format(bytes))           \(sp["prezero"]!.text()) s
-                  prezero launch, \(ByteSize.format(smallBytes))         \(sp["small"]!.text()) s
-                  speedup            stock / prezero   \(f(r.speedup, 2))×
-                  size_independence  \(ByteSize.format(bytes)) / \(ByteSize.format(smallBytes))   \(f(r.sizeIndependence, 3))×  (target ≤ 1.15)
-                """)
+            let sz = ByteSize.format(bytes), sm = ByteSize.format(smallBytes)
+            func row(_ label: String, _ key: String) -> String { "  \(label.padding(toLength: 40, withPad: " ", startingAt: 0)) \(sp[key]!.text()) s" }
+            print([
+                "accel: \(r.accel)",
+                "QEMU start until QMP answers query-status, \(ByteSize.format(mount.pageSize)) pages, median [min–max] over \(runs) runs",
+                row("stock, fresh file, \(sz)", "start_stock_s"),
+                row("stock, prealloc-threads=\(n), \(sz)", "start_stock_threads_s"),
+                row("stock, threads=\(n) in a node-0 thread-context", "start_stock_thread_context_s"),
+                row("prezero launch, \(sz)", "start_prezero_s"),
+                row("prezero launch, \(sm)", "start_small_s"),
+                row("floor: memory-backend-ram, \(sz)", "start_floor_s"),
+                "  speedup             stock / prezero                 \(f(r.speedup, 2))×",
+                "  speedup_vs_threads  best threaded stock / prezero   \(f(r.speedupVsThreads, 2))×",
+                "  size_independence   \(sz) / \(sm)                 \(f(r.sizeIndependence, 3))×  (target ≤ 1.10)",
+                "  prezero_vs_floor    prezero / floor                 \(f(r.prezeroVsFloor, 3))×",
+            ].joined(separator: "\n"))
         }
     }
-
 }

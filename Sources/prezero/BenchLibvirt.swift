@@ -8,117 +8,191 @@ import PrezeroSys
 struct BenchLibvirt: ParsableCommand, BenchOutput {
     static let configuration = CommandConfiguration(
         commandName: "libvirt",
-        abstract: "Domain start through libvirt: stock <hugepages/> against a hand-over, at two sizes, and the hook's overhead.",
+        abstract: "Domain start through libvirt: prezero's hand-over against the best stock configuration, the start floor, and the hook's overhead.",
         discussion: """
             Needs a host set up for prezero: libvirtd running with the hook installed, prezerod running, \
             and qemu.conf's memory_backing_dir on a pool mount whose pool can hold SIZE + SMALL clean \
             (`prezero libvirt doctor` checks all of it; `make bench-libvirt` sets up a private one). \
-            Defines its own domains (prezero-bench-*), starts each through libvirt's API (what virsh start \
-            calls), and undefines them at the end. After one untimed round, --runs rounds time:
-              stock       a <hugepages/> guest of SIZE: QEMU's pages are zeroed at start
-              hand-over   the same guest in the eligible form, given a pre-zeroed file
-              small       the hand-over at SMALL: the cost of a start without memory
-              hook        a guest without huge pages, with the hook and with it moved aside
-            Ratios: speedup = stock / hand-over; size_independence = hand-over / small (target ≤ 1.15); \
-            hook_overhead_ms = the median of (hook − no hook) over back-to-back pairs (target ≤ 10). hook_exec_ms times the hook's three start \
-            calls run directly, which the start difference measures through noise.
+            Defines its own domains (prezero-bench-*), type kvm where QEMU can use KVM (`prezero accel \
+            --libvirt`), else qemu (TCG); starts each through libvirt's API (what virsh start calls), and \
+            undefines them at the end. After one untimed round, --runs rounds time:
+              stock          <hugepages/> of SIZE: QEMU preallocates on one thread; the kernel zeroes every page
+              stock threads  the same with <allocation mode='immediate' threads='N'/> (QEMU prealloc-threads=N)
+              hand-over      the same guest in the eligible form, given a pre-zeroed file
+              small          the hand-over at SMALL
+              floor          the same guest on ordinary RAM without prealloc: a start that zeroes nothing
+              hook           a guest without huge pages, with the hook and with it moved aside, in pairs
+            Ratios: speedup = stock / hand-over; speedup_vs_threads = stock threads / hand-over; \
+            size_independence = hand-over / small (target ≤ 1.10); handover_vs_floor = hand-over / floor \
+            (target ≤ 1.05); hook_overhead_ms = the median of (hook − no hook) over the pairs (target ≤ 5, \
+            the upper end of its 95% interval ≤ 10). hook_exec_ms times the hook's three start calls run \
+            directly. --boot also times each of stock, stock threads and hand-over from virDomainCreate \
+            until the guest's /init writes its marker on the serial console.
             """)
 
     @OptionGroup var options: StartBenchOptions
-    @Option(name: .long, help: "Instead: stock against hand-over at each of these sizes, e.g. 1G,2G,4G,8G.")
+    @Option(name: .long, help: "Instead: stock, stock threads and hand-over at each of these sizes, e.g. 1G,2G,4G,8G,16G.")
     var sizes: String?
-    @Option(name: .long, help: "With --sizes: draw launch time against guest size to this SVG file.")
+    @Option(name: .long, help: "With --sizes: draw start time against guest size to this SVG file.")
     var plot: String?
+    @Option(name: .long, help: "Preallocation threads of the threaded stock start (default: the host's online CPUs).")
+    var threads: Int?
+    @Option(name: .long, help: "Pairs of starts with and without the hook (default 100).")
+    var hookPairs: Int = 100
+    @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: whatever memory_backing_dir's mount has).")
+    var pageSize: String?
+    @Flag(name: .long, help: "Also time the boot to guest userspace (needs --kernel and --initrd; `make bench-libvirt BENCH_ARGS=--boot` builds them).")
+    var boot = false
+    @Option(name: .long, help: "With --boot: the guest kernel.")
+    var kernel: String?
+    @Option(name: .long, help: "With --boot: an initramfs whose /init writes \(BootImage.marker) on ttyS0.")
+    var initrd: String?
     @OptionGroup var libvirt: LibvirtOptions
     @OptionGroup var connection: Connection
 
     var json: Bool { options.json }
     var runs: Int { options.runs }
 
+    func validate() throws {
+        guard hookPairs >= 5 else { throw ValidationError("--hook-pairs must be at least 5") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if boot, kernel == nil || initrd == nil { throw ValidationError("--boot needs --kernel and --initrd (scripts/boot-guest.sh DIR builds both)") }
+        _ = try parsePageSize(pageSize)
+    }
+
     struct Result: Codable {
+        var accel: String
+        var pageSize: UInt64
+        var hugepagesReserved: UInt64
+        var threads: Int
         var sizeBytes: UInt64
         var smallBytes: UInt64
         var runs: Int
         var startStockS: Double
+        var startStockThreadsS: Double
         var startHandoverS: Double
         var startSmallS: Double
+        var startFloorS: Double
         var speedup: Double
+        var speedupVsThreads: Double
         var sizeIndependence: Double
+        var handoverVsFloor: Double
+        var hookPairs: Int
         var hookOverheadMs: Double
         /// ~95% confidence interval of hook_overhead_ms: whether the A/B can resolve the target at all.
         var hookOverheadCI95Ms: [Double]
         var hookExecMs: Double
+        var bootStockS: Double?
+        var bootStockThreadsS: Double?
+        var bootHandoverS: Double?
+        /// Every figure above as median, min, max and runs, under the same key.
         var spreads: [String: Spread]
 
         enum CodingKeys: String, CodingKey {
-            case runs, speedup, spreads
+            case accel, threads, runs, speedup, spreads
+            case pageSize = "page_size", hugepagesReserved = "hugepages_reserved"
             case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
-            case startHandoverS = "start_handover_s", startSmallS = "start_small_s", sizeIndependence = "size_independence"
+            case startStockThreadsS = "start_stock_threads_s", startHandoverS = "start_handover_s", startSmallS = "start_small_s"
+            case startFloorS = "start_floor_s", speedupVsThreads = "speedup_vs_threads", sizeIndependence = "size_independence"
+            case handoverVsFloor = "handover_vs_floor", hookPairs = "hook_pairs"
             case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms", hookOverheadCI95Ms = "hook_overhead_ci95_ms"
+            case bootStockS = "boot_stock_s", bootStockThreadsS = "boot_stock_threads_s", bootHandoverS = "boot_handover_s"
         }
     }
 
     struct SweepPoint: Codable {
         var sizeBytes: UInt64
         var stock: Spread
+        var stockThreads: Spread
         var handover: Spread
         enum CodingKeys: String, CodingKey {
             case stock, handover
-            case sizeBytes = "size_bytes"
+            case sizeBytes = "size_bytes", stockThreads = "stock_threads"
         }
     }
 
-    /// --sizes: stock against hand-over at each size, as a table, JSON and an SVG chart.
+    struct Sweep: Codable {
+        var accel: String
+        var pageSize: UInt64
+        var threads: Int
+        var runs: Int
+        var points: [SweepPoint]
+        enum CodingKeys: String, CodingKey {
+            case accel, threads, runs, points
+            case pageSize = "page_size"
+        }
+    }
+
+    var threadCount: Int { threads ?? HostInfo.onlineCPUs() }
+
+    func openLab() throws -> LibvirtLab {
+        let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
+        if let want = try parsePageSize(pageSize), want != lab.pageSize {
+            lab.close()
+            throw CLIError("--page-size \(ByteSize.format(want)): memory_backing_dir is on a mount of \(ByteSize.format(lab.pageSize)) pages; point it at a pool mount of \(ByteSize.format(want)) pages", code: 2)
+        }
+        note("bench libvirt: accel: \(lab.accel.accel.rawValue) (\(lab.accel.reason)); \(lab.reservedPages) x \(ByteSize.format(lab.pageSize)) pages reserved on the host")
+        return lab
+    }
+
+    /// --sizes: the three starts at each size, as a table, JSON and an SVG chart.
     func sweep(_ list: String) throws {
         // Largest first: a smaller guest can always be served by cutting a larger clean file
         // (truncated), while a larger one after smaller ones might find only smaller files.
         let sizes = try list.split(separator: ",").map { try parseSize(String($0), what: "--sizes") }.sorted(by: >)
-        let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
+        let lab = try openLab()
         defer { lab.close() }
         var points: [SweepPoint] = []
         note("bench libvirt: \(sizes.map(ByteSize.format).joined(separator: ", ")) guests, \(runs) runs each after one untimed round")
         for b in sizes {
             guard b % lab.pageSize == 0 else { throw CLIError("--sizes: \(ByteSize.format(b)) is not whole \(ByteSize.format(lab.pageSize)) pages", code: 2) }
-            let stock = try lab.define("stock-\(b >> 20)m", bytes: b, backing: lab.stock)
-            let handover = try lab.define("handover-\(b >> 20)m", bytes: b, backing: LibvirtLab.eligible)
-            var s: [Double] = [], h: [Double] = []
+            let tag = "\(b >> 20)m"
+            let stock = try lab.define("stock-\(tag)", bytes: b, backing: lab.stock())
+            let threaded = try lab.define("threads-\(tag)", bytes: b, backing: lab.stock(threads: threadCount))
+            let handover = try lab.define("handover-\(tag)", bytes: b, backing: LibvirtLab.eligible)
+            var s: [Double] = [], st: [Double] = [], h: [Double] = []
             for round in 0...runs {
-                let ts = try lab.timeStart(stock), th = try lab.timeStart(handover, handedOver: b)
+                let ts = try lab.timeStart(stock), tt = try lab.timeStart(threaded), th = try lab.timeStart(handover, handedOver: b)
                 guard round > 0 else { continue }
                 s.append(ts)
+                st.append(tt)
                 h.append(th)
             }
-            points.append(SweepPoint(sizeBytes: b, stock: Spread(s), handover: Spread(h)))
-            note("  \(ByteSize.format(b)): stock \(points.last!.stock.text()) s, hand-over \(points.last!.handover.text()) s")
+            let p = SweepPoint(sizeBytes: b, stock: Spread(s), stockThreads: Spread(st), handover: Spread(h))
+            points.append(p)
+            note("  \(ByteSize.format(b)): stock \(p.stock.text()) s, threads=\(threadCount) \(p.stockThreads.text()) s, hand-over \(p.handover.text()) s")
         }
         if let plot {
+            let gib = { (p: SweepPoint) in Double(p.sizeBytes) / Double(1 << 30) }
             let svg = Chart.svg(
                 title: "libvirt domain start against guest size",
-                subtitle: "virDomainCreate (what virsh start calls), median of \(runs); \(Self.hostLine())",
+                subtitle: "virDomainCreate (what virsh start calls), median of \(runs); \(Self.hostLine(lab.accel.accel))",
                 xLabel: "guest memory (GiB)", yLabel: "start time (s)",
                 series: [
-                    Chart.Series(label: "stock <hugepages/>", color: "#c0392b", points: points.map { (Double($0.sizeBytes) / Double(1 << 30), $0.stock) }),
-                    Chart.Series(label: "prezero hand-over", color: "#2471a3", points: points.map { (Double($0.sizeBytes) / Double(1 << 30), $0.handover) }),
+                    Chart.Series(label: "stock <hugepages/>", color: "#c0392b", points: points.map { (gib($0), $0.stock) }),
+                    Chart.Series(label: "stock, threads=\(threadCount)", color: "#e67e22", points: points.map { (gib($0), $0.stockThreads) }),
+                    Chart.Series(label: "prezero hand-over", color: "#2471a3", points: points.map { (gib($0), $0.handover) }),
                 ],
                 xTick: { String(format: $0 < 1 ? "%.2g" : "%.0f", $0) })
-            do { try Files.writeText(plot, svg) } catch { throw CLIError("cannot write --plot \(plot): \(error)") }
+            do { try Files.writeText(plot, svg, mode: 0o644) } catch { throw CLIError("cannot write --plot \(plot): \(error)") }
             note("chart written to \(plot)")
         }
         if json {
-            printJSON(points)
+            printJSON(Sweep(accel: lab.accel.accel.rawValue, pageSize: lab.pageSize, threads: threadCount, runs: runs, points: points))
             return
         }
-        print("libvirt start, median [min–max] over \(runs) runs")
+        print("accel: \(lab.accel.accel.rawValue)")
+        print("libvirt start, \(ByteSize.format(lab.pageSize)) pages, median [min–max] over \(runs) runs")
         for p in points.reversed() {
-            print("  \(ByteSize.format(p.sizeBytes).padding(toLength: 8, withPad: " ", startingAt: 0))  stock \(p.stock.text()) s   hand-over \(p.handover.text()) s   speedup \(f(p.stock.median / p.handover.median, 2))×")
+            print("  \(ByteSize.format(p.sizeBytes).padding(toLength: 8, withPad: " ", startingAt: 0))  stock \(p.stock.text()) s   threads=\(threadCount) \(p.stockThreads.text()) s   hand-over \(p.handover.text()) s   speedup_vs_threads \(f(p.stockThreads.median / p.handover.median, 2))×")
         }
     }
 
     /// The machine a figure was measured on, for the chart.
-    static func hostLine() -> String {
+    static func hostLine(_ accel: Accelerator) -> String {
         let mem = (Files.readText("/proc/meminfo") ?? "").split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { UInt64($0.split(separator: " ")[1]) }.map { ByteSize.format($0 << 10) } ?? "?"
-        return "Linux \(HostInfo.kernelRelease()), \(HostInfo.onlineCPUs()) vCPUs, \(mem), QEMU TCG"
+        return "Linux \(HostInfo.kernelRelease()), \(HostInfo.onlineCPUs()) vCPUs, \(mem), QEMU \(accel == .kvm ? "KVM" : "TCG")"
     }
 
     func run() throws {
@@ -127,70 +201,115 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         }
         guard plot == nil else { throw ValidationError("--plot needs --sizes") }
         try guarded {
-            let (bytes, smallBytes) = try options.sizes()
-            let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
+            var (bytes, smallBytes) = try options.sizes()
+            let lab = try openLab()
             defer { lab.close() }
+            if smallBytes % lab.pageSize != 0, options.small == StartBenchOptions.defaultSmall {
+                smallBytes = lab.pageSize   // the smallest guest of these pages: one page
+            }
             guard bytes % lab.pageSize == 0, smallBytes % lab.pageSize == 0 else {
                 throw CLIError("--size and --small must be whole \(ByteSize.format(lab.pageSize)) pages", code: 2)
             }
-            let stock = try lab.define("stock", bytes: bytes, backing: lab.stock)
+            let n = threadCount
+            let stock = try lab.define("stock", bytes: bytes, backing: lab.stock())
+            let threaded = try lab.define("threads", bytes: bytes, backing: lab.stock(threads: n))
             let big = try lab.define("handover", bytes: bytes, backing: LibvirtLab.eligible)
             let little = try lab.define("small", bytes: smallBytes, backing: LibvirtLab.eligible)
+            let floor = try lab.define("floor", bytes: bytes, backing: "")
             let plain = try lab.define("plain", bytes: smallBytes, backing: "")
-            note("bench libvirt: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests, \(ByteSize.format(lab.pageSize)) pages, \(runs) runs after one untimed round")
+            note("bench libvirt: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests, \(ByteSize.format(lab.pageSize)) pages, threads=\(n), \(runs) runs after one untimed round")
 
             var t: [String: [Double]] = [:]
-            let hookPairs = max(runs, 30)
             for round in 0...runs {
-                let s = try lab.timeStart(stock)
-                let h = try lab.timeStart(big, handedOver: bytes)
-                let m = try lab.timeStart(little, handedOver: smallBytes)
+                let row = [("start_stock_s", try lab.timeStart(stock)), ("start_stock_threads_s", try lab.timeStart(threaded)),
+                           ("start_handover_s", try lab.timeStart(big, handedOver: bytes)),
+                           ("start_small_s", try lab.timeStart(little, handedOver: smallBytes)), ("start_floor_s", try lab.timeStart(floor))]
                 guard round > 0 else { continue }
-                t["stock", default: []].append(s)
-                t["handover", default: []].append(h)
-                t["small", default: []].append(m)
-                note("  run \(round): stock \(f(s)) s, hand-over \(f(h)) s, small \(f(m)) s")
+                for (k, v) in row { t[k, default: []].append(v) }
+                note("  run \(round): " + row.map { "\($0.0.dropFirst(6).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
             }
-            note("  hook: \(hookPairs) starts of a guest without huge pages with the hook, and as many without")
+            if boot, let kernel, let initrd {
+                let image = BootImage(kernel: kernel, initrd: initrd)
+                let forms = [("boot_stock_s", "boot-stock", lab.stock(), nil), ("boot_stock_threads_s", "boot-threads", lab.stock(threads: n), nil),
+                             ("boot_handover_s", "boot-handover", LibvirtLab.eligible, Optional(bytes))]
+                let doms = try forms.map { try lab.define($0.1, bytes: bytes, backing: $0.2, boot: image) }
+                for round in 0...runs {
+                    let row = try zip(forms, doms).map { ($0.0.0, try lab.timeBoot($0.1, handedOver: $0.0.3)) }
+                    guard round > 0 else { continue }
+                    for (k, v) in row { t[k, default: []].append(v) }
+                    note("  boot run \(round): " + row.map { "\($0.0.dropFirst(5).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
+                }
+            }
+            note("  hook: \(hookPairs) pairs of starts of a guest without huge pages, with the hook and without, alternating which goes first")
+            var pairs: [Double] = []
             for round in 0...hookPairs {
-                let with = try lab.timeStart(plain)
-                let without = try lab.withHookAside { try lab.timeStart(plain) }
+                let first = round % 2 == 0
+                let a = first ? try lab.timeStart(plain) : try lab.withHookAside { try lab.timeStart(plain) }
+                let b = first ? try lab.withHookAside { try lab.timeStart(plain) } : try lab.timeStart(plain)
+                let (with, without) = first ? (a, b) : (b, a)
                 guard round > 0 else { continue }
-                t["hook", default: []].append(with)
-                t["nohook", default: []].append(without)
+                t["start_hook_s", default: []].append(with)
+                t["start_nohook_s", default: []].append(without)
+                pairs.append(with - without)
             }
-            let exec = try lab.timeHookCalls(plain, times: 20)
-            let sp = t.mapValues(Spread.init).merging(["hook_exec": Spread(exec)]) { a, _ in a }
-            let pairs = zip(t["hook"]!, t["nohook"]!).map { $0 - $1 }
+            t["hook_exec_s"] = try lab.timeHookCalls(plain, times: 20)
+            let sp = t.mapValues(Spread.init)
+            let m = { (k: String) in sp[k]?.median ?? 0 }
             let ci = Spread.medianInterval(pairs)
-            let r = Result(sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
-                           startStockS: sp["stock"]!.median, startHandoverS: sp["handover"]!.median, startSmallS: sp["small"]!.median,
-                           speedup: sp["stock"]!.median / sp["handover"]!.median,
-                           sizeIndependence: sp["handover"]!.median / sp["small"]!.median,
+            let r = Result(accel: lab.accel.accel.rawValue, pageSize: lab.pageSize, hugepagesReserved: lab.reservedPages, threads: n,
+                           sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
+                           startStockS: m("start_stock_s"), startStockThreadsS: m("start_stock_threads_s"), startHandoverS: m("start_handover_s"),
+                           startSmallS: m("start_small_s"), startFloorS: m("start_floor_s"),
+                           speedup: m("start_stock_s") / m("start_handover_s"), speedupVsThreads: m("start_stock_threads_s") / m("start_handover_s"),
+                           sizeIndependence: m("start_handover_s") / m("start_small_s"), handoverVsFloor: m("start_handover_s") / m("start_floor_s"),
+                           hookPairs: hookPairs,
                            // Each pair ran back to back: the median of the differences is steadier than the difference of medians.
-                           hookOverheadMs: Spread(pairs).median * 1000,
-                           hookOverheadCI95Ms: [ci.low * 1000, ci.high * 1000],
-                           hookExecMs: sp["hook_exec"]!.median * 1000, spreads: sp)
+                           hookOverheadMs: Spread(pairs).median * 1000, hookOverheadCI95Ms: [ci.low * 1000, ci.high * 1000],
+                           hookExecMs: m("hook_exec_s") * 1000,
+                           bootStockS: sp["boot_stock_s"]?.median, bootStockThreadsS: sp["boot_stock_threads_s"]?.median,
+                           bootHandoverS: sp["boot_handover_s"]?.median, spreads: sp)
             if json {
                 printJSON(r)
                 return
             }
-            print("""
-                libvirt start (virDomainCreate, what virsh start calls), median [min–max] over \(runs) runs
-                  stock <hugepages/>, \(ByteSize.format(bytes))       \(sp["stock"]!.text()) s
-                  handed over, \(ByteSize.format(bytes))              \(sp["handover"]!.text()) s
-                  handed over, \(ByteSize.format(smallBytes))            \(sp["small"]!.text()) s
-                  speedup            stock / hand-over   \(f(r.speedup, 2))×
-                  size_independence  \(ByteSize.format(bytes)) / \(ByteSize.format(smallBytes))   \(f(r.sizeIndependence, 3))×  (target ≤ 1.15)
-                hook overhead, guest without huge pages, \(hookPairs) pairs
-                  with the hook      \(sp["hook"]!.text()) s
-                  without            \(sp["nohook"]!.text()) s
-                  hook_overhead_ms   \(f(r.hookOverheadMs, 1)) ms, 95% CI [\(f(r.hookOverheadCI95Ms[0] , 1)), \(f(r.hookOverheadCI95Ms[1], 1))] ms  (median of the paired differences; target ≤ 10)
-                  hook_exec_ms       \(f(r.hookExecMs, 2)) ms  (prepare + start + started begin, run directly, median of 20)
-                """)
+            let sz = ByteSize.format(bytes), sm = ByteSize.format(smallBytes)
+            func row(_ label: String, _ key: String) -> String { "  \(label.padding(toLength: 34, withPad: " ", startingAt: 0)) \(sp[key]!.text()) s" }
+            var out = [
+                "accel: \(r.accel)",
+                "libvirt start (virDomainCreate, what virsh start calls), \(ByteSize.format(lab.pageSize)) pages, median [min–max] over \(runs) runs",
+                row("stock <hugepages/>, \(sz)", "start_stock_s"),
+                row("stock <hugepages/>, threads=\(n), \(sz)", "start_stock_threads_s"),
+                row("handed over, \(sz)", "start_handover_s"),
+                row("handed over, \(sm)", "start_small_s"),
+                row("floor: ordinary RAM, \(sz)", "start_floor_s"),
+                "  speedup             stock / hand-over          \(f(r.speedup, 2))×",
+                "  speedup_vs_threads  threads=\(n) / hand-over      \(f(r.speedupVsThreads, 2))×",
+                "  size_independence   \(sz) / \(sm) hand-over   \(f(r.sizeIndependence, 3))×  (target ≤ 1.10)",
+                "  handover_vs_floor   hand-over / floor          \(f(r.handoverVsFloor, 3))×  (target ≤ 1.05)",
+            ]
+            if boot {
+                out += ["boot to guest userspace (virDomainCreate until /init's marker on ttyS0), median [min–max] over \(runs) runs",
+                        row("stock <hugepages/>", "boot_stock_s"), row("stock, threads=\(n)", "boot_stock_threads_s"),
+                        row("handed over", "boot_handover_s")]
+            }
+            out += [
+                "hook overhead, guest without huge pages, \(hookPairs) pairs",
+                row("with the hook", "start_hook_s"),
+                row("without", "start_nohook_s"),
+                "  hook_overhead_ms    \(f(r.hookOverheadMs, 1)) ms, 95% CI [\(f(r.hookOverheadCI95Ms[0], 1)), \(f(r.hookOverheadCI95Ms[1], 1))] ms  (median of the paired differences; target ≤ 5, CI upper ≤ 10)",
+                "  hook_exec_ms        \(f(r.hookExecMs, 2)) ms  (prepare + start + started begin, run directly, median of 20)",
+            ]
+            print(out.joined(separator: "\n"))
         }
     }
+}
 
+/// A guest that boots to userspace: Debian's kernel and an initramfs whose /init
+/// writes `marker` on the first serial port (scripts/boot-guest.sh builds both).
+struct BootImage {
+    static let marker = "PREZERO-BOOT-USERSPACE"
+    var kernel: String
+    var initrd: String
 }
 
 /// The host as the libvirt bench finds it, checked, and the domains it defines,
@@ -203,10 +322,19 @@ final class LibvirtLab {
     let pageSize: UInt64
     let hook: String
     let hookAside: String
+    let accel: AccelDecision
+    /// Huge pages of the pool's size the host has reserved (sysfs).
+    let reservedPages: UInt64
+    let work: String
     var domains: [String] = []
 
-    /// The stock form of the same guest: huge pages of the pool's size, zeroed by QEMU at start.
-    var stock: String { "<hugepages><page size='\(pageSize >> 10)' unit='KiB'/></hugepages>" }
+    /// The stock form of the same guest: huge pages of the pool's size, preallocated and
+    /// zeroed by QEMU at start (libvirt sets prealloc for huge pages), on `threads`
+    /// threads when given (`prealloc-threads`).
+    func stock(threads: Int? = nil) -> String {
+        "<hugepages><page size='\(pageSize >> 10)' unit='KiB'/></hugepages>"
+            + (threads.map { "<allocation mode='immediate' threads='\($0)'/>" } ?? "")
+    }
 
     init(libvirt: LibvirtOptions, connection: Connection) throws {
         hook = libvirt.hooksDir + "/prezero"
@@ -227,21 +355,32 @@ final class LibvirtLab {
             throw CLIError("memory_backing_dir in \(libvirt.qemuConf) is not on a pool mount; `prezero libvirt doctor` says what to change")
         }
         (mount, pageSize) = m
+        accel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf)
+        reservedPages = HugePageCounters.host(pageSize: pageSize)?.total ?? 0
+        // World-traversable: QEMU (as qemu.conf's user) opens the boot kernel and initrd beside it.
+        work = "/tmp/prezero-bench-libvirt-\(getpid())"
+        do { try Files.makeDirectories(work, mode: 0o755) } catch { throw CLIError("cannot make \(work): \(error)") }
         conn = try libvirt.open()
     }
 
-    func define(_ role: String, bytes: UInt64, backing: String) throws -> String {
+    /// Defines a guest with no disk: SeaBIOS idles, which is enough to time a start; with
+    /// `boot`, the kernel boots to its /init, which writes its marker on ttyS0 (a file).
+    func define(_ role: String, bytes: UInt64, backing: String, boot: BootImage? = nil) throws -> String {
         let name = "prezero-bench-\(role)-\(getpid())"
+        let os = boot.map {
+            "<kernel>\($0.kernel)</kernel><initrd>\($0.initrd)</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline>"
+        } ?? "<boot dev='hd'/>"
+        let serial = boot == nil ? "" : "<serial type='file'><source path='\(consolePath(name))'/><target port='0'/></serial>"
         let xml = """
-            <domain type='qemu'>
+            <domain type='\(accel.domainType)'>
               <name>\(name)</name>
               <uuid>\(UUID().uuidString.lowercased())</uuid>
               <memory unit='KiB'>\(bytes >> 10)</memory>
               <memoryBacking>\(backing)</memoryBacking>
               <vcpu>1</vcpu>
-              <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+              <os><type arch='x86_64' machine='pc'>hvm</type>\(os)</os>
               <on_poweroff>destroy</on_poweroff>
-              <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+              <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/>\(serial)</devices>
             </domain>
             """
         try libvirtCall { () throws(LibvirtError) in try conn.define(xml) }
@@ -259,14 +398,38 @@ final class LibvirtLab {
         try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
         let took = monotonicSeconds() - t
         defer { try? conn.destroy(name) }
-        if let want = handedOver {
-            let leased = (try? connection.client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
-                .reduce(0) { $0 + $1.leasedBytes } ?? 0
-            guard leased >= want else {
-                throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
-            }
-        }
+        try checkHandedOver(name, handedOver)
         return took
+    }
+
+    func consolePath(_ name: String) -> String { work + "/\(name).console" }
+
+    /// Seconds from virDomainCreate until the guest's /init has written its marker on the
+    /// serial console (virtlogd writes it to a file, truncated at each start); then destroys it.
+    func timeBoot(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        try settle()
+        let console = consolePath(name)
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        defer { try? conn.destroy(name) }
+        try checkHandedOver(name, handedOver)
+        while Files.readText(console)?.contains(BootImage.marker) != true {
+            guard monotonicSeconds() - t < 180 else {
+                throw CLIError("\(name): no \(BootImage.marker) on the serial console within 180 s; see \(console)")
+            }
+            sleepSeconds(0.002)
+        }
+        return monotonicSeconds() - t
+    }
+
+    /// A hand-over that did not happen is an error, never a figure.
+    func checkHandedOver(_ name: String, _ want: UInt64?) throws {
+        guard let want else { return }
+        let leased = (try? connection.client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
+            .reduce(0) { $0 + $1.leasedBytes } ?? 0
+        guard leased >= want else {
+            throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
+        }
     }
 
     /// Runs `body` with the hook moved out of libvirt's hook directory, and puts it back.
@@ -284,7 +447,7 @@ final class LibvirtLab {
     /// with the domain's XML on stdin as libvirt gives it: seconds for the three.
     func timeHookCalls(_ name: String, times: Int) throws -> [Double] {
         let xml = try libvirtCall { () throws(LibvirtError) in try conn.xml(name) }
-            .replacingOccurrences(of: "<domain type='qemu'>", with: "<domain type='qemu' id='999999'>")
+            .replacingOccurrences(of: "<domain type='\(accel.domainType)'>", with: "<domain type='\(accel.domainType)' id='999999'>")
         let input = "/tmp/prezero-bench-\(getpid()).xml"
         do {
             try Files.writeText(input, xml)
@@ -314,6 +477,7 @@ final class LibvirtLab {
             try? conn.undefine(d)
         }
         domains = []
+        _ = try? ChildProcess(["rm", "-rf", work]).wait()
     }
 }
 
