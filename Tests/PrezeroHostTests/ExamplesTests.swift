@@ -18,9 +18,11 @@ func childPIDs(_ pid: Int32) -> [Int32] {
 /// Every example in examples/ is run here.
 extension PoolTests {
     /// examples/qemu-direct/run.sh with this test's prezerod, binaries and a 128 MiB guest.
-    func startQemuDirect(_ pool: TestPool, size: String = "128M") throws -> (launcher: Child, qmp: String) {
+    func startQemuDirect(_ pool: TestPool, size: String = "128M", pageSize: String? = nil) throws -> (launcher: Child, qmp: String) {
         let qmp = pool.base + "/qemu.qmp"
-        let env = ["PATH": "\(Binaries.dir):/usr/bin:/bin:/usr/sbin:/sbin", "SIZE": size, "QMP": qmp, "PREZERO_SOCKET": pool.socket]
+        var env = ["PATH": "\(Binaries.dir):/usr/bin:/bin:/usr/sbin:/sbin", "SIZE": size, "QMP": qmp, "PREZERO_SOCKET": pool.socket]
+        if let pageSize { env["PAGE_SIZE"] = pageSize }
+        if let a = Environment.value("PREZERO_ACCEL") { env["PREZERO_ACCEL"] = a }
         let launcher = try Child(["/bin/sh", examplesDir + "/qemu-direct/run.sh"], stdout: pool.base + "/launch.out",
                                  stderr: pool.base + "/launch.err", env: env)
         guard QMP.waitReady(socket: qmp, timeout: 60, alive: { launcher.isRunning }) else {
@@ -153,7 +155,12 @@ extension PoolTests {
         #expect(line.replacingOccurrences(of: "/dev/hugepages", with: lv.pool.mount) == "memory_backing_dir = \"\(lv.backingDir)\"")
         let xml = try String(contentsOfFile: "\(examplesDir)/\(dir)/domain.xml", encoding: .utf8)
         let uuid = try #require(xml.components(separatedBy: "<uuid>").dropFirst().first?.components(separatedBy: "</uuid>").first)
-        let r = try lv.virsh("define", "\(examplesDir)/\(dir)/domain.xml")
+        // As shipped but for the accelerator: kvm where QEMU can use it (the example's README says so).
+        #expect(xml.hasPrefix("<domain type='kvm'>"))
+        let file = lv.pool.base + "/\(dir)-domain.xml"
+        try xml.replacingOccurrences(of: "<domain type='kvm'>", with: "<domain type='\(LibvirtHost.accel.domainType)'>")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try lv.virsh("define", file)
         guard r.status == 0 else { throw TestFailure("virsh define: \(r.err)") }
         lv.domains.append(uuid)
         return uuid

@@ -95,11 +95,16 @@ final class LibvirtHost {
         try run(["virsh", "-c", "qemu:///system"] + args)
     }
 
-    /// Defines a TCG domain with no disk (SeaBIOS idling is enough to start it).
+    /// The accelerator libvirt's QEMU gets here, decided once per test process
+    /// (`make test` gives /dev/kvm Debian's udev mode first, scripts/kvm.sh).
+    static let accel = HostAccelerator.forLibvirt(qemuConf: qemuConf)
+
+    /// Defines a domain with no disk (SeaBIOS idling is enough to start it): type kvm
+    /// where QEMU can use KVM, else qemu (TCG).
     func define(name: String, uuid: String = UUID().uuidString.lowercased(), memoryMiB: Int, backing: String, cells: String = "",
                 numatune: String = "", vcpus: Int = 1, extra: String = "") throws -> String {
         let xml = """
-            <domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+            <domain type='\(LibvirtHost.accel.domainType)' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
               <name>\(name.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;"))</name>
               <uuid>\(uuid)</uuid>
               <memory unit='MiB'>\(memoryMiB)</memory>
