@@ -92,9 +92,13 @@ done
 ncpus=$(printf '%s\n' "${cpus[@]}" | tr '-' '\n' | sort -n | tail -n 1)
 hp=$(IFS=,; echo "${pages[*]}")
 echo "numa: $nodes nodes (${mem[*]} MiB, CPUs ${cpus[*]}, ${pages[*]} huge pages), kernel $kpkg, initramfs $(($(stat -c %s "$work/initrd.cpio") >> 20)) MiB"
+# KVM where this host's KVM can run a booting guest, else TCG: the one decision, printed.
+accel=$("$bin/prezero" accel --boots-kernel | sed -n 's/^accel: //p')
+echo "accel: $accel ($("$bin/prezero" accel --boots-kernel | sed -n 2p | sed 's/^ *//'))"
+cpu=max; [ "$accel" = kvm ] && cpu=host
 started=$(date +%s)
 timeout --kill-after=5 "$guest_timeout" qemu-system-x86_64 \
-    -accel tcg -cpu max -m "${total}M" -smp $((ncpus + 1)) "${qemu_numa[@]}" \
+    -accel "$accel" -cpu "$cpu" -m "${total}M" -smp $((ncpus + 1)) "${qemu_numa[@]}" \
     -kernel "$kernel" -initrd "$work/initrd.cpio" \
     -append "console=ttyS0 panic=-1 quiet mitigations=off prezero.hugepages=$hp" \
     -nodefaults -display none -serial "file:$work/console.log" -monitor none -no-reboot \

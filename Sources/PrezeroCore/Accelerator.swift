@@ -14,12 +14,16 @@ public struct KVMDevice: Equatable, Sendable {
     /// The device opened read-write for root: nil when it did, else why not (a node
     /// without a loaded module, a container that forbids it).
     public var rootOpenError: String?
+    /// The loaded KVM backend module: kvm_intel, kvm_amd, or kvm_pvm (a pagetable-based
+    /// backend some cloud VMs offer instead of hardware nesting).
+    public var backend: String?
 
-    public init(ownerUID: UInt32, groupGID: UInt32, mode: UInt32, rootOpenError: String? = nil) {
+    public init(ownerUID: UInt32, groupGID: UInt32, mode: UInt32, rootOpenError: String? = nil, backend: String? = nil) {
         self.ownerUID = ownerUID
         self.groupGID = groupGID
         self.mode = mode
         self.rootOpenError = rootOpenError
+        self.backend = backend
     }
 }
 
@@ -72,7 +76,11 @@ public struct AccelDecision: Codable, Equatable, Sendable {
     ///   - device: `/dev/kvm` as found, nil when there is none.
     ///   - qemu: the user QEMU runs as (qemu.conf's `user` under libvirt; the caller for a QEMU started directly).
     ///   - override: `PREZERO_ACCEL`; `tcg` forces TCG so that a KVM host can run the TCG path too.
-    public static func decide(device: KVMDevice?, qemu: QemuIdentity, override: String? = nil) -> AccelDecision {
+    ///   - bootsKernel: the guest boots a Linux kernel (the NUMA guests, `bench libvirt --boot`),
+    ///     not only firmware. Under kvm_pvm a kernel not built for PVM runs about a thousand
+    ///     times slower than native (measured here: the decompressor alone takes minutes),
+    ///     so such a guest gets TCG; firmware-only guests still get KVM.
+    public static func decide(device: KVMDevice?, qemu: QemuIdentity, override: String? = nil, bootsKernel: Bool = false) -> AccelDecision {
         func tcg(_ why: String, trap: Bool = false, fix: String? = nil) -> AccelDecision {
             AccelDecision(accel: .tcg, reason: why, reprobeTrap: trap, fix: fix, user: qemu.name)
         }
@@ -82,6 +90,9 @@ public struct AccelDecision: Codable, Equatable, Sendable {
         }
         guard let d = device else { return tcg("no /dev/kvm on this host") }
         if let e = d.rootOpenError { return tcg("/dev/kvm does not open: \(e)") }
+        if bootsKernel, d.backend == "kvm_pvm" {
+            return tcg("KVM here is kvm_pvm, where a guest kernel not built for PVM crawls; a booting guest runs under TCG")
+        }
         guard opensReadWrite(d, qemu) else {
             let mode = String(d.mode & 0o7777, radix: 8)
             return tcg("/dev/kvm is uid \(d.ownerUID) gid \(d.groupGID) mode 0\(mode): \(qemu.name) cannot open it read-write",

@@ -20,12 +20,13 @@ public enum KVMProbe {
     /// when there is no node, else its status and, when the open failed, why. The
     /// corresponding C functions are `stat` and `open(O_RDWR)`; the open tells a node
     /// that works from one whose module is not loaded or that a container forbids.
-    public static func device(_ path: String = devicePath) -> (status: FileStatus, openError: String?)? {
+    public static func device(_ path: String = devicePath) -> (status: FileStatus, openError: String?, backend: String?)? {
         guard let s = Files.status(followingPath: path) else { return nil }
         let fd = open(path, O_RDWR | O_CLOEXEC)
         var failure: String?
         if fd < 0 { failure = String(cString: strerror(errno)) } else { close(fd) }
-        return (s, failure)
+        let backend = ["kvm_intel", "kvm_amd", "kvm_pvm"].first { Files.status(followingPath: "/sys/module/\($0)") != nil }
+        return (s, failure, backend)
     }
 
     /// A user's uid and every group it holds, as initgroups would set them. The

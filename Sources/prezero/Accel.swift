@@ -19,13 +19,15 @@ struct Accel: ParsableCommand {
 
     @Flag(name: .long, help: "Decide for QEMU started by libvirt (as qemu.conf's user).")
     var libvirt = false
+    @Flag(name: .long, help: "Decide for a guest that boots a Linux kernel, not only firmware (kvm_pvm hosts give it TCG).")
+    var bootsKernel = false
     @Option(name: .long, help: "libvirt's qemu.conf, for --libvirt.")
     var qemuConf = "/etc/libvirt/qemu.conf"
     @Flag(name: .long, help: "Print the decision as JSON.")
     var json = false
 
     func run() throws {
-        let d = libvirt ? HostAccelerator.forLibvirt(qemuConf: qemuConf) : HostAccelerator.forDirectQEMU()
+        let d = libvirt ? HostAccelerator.forLibvirt(qemuConf: qemuConf, bootsKernel: bootsKernel) : HostAccelerator.forDirectQEMU(bootsKernel: bootsKernel)
         if json {
             printJSON(d)
             return

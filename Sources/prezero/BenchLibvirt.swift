@@ -62,6 +62,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
     struct Result: Codable {
         var accel: String
+        var bootAccel: String?
         var pageSize: UInt64
         var hugepagesReserved: UInt64
         var threads: Int
@@ -90,7 +91,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
         enum CodingKeys: String, CodingKey {
             case accel, threads, runs, speedup, spreads
-            case pageSize = "page_size", hugepagesReserved = "hugepages_reserved"
+            case bootAccel = "boot_accel", pageSize = "page_size", hugepagesReserved = "hugepages_reserved"
             case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
             case startStockThreadsS = "start_stock_threads_s", startHandoverS = "start_handover_s", startSmallS = "start_small_s"
             case startFloorS = "start_floor_s", speedupVsThreads = "speedup_vs_threads", sizeIndependence = "size_independence"
@@ -229,6 +230,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 note("  run \(round): " + row.map { "\($0.0.dropFirst(6).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
             }
             if boot, let kernel, let initrd {
+                note("bench libvirt: boot accel: \(lab.bootAccel.accel.rawValue) (\(lab.bootAccel.reason))")
                 let image = BootImage(kernel: kernel, initrd: initrd)
                 let forms = [("boot_stock_s", "boot-stock", lab.stock(), nil), ("boot_stock_threads_s", "boot-threads", lab.stock(threads: n), nil),
                              ("boot_handover_s", "boot-handover", LibvirtLab.eligible, Optional(bytes))]
@@ -256,7 +258,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             let sp = t.mapValues(Spread.init)
             let m = { (k: String) in sp[k]?.median ?? 0 }
             let ci = Spread.medianInterval(pairs)
-            let r = Result(accel: lab.accel.accel.rawValue, pageSize: lab.pageSize, hugepagesReserved: lab.reservedPages, threads: n,
+            let r = Result(accel: lab.accel.accel.rawValue, bootAccel: boot ? lab.bootAccel.accel.rawValue : nil, pageSize: lab.pageSize, hugepagesReserved: lab.reservedPages, threads: n,
                            sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
                            startStockS: m("start_stock_s"), startStockThreadsS: m("start_stock_threads_s"), startHandoverS: m("start_handover_s"),
                            startSmallS: m("start_small_s"), startFloorS: m("start_floor_s"),
@@ -288,7 +290,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 "  handover_vs_floor   hand-over / floor          \(f(r.handoverVsFloor, 3))×  (target ≤ 1.05)",
             ]
             if boot {
-                out += ["boot to guest userspace (virDomainCreate until /init's marker on ttyS0), median [min–max] over \(runs) runs",
+                out += ["boot to guest userspace (virDomainCreate until /init's marker on ttyS0), accel: \(lab.bootAccel.accel.rawValue), median [min–max] over \(runs) runs",
                         row("stock <hugepages/>", "boot_stock_s"), row("stock, threads=\(n)", "boot_stock_threads_s"),
                         row("handed over", "boot_handover_s")]
             }
@@ -323,6 +325,8 @@ final class LibvirtLab {
     let hook: String
     let hookAside: String
     let accel: AccelDecision
+    /// For the --boot guests, which boot a kernel.
+    let bootAccel: AccelDecision
     /// Huge pages of the pool's size the host has reserved (sysfs).
     let reservedPages: UInt64
     let work: String
@@ -356,6 +360,7 @@ final class LibvirtLab {
         }
         (mount, pageSize) = m
         accel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf)
+        bootAccel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf, bootsKernel: true)
         reservedPages = HugePageCounters.host(pageSize: pageSize)?.total ?? 0
         // World-traversable: QEMU (as qemu.conf's user) opens the boot kernel and initrd beside it.
         work = "/tmp/prezero-bench-libvirt-\(getpid())"
@@ -372,7 +377,7 @@ final class LibvirtLab {
         } ?? "<boot dev='hd'/>"
         let serial = boot == nil ? "" : "<serial type='file'><source path='\(consolePath(name))'/><target port='0'/></serial>"
         let xml = """
-            <domain type='\(accel.domainType)'>
+            <domain type='\((boot == nil ? accel : bootAccel).domainType)'>
               <name>\(name)</name>
               <uuid>\(UUID().uuidString.lowercased())</uuid>
               <memory unit='KiB'>\(bytes >> 10)</memory>

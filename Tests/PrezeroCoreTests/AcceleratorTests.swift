@@ -56,4 +56,14 @@ struct AcceleratorTests {
         #expect(bad.accel == .tcg && bad.reason.contains("neither kvm nor tcg"))
         #expect(AccelDecision.decide(device: nil, qemu: libvirtQemu, override: "kvm").accel == .tcg, "no device, no kvm")
     }
+
+    @Test("kvm_pvm: firmware-only guests get kvm, a guest that boots a kernel gets tcg")
+    func pvm() {
+        let dev = KVMDevice(ownerUID: 0, groupGID: 108, mode: 0o660, backend: "kvm_pvm")
+        #expect(AccelDecision.decide(device: dev, qemu: libvirtQemu).accel == .kvm)
+        let boot = AccelDecision.decide(device: dev, qemu: libvirtQemu, bootsKernel: true)
+        #expect(boot.accel == .tcg && boot.reason.contains("kvm_pvm") && !boot.reprobeTrap)
+        let amd = KVMDevice(ownerUID: 0, groupGID: 108, mode: 0o660, backend: "kvm_amd")
+        #expect(AccelDecision.decide(device: amd, qemu: libvirtQemu, bootsKernel: true).accel == .kvm)
+    }
 }
