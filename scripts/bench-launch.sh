@@ -7,17 +7,8 @@
 # it can; when it cannot, the stock start takes the pages prezerod gives back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-page_size=2M
-args=("$@")
-for i in "${!args[@]}"; do
-    case "${args[i]}" in
-        --page-size) page_size=${args[i+1]} ;;
-        --page-size=*) page_size=${args[i]#*=} ;;
-    esac
-done
-case "$page_size" in 2M|2m) page_size=2M; per_g=512; page_m=2; small_pages=128; headroom=32 ;;
-    1G|1g) page_size=1G; per_g=1; page_m=1024; small_pages=1; headroom=0 ;;
-    *) echo "bench-launch: --page-size must be 2M or 1G" >&2; exit 2 ;; esac
+. scripts/env.sh
+page_geometry "$@"
 if [ -n "${BENCH_SIZE:-}" ]; then
     size_g=$BENCH_SIZE
 elif [ "$page_size" = 1G ]; then
@@ -28,7 +19,6 @@ elif [ "$page_size" = 1G ]; then
 else
     size_g=8
 fi
-. scripts/env.sh
 trap env_cleanup EXIT
 pool_pages=$(( size_g * per_g + small_pages ))
 pool_up $(( pool_pages + size_g * per_g + headroom )) "$(( pool_pages * page_m ))M" "${size_g}G"

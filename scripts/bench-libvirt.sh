@@ -10,21 +10,17 @@
 # through prezerod's make-room, as it would on a host running prezero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-page_size=2M; sizes=; boot=
+sizes=; boot=
 args=("$@")
 for i in "${!args[@]}"; do
     case "${args[i]}" in
-        --page-size) page_size=${args[i+1]} ;;
-        --page-size=*) page_size=${args[i]#*=} ;;
         --sizes) sizes=${args[i+1]} ;;
         --sizes=*) sizes=${args[i]#*=} ;;
         --boot) boot=1 ;;
     esac
 done
-# per_g pages a GiB, page_m MiB a page; the small guest is 256 MiB, or one 1 GiB page.
-case "$page_size" in 2M|2m) page_size=2M; per_g=512; page_m=2; small_pages=128; headroom=32 ;;
-    1G|1g) page_size=1G; per_g=1; page_m=1024; small_pages=1; headroom=0 ;;
-    *) echo "bench-libvirt: --page-size must be 2M or 1G" >&2; exit 2 ;; esac
+. scripts/env.sh
+page_geometry "$@"
 if [ -n "$sizes" ]; then
     size_g=$(echo "$sizes" | tr ',' '\n' | sed 's/[Gg]$//' | sort -n | tail -n 1)
 elif [ -n "${BENCH_SIZE:-}" ]; then
@@ -37,7 +33,6 @@ elif [ "$page_size" = 1G ]; then
 else
     size_g=8
 fi
-. scripts/env.sh
 trap env_cleanup EXIT
 pool_pages=$(( size_g * per_g + small_pages ))
 # Best: the pool and a stock guest side by side; at least: the pool alone (make-room).

@@ -25,6 +25,23 @@ reserved_pages=0
 work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=; kvm_granted=
 accel=; domain_type=
 
+# page_geometry ARGS...: the bench scripts' --page-size (2M or 1G) among ARGS. Sets
+# page_size, per_g (pages a GiB), page_m (MiB a page), small_pages (the small guest:
+# 256 MiB, or one 1 GiB page) and headroom (spare pages beside the pool).
+page_geometry() {
+    local a next=
+    page_size=2M
+    for a in "$@"; do
+        [ -n "$next" ] && { page_size=$a; next=; continue; }
+        case "$a" in --page-size) next=1 ;; --page-size=*) page_size=${a#*=} ;; esac
+    done
+    case "$page_size" in
+        2M|2m) page_size=2M; per_g=512; page_m=2; small_pages=128; headroom=32 ;;
+        1G|1g) page_size=1G; per_g=1; page_m=1024; small_pages=1; headroom=0 ;;
+        *) echo "--page-size must be 2M or 1G" >&2; exit 2 ;;
+    esac
+}
+
 alive() { [ -n "$1" ] && [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
 stop_pid() { kill "$1" 2>/dev/null || return 0; for _ in $(seq 150); do alive "$1" || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 virsh() { command virsh -q -c qemu:///system "$@"; }
