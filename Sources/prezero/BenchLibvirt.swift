@@ -21,11 +21,12 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
               hand-over      the same guest in the eligible form, given a pre-zeroed file
               small          the hand-over at SMALL
               floor          the same guest on ordinary RAM without prealloc: a start that zeroes nothing
-              hook           a guest without huge pages, with the hook and with it moved aside, in pairs
+              hook           a guest without huge pages: with the hook, with /bin/true in its place, and with none
             Ratios: speedup = stock / hand-over; speedup_vs_threads = stock threads / hand-over; \
             size_independence = hand-over / small (target ≤ 1.10); handover_vs_floor = hand-over / floor \
             (target ≤ 1.05); hook_overhead_ms = the median of (hook − no hook) over the pairs (target ≤ 5, \
-            the upper end of its 95% interval ≤ 10). hook_exec_ms times the hook's three start calls run \
+            the upper end of its 95% interval ≤ 10); noop_hook_overhead_ms is the same A/B with /bin/true as \
+            the hook, what libvirt's forking of any hook costs. hook_exec_ms times the hook's three start calls run \
             directly. --boot also times each of stock, stock threads and hand-over from virDomainCreate \
             until the guest's /init writes its marker on the serial console.
             """)
@@ -83,6 +84,9 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         /// ~95% confidence interval of hook_overhead_ms: whether the A/B can resolve the target at all.
         var hookOverheadCI95Ms: [Double]
         var hookExecMs: Double
+        /// The same A/B with /bin/true as the hook: what libvirt's running of any hook costs a start.
+        var noopHookOverheadMs: Double
+        var noopHookOverheadCI95Ms: [Double]
         var bootStockS: Double?
         var bootStockThreadsS: Double?
         var bootHandoverS: Double?
@@ -97,6 +101,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             case startFloorS = "start_floor_s", speedupVsThreads = "speedup_vs_threads", sizeIndependence = "size_independence"
             case handoverVsFloor = "handover_vs_floor", hookPairs = "hook_pairs"
             case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms", hookOverheadCI95Ms = "hook_overhead_ci95_ms"
+            case noopHookOverheadMs = "noop_hook_overhead_ms", noopHookOverheadCI95Ms = "noop_hook_overhead_ci95_ms"
             case bootStockS = "boot_stock_s", bootStockThreadsS = "boot_stock_threads_s", bootHandoverS = "boot_handover_s"
         }
     }
@@ -243,21 +248,28 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 }
             }
             note("  hook: \(hookPairs) pairs of starts of a guest without huge pages, with the hook and without, alternating which goes first")
-            var pairs: [Double] = []
+            var pairs: [Double] = [], noopPairs: [Double] = []
             for round in 0...hookPairs {
-                let first = round % 2 == 0
-                let a = first ? try lab.timeStart(plain) : try lab.withHookAside { try lab.timeStart(plain) }
-                let b = first ? try lab.withHookAside { try lab.timeStart(plain) } : try lab.timeStart(plain)
-                let (with, without) = first ? (a, b) : (b, a)
-                guard round > 0 else { continue }
+                // The three arms back to back, in an order that rotates each round.
+                var got: [String: Double] = [:]
+                for arm in (0..<3).map({ ["hook", "nohook", "noop"][($0 + round) % 3] }) {
+                    switch arm {
+                    case "hook": got[arm] = try lab.timeStart(plain)
+                    case "nohook": got[arm] = try lab.withHookAside { try lab.timeStart(plain) }
+                    default: got[arm] = try lab.withHookAside(noop: true) { try lab.timeStart(plain) }
+                    }
+                }
+                guard round > 0, let with = got["hook"], let without = got["nohook"], let noop = got["noop"] else { continue }
                 t["start_hook_s", default: []].append(with)
                 t["start_nohook_s", default: []].append(without)
+                t["start_noop_hook_s", default: []].append(noop)
                 pairs.append(with - without)
+                noopPairs.append(noop - without)
             }
             t["hook_exec_s"] = try lab.timeHookCalls(plain, times: 20)
             let sp = t.mapValues(Spread.init)
             let m = { (k: String) in sp[k]?.median ?? 0 }
-            let ci = Spread.medianInterval(pairs)
+            let ci = Spread.medianInterval(pairs), noopCI = Spread.medianInterval(noopPairs)
             let r = Result(accel: lab.accel.accel.rawValue, bootAccel: boot ? lab.bootAccel.accel.rawValue : nil, pageSize: lab.pageSize, hugepagesReserved: lab.reservedPages, threads: n,
                            sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
                            startStockS: m("start_stock_s"), startStockThreadsS: m("start_stock_threads_s"), startHandoverS: m("start_handover_s"),
@@ -268,6 +280,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                            // Each pair ran back to back: the median of the differences is steadier than the difference of medians.
                            hookOverheadMs: Spread(pairs).median * 1000, hookOverheadCI95Ms: [ci.low * 1000, ci.high * 1000],
                            hookExecMs: m("hook_exec_s") * 1000,
+                           noopHookOverheadMs: Spread(noopPairs).median * 1000, noopHookOverheadCI95Ms: [noopCI.low * 1000, noopCI.high * 1000],
                            bootStockS: sp["boot_stock_s"]?.median, bootStockThreadsS: sp["boot_stock_threads_s"]?.median,
                            bootHandoverS: sp["boot_handover_s"]?.median, spreads: sp)
             if json {
@@ -295,10 +308,12 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                         row("handed over", "boot_handover_s")]
             }
             out += [
-                "hook overhead, guest without huge pages, \(hookPairs) pairs",
+                "hook overhead, guest without huge pages, \(hookPairs) rounds of three starts",
                 row("with the hook", "start_hook_s"),
-                row("without", "start_nohook_s"),
+                row("with /bin/true as the hook", "start_noop_hook_s"),
+                row("without a hook", "start_nohook_s"),
                 "  hook_overhead_ms    \(f(r.hookOverheadMs, 1)) ms, 95% CI [\(f(r.hookOverheadCI95Ms[0], 1)), \(f(r.hookOverheadCI95Ms[1], 1))] ms  (median of the paired differences; target ≤ 5, CI upper ≤ 10)",
+                "  noop_hook_overhead_ms \(f(r.noopHookOverheadMs, 1)) ms, 95% CI [\(f(r.noopHookOverheadCI95Ms[0], 1)), \(f(r.noopHookOverheadCI95Ms[1], 1))] ms  (/bin/true − none: libvirt's cost of running any hook)",
                 "  hook_exec_ms        \(f(r.hookExecMs, 2)) ms  (prepare + start + started begin, run directly, median of 20)",
             ]
             print(out.joined(separator: "\n"))
@@ -438,13 +453,20 @@ final class LibvirtLab {
     }
 
     /// Runs `body` with the hook moved out of libvirt's hook directory, and puts it back.
-    func withHookAside<T>(_ body: () throws -> T) throws -> T {
+    /// With `noop`, /bin/true stands in its place: what libvirt's running of any hook costs.
+    func withHookAside<T>(noop: Bool = false, _ body: () throws -> T) throws -> T {
         do {
             try Files.renamePath(hook, hookAside)
         } catch {
             throw CLIError("cannot move the hook aside: \(error)")
         }
-        defer { try? Files.renamePath(hookAside, hook) }
+        defer {
+            if noop { try? Files.removePath(hook) }
+            try? Files.renamePath(hookAside, hook)
+        }
+        if noop {
+            guard (try? ChildProcess(["cp", "/bin/true", hook]).wait()) == 0 else { throw CLIError("cannot put /bin/true in place of the hook") }
+        }
         return try body()
     }
 
