@@ -247,7 +247,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                     note("  boot run \(round): " + row.map { "\($0.0.dropFirst(5).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
                 }
             }
-            note("  hook: \(hookPairs) pairs of starts of a guest without huge pages, with the hook and without, alternating which goes first")
+            note("  hook: \(hookPairs) rounds of three starts of a guest without huge pages: with the hook, with /bin/true in its place, with none; the order rotates")
             var pairs: [Double] = [], noopPairs: [Double] = []
             for round in 0...hookPairs {
                 // The three arms back to back, in an order that rotates each round.
