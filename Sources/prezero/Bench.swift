@@ -184,6 +184,19 @@ extension BenchOutput {
     }
 
     func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
+
+    /// Keeps one round's timings (key, seconds) after the untimed round 0 and shows them;
+    /// keys are `<prefix>_<name>_s`, shown as `<name>`.
+    func record(_ row: [(key: String, seconds: Double)], round: Int, into t: inout [String: [Double]], prefix: String, label: String = "run") {
+        guard round > 0 else { return }
+        for (k, v) in row { t[k, default: []].append(v) }
+        note("  \(label) \(round): " + row.map { "\($0.key.dropFirst(prefix.count + 1).dropLast(2)) \(f($0.seconds))" }.joined(separator: ", ") + " s")
+    }
+
+    /// One figure of the printed table: its label, padded to `width` (never cut), and its spread.
+    func figureRow(_ label: String, _ spread: Spread?, width: Int) -> String {
+        "  \(label)\(String(repeating: " ", count: max(1, width + 1 - label.count)))\(spread?.text() ?? "-") s"
+    }
 }
 
 /// --size, --small, --runs and --json, shared by the start benchmarks.
@@ -202,9 +215,16 @@ struct StartBenchOptions: ParsableArguments {
         guard runs >= 5 else { throw ValidationError("--runs must be at least 5 for a median and a range") }
     }
 
-    /// The two sizes, in bytes.
-    func sizes() throws -> (UInt64, UInt64) {
-        (try parseSize(size, what: "--size"), try parseSize(small, what: "--small"))
+    /// The two sizes, in bytes, as whole pages of `pageSize`; the default SMALL becomes one
+    /// page on a mount of larger pages (the smallest guest of those pages).
+    func sizes(pageSize: UInt64) throws -> (UInt64, UInt64) {
+        let bytes = try parseSize(size, what: "--size")
+        var smallBytes = try parseSize(small, what: "--small")
+        if smallBytes % pageSize != 0, small == Self.defaultSmall { smallBytes = pageSize }
+        guard bytes % pageSize == 0, smallBytes % pageSize == 0 else {
+            throw CLIError("--size and --small must be whole \(ByteSize.format(pageSize)) pages", code: 2)
+        }
+        return (bytes, smallBytes)
     }
 }
 

@@ -69,16 +69,12 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
 
     func run() throws {
         try guarded {
-            var (bytes, smallBytes) = try options.sizes()
             let status = try connection.send(Request(op: .status)).status!
             guard let mount = status.mounts.first else { throw CLIError("prezerod has no pool mount") }
             if let want = try parsePageSize(pageSize), want != mount.pageSize {
                 throw CLIError("--page-size \(ByteSize.format(want)): prezerod's pool mount \(mount.path) has \(ByteSize.format(mount.pageSize)) pages", code: 2)
             }
-            if smallBytes % mount.pageSize != 0, options.small == StartBenchOptions.defaultSmall { smallBytes = mount.pageSize }
-            guard bytes % mount.pageSize == 0, smallBytes % mount.pageSize == 0 else {
-                throw CLIError("--size and --small must be whole \(ByteSize.format(mount.pageSize)) pages", code: 2)
-            }
+            let (bytes, smallBytes) = try options.sizes(pageSize: mount.pageSize)
             let accel = HostAccelerator.forDirectQEMU()
             let n = threads ?? HostInfo.onlineCPUs()
             let reserved = HugePageCounters.host(pageSize: mount.pageSize)?.total ?? 0
@@ -140,9 +136,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
                 guard Files.readText(work + "/prezero.err")?.contains("(miss)") != true else {
                     throw CLIError("prezero launch missed: the pool must hold \(ByteSize.format(bytes)) clean; see `prezero status`")
                 }
-                guard round > 0 else { continue }
-                for (k, v) in row { t[k, default: []].append(v) }
-                note("  run \(round): " + row.map { "\($0.0.dropFirst(6).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
+                record(row, round: round, into: &t, prefix: "start")
             }
             let sp = t.mapValues(Spread.init)
             let m = { (k: String) in sp[k]?.median ?? 0 }
@@ -160,7 +154,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
                 return
             }
             let sz = ByteSize.format(bytes), sm = ByteSize.format(smallBytes)
-            func row(_ label: String, _ key: String) -> String { "  \(label.padding(toLength: 40, withPad: " ", startingAt: 0)) \(sp[key]!.text()) s" }
+            func row(_ label: String, _ key: String) -> String { figureRow(label, sp[key], width: 40) }
             print([
                 "accel: \(r.accel)",
                 "QEMU start until QMP answers query-status, \(ByteSize.format(mount.pageSize)) pages, median [min–max] over \(runs) runs",

@@ -38,7 +38,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
     var plot: String?
     @Option(name: .long, help: "Preallocation threads of the threaded stock start (default: the host's online CPUs).")
     var threads: Int?
-    @Option(name: .long, help: "Pairs of starts with and without the hook (default 100).")
+    @Option(name: .long, help: "Rounds of three starts: with the hook, with /bin/true in its place, with none (default 100).")
     var hookPairs: Int = 100
     @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: whatever memory_backing_dir's mount has).")
     var pageSize: String?
@@ -207,15 +207,9 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         }
         guard plot == nil else { throw ValidationError("--plot needs --sizes") }
         try guarded {
-            var (bytes, smallBytes) = try options.sizes()
             let lab = try openLab()
             defer { lab.close() }
-            if smallBytes % lab.pageSize != 0, options.small == StartBenchOptions.defaultSmall {
-                smallBytes = lab.pageSize   // the smallest guest of these pages: one page
-            }
-            guard bytes % lab.pageSize == 0, smallBytes % lab.pageSize == 0 else {
-                throw CLIError("--size and --small must be whole \(ByteSize.format(lab.pageSize)) pages", code: 2)
-            }
+            let (bytes, smallBytes) = try options.sizes(pageSize: lab.pageSize)
             let n = threadCount
             let stock = try lab.define("stock", bytes: bytes, backing: lab.stock())
             let threaded = try lab.define("threads", bytes: bytes, backing: lab.stock(threads: n))
@@ -230,9 +224,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 let row = [("start_stock_s", try lab.timeStart(stock)), ("start_stock_threads_s", try lab.timeStart(threaded)),
                            ("start_handover_s", try lab.timeStart(big, handedOver: bytes)),
                            ("start_small_s", try lab.timeStart(little, handedOver: smallBytes)), ("start_floor_s", try lab.timeStart(floor))]
-                guard round > 0 else { continue }
-                for (k, v) in row { t[k, default: []].append(v) }
-                note("  run \(round): " + row.map { "\($0.0.dropFirst(6).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
+                record(row, round: round, into: &t, prefix: "start")
             }
             if boot, let kernel, let initrd {
                 note("bench libvirt: boot accel: \(lab.bootAccel.accel.rawValue) (\(lab.bootAccel.reason))")
@@ -242,9 +234,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 let doms = try forms.map { try lab.define($0.1, bytes: bytes, backing: $0.2, boot: image) }
                 for round in 0...runs {
                     let row = try zip(forms, doms).map { ($0.0.0, try lab.timeBoot($0.1, handedOver: $0.0.3)) }
-                    guard round > 0 else { continue }
-                    for (k, v) in row { t[k, default: []].append(v) }
-                    note("  boot run \(round): " + row.map { "\($0.0.dropFirst(5).dropLast(2)) \(f($0.1))" }.joined(separator: ", ") + " s")
+                    record(row, round: round, into: &t, prefix: "boot", label: "boot run")
                 }
             }
             note("  hook: \(hookPairs) rounds of three starts of a guest without huge pages: with the hook, with /bin/true in its place, with none; the order rotates")
@@ -288,7 +278,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 return
             }
             let sz = ByteSize.format(bytes), sm = ByteSize.format(smallBytes)
-            func row(_ label: String, _ key: String) -> String { "  \(label.padding(toLength: 34, withPad: " ", startingAt: 0)) \(sp[key]!.text()) s" }
+            func row(_ label: String, _ key: String) -> String { figureRow(label, sp[key], width: 34) }
             var out = [
                 "accel: \(r.accel)",
                 "libvirt start (virDomainCreate, what virsh start calls), \(ByteSize.format(lab.pageSize)) pages, median [min–max] over \(runs) runs",
