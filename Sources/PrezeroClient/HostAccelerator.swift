@@ -9,7 +9,7 @@ public enum HostAccelerator {
 
     /// For QEMU started by libvirt: as qemu.conf's `user`.
     public static func forLibvirt(qemuConf path: String = "/etc/libvirt/qemu.conf", bootsKernel: Bool = false) -> AccelDecision {
-        let name = QemuConf.parse(Files.readText(path) ?? "").user ?? libvirtDefaultUser
+        let name = (try? QemuConf.parse(Files.readText(path) ?? ""))?.user ?? libvirtDefaultUser
         guard let u = KVMProbe.user(name) else {
             return AccelDecision(accel: .tcg, reason: "qemu.conf's user \(name) does not exist", reprobeTrap: false, fix: nil, user: name)
         }

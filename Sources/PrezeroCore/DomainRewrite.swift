@@ -80,7 +80,7 @@ public enum DomainRewrite {
         } catch {
             throw RewriteError(description: "the rewritten XML does not parse (\(error.description)); nothing was changed")
         }
-        guard check.fileSource, !check.hugepages, check.backends.allSatisfy(\.shared) else {
+        guard check.source == .file, check.hugepages.isEmpty, check.access == .shared, !check.cells.contains(where: { $0.access == .private }) else {
             throw RewriteError(description: "the rewritten XML is still not eligible; nothing was changed")
         }
         return Result(xml: out, changes: changes)

@@ -1,102 +1,117 @@
 import Foundation
 
-/// What the daemon does for a domain at libvirt's `start begin`.
-public enum HookDecision: Equatable, Sendable {
-    /// Link a pre-zeroed file at each backend's path: `<domain dir>/<alias>`.
-    case handOver(pageSize: UInt64, backends: [MemoryBackend])
-    /// The domain will take huge pages itself: free that many pages per node first.
-    /// Key "*" means any node (the guest is not bound).
-    case makeRoom(pageSize: UInt64, pages: [String: UInt64], reason: String)
-    /// Nothing to do, and why.
-    case leaveAlone(String)
+/// What prezero does for one backend at libvirt's `start begin`.
+public enum BackendDecision: String, Equatable, Sendable, Codable {
+    /// Link a pre-zeroed pool file at the backend's path.
+    case handOver = "hand-over"
+    /// QEMU takes huge pages itself: free that many first, on the backend's nodes.
+    case makeRoom = "make-room"
+    /// The backend takes no huge pages, or its memory is not prezero's to touch.
+    case nothing
 }
 
-/// The libvirt facts the decision needs, besides the domain XML.
-public struct HookHost: Sendable {
-    /// `memory_backing_dir` from qemu.conf, if set.
-    public var memoryBackingDir: String?
-    /// Pool mounts and their page sizes.
-    public var poolMounts: [(path: String, pageSize: UInt64)]
-    /// The host's default huge-page size (for `<hugepages/>` without a size).
-    public var defaultPageSize: UInt64
+/// One backend and the decision for it.
+public struct BackendPlan: Equatable, Sendable {
+    public var backend: MemoryBackend
+    public var decision: BackendDecision
+    /// The size of the pages it takes: the huge-page size for hand-over and make-room,
+    /// the system page size otherwise.
+    public var pageSize: UInt64
+    public var reason: String
+}
 
-    public init(memoryBackingDir: String?, poolMounts: [(path: String, pageSize: UInt64)], defaultPageSize: UInt64) {
-        self.memoryBackingDir = memoryBackingDir
-        self.poolMounts = poolMounts
-        self.defaultPageSize = defaultPageSize
-    }
+/// Every backend of a domain with its decision.
+public struct DomainPlan: Equatable, Sendable {
+    public var backends: [BackendPlan]
 
-    /// The facts as read from qemu.conf and /proc/meminfo (2 MiB when it names no default size).
-    public init(conf: QemuConf, meminfo: String, poolMounts: [(path: String, pageSize: UInt64)]) {
-        self.init(memoryBackingDir: conf.memoryBackingDir, poolMounts: poolMounts,
-                  defaultPageSize: ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20))
-    }
+    public var handOvers: [BackendPlan] { backends.filter { $0.decision == .handOver } }
 
-    /// The pool mount holding `memory_backing_dir`, if any.
-    public var backingMount: (path: String, pageSize: UInt64)? {
-        guard let dir = memoryBackingDir.map(HookPlanner.normalize) else { return nil }
-        return poolMounts.filter { dir == HookPlanner.normalize($0.path) || dir.hasPrefix(HookPlanner.normalize($0.path) + "/") }
-            .max { HookPlanner.normalize($0.path).count < HookPlanner.normalize($1.path).count }
+    /// Pages to free before QEMU starts, per page size and node ("*": any node), for the
+    /// make-room backends, and for the hand-overs too when `includingHandOvers`
+    /// (a hand-over that cannot happen at run time falls back to QEMU allocating).
+    public func makeRoom(includingHandOvers: Bool = false) -> [UInt64: [String: UInt64]] {
+        var out: [UInt64: [String: UInt64]] = [:]
+        for p in backends where p.decision == .makeRoom || (includingHandOvers && p.decision == .handOver) {
+            for (node, pages) in HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: p.backend.hostNodes, pageSize: p.pageSize) {
+                out[p.pageSize, default: [:]][node, default: 0] += pages
+            }
+        }
+        return out
     }
 }
 
 public enum HookPlanner {
-    /// Eligible: file source, shared access, no `<hugepages/>`, `memory_backing_dir` on a
-    /// pool mount, sizes in whole pages. Otherwise, if the guest will take huge pages
-    /// anyway, make room for it; else leave it alone. Every outcome says why.
-    public static func decide(_ d: DomainMemory, host: HookHost) -> HookDecision {
-        let total = UInt64(min(d.backends.reduce(0.0) { $0 + Double($1.bytes) }, Double(UInt64.max / 2)))
-        if d.hugepages {
-            let ps = d.hugepageSize ?? host.defaultPageSize
-            return .makeRoom(pageSize: ps, pages: pagesPerNode(d.backends, pageSize: ps),
-                             reason: "<hugepages/>: libvirt gives QEMU a directory, so nothing can be handed over; making room for \(ByteSize.format(total))")
-        }
-        guard d.fileSource else { return .leaveAlone("guest memory is not file-backed (no <source type='file'/>): not on huge pages") }
-        guard let dir = host.memoryBackingDir else { return .leaveAlone("qemu.conf sets no memory_backing_dir: guest memory is not on huge pages") }
-        guard let mount = host.backingMount else {
-            return .leaveAlone("memory_backing_dir \(dir) is not on a pool mount (\(host.poolMounts.map(\.path).joined(separator: ", ")))")
-        }
-        let ps = mount.pageSize
-        if let private_ = d.backends.first(where: { !$0.shared }) {
-            return .makeRoom(pageSize: ps, pages: pagesPerNode(d.backends, pageSize: ps),
-                             reason: "\(private_.alias) is not mapped shared (<access mode='shared'/>): QEMU would copy every page it writes, so it is not handed over; making room")
-        }
-        if let odd = d.backends.first(where: { $0.bytes % ps != 0 || $0.bytes == 0 }) {
-            return .makeRoom(pageSize: ps, pages: pagesPerNode(d.backends, pageSize: ps),
-                             reason: "\(odd.alias) is \(odd.bytes) bytes, not a whole number of \(ByteSize.format(ps)) pages; making room")
-        }
-        return .handOver(pageSize: ps, backends: d.backends)
+    /// The per-backend decision for a domain, from the backends libvirt 9.0 will create.
+    /// A domain libvirt itself would refuse throws, and is left to libvirt.
+    public static func plan(_ d: DomainMemory, host: HookHost) throws(PlanError) -> DomainPlan {
+        DomainPlan(backends: try LibvirtBackends.plan(d, host: host).map { decide($0, host: host) })
     }
 
-    /// Pages each node must have free; unbound backends count under "*".
-    public static func pagesPerNode(_ backends: [MemoryBackend], pageSize: UInt64) -> [String: UInt64] {
-        var out: [String: UInt64] = [:]
-        for b in backends {
-            guard pageSize > 0 else { continue }
-            let pages = b.bytes / pageSize + (b.bytes % pageSize == 0 ? 0 : 1)
-            if b.hostNodes.isEmpty {
-                out["*", default: 0] += pages
-            } else {
-                // Bound to several nodes: the kernel may take them from any; ask each for its share, rounded up.
-                let share = (pages + UInt64(b.hostNodes.count) - 1) / UInt64(b.hostNodes.count)
-                for n in b.hostNodes { out[String(n), default: 0] += share }
-            }
+    /// Hand over: a file under memory_backing_dir, mapped shared, on a pool mount, in whole
+    /// pages. Make room: anything else that takes huge pages. Nothing: the rest. Each says why.
+    public static func decide(_ b: MemoryBackend, host: HookHost) -> BackendPlan {
+        func plan(_ d: BackendDecision, _ ps: UInt64, _ why: String) -> BackendPlan {
+            BackendPlan(backend: b, decision: d, pageSize: ps, reason: why)
         }
-        return out
+        let system = host.systemPageSize
+        switch (b.kind, b.path) {
+        case (.epc, _):
+            return plan(.nothing, system, "SGX EPC is enclave memory, not huge pages")
+        case (.ram, _):
+            return plan(.nothing, system, "memory-backend-ram: ordinary memory")
+        case (.memfd, _):
+            return b.hugepageSize > 0
+                ? plan(.makeRoom, b.hugepageSize, "memfd with hugetlb=on: QEMU allocates its huge pages itself")
+                : plan(.nothing, system, "memfd without hugetlb: ordinary memory")
+        case (.file, .deviceFile(let p)?):
+            return plan(.nothing, host.mount(of: p)?.pageSize ?? system, "the \(b.model?.rawValue ?? "device")'s own file \(p): left alone")
+        case (.file, .hugepageDirectory(let p)?):
+            return plan(.makeRoom, b.hugepageSize, "<hugepages>: QEMU gets the directory \(p) and creates its own file there, so nothing can be handed over")
+        case (.file, .backingFile(let p)?):
+            guard let m = host.mount(of: p) else {
+                return plan(.nothing, system, "memory_backing_dir \(host.backingBase) is not on hugetlbfs: ordinary memory")
+            }
+            let ps = m.pageSize
+            if b.model == .virtioMem {
+                return plan(.makeRoom, ps, "virtio-mem discards its whole backend when QEMU realizes it, which would empty a pre-zeroed file")
+            }
+            if !b.shared {
+                return plan(.makeRoom, ps, "mapped private (no <access mode='shared'/>): QEMU would copy every page it writes, so it is not handed over")
+            }
+            if !host.isPoolMount(m) {
+                return plan(.makeRoom, ps, "\(m.path) is not one of prezerod's pool mounts")
+            }
+            if b.bytes == 0 || b.bytes % ps != 0 {
+                return plan(.makeRoom, ps, "\(b.bytes) bytes is not a whole number of \(ByteSize.format(ps)) pages")
+            }
+            return plan(.handOver, ps, "a shared file under memory_backing_dir on pool mount \(m.path)")
+        case (.file, nil):
+            return plan(.nothing, system, "no mem-path")
+        }
+    }
+
+    /// Pages each node must have free for `bytes`; unbound memory counts under "*".
+    /// Bound to several nodes, the kernel may take them from any: each is asked for its share, rounded up.
+    public static func pagesPerNode(bytes: UInt64, nodes: [Int], pageSize: UInt64) -> [String: UInt64] {
+        guard pageSize > 0, bytes > 0 else { return [:] }
+        let pages = bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1)
+        if nodes.isEmpty { return ["*": pages] }
+        let share = (pages + UInt64(nodes.count) - 1) / UInt64(nodes.count)
+        return Dictionary(uniqueKeysWithValues: nodes.map { (String($0), share) })
     }
 
     public static func normalize(_ path: String) -> String {
         "/" + path.split(separator: "/").joined(separator: "/")
     }
 
-    /// The directory libvirt creates for a domain under `memory_backing_dir`:
-    /// `<dir>/libvirt/qemu/<id>-<name cut to 20>`. libvirt cuts the name to 20
+    /// The directory libvirt creates for a domain under cfg->memoryBackingDir (`base`, see
+    /// HookHost.backingBase): `<base>/<id>-<name cut to 20>` (qemuGetMemoryBackingDomainPath). libvirt cuts the name to 20
     /// characters when its locale can decode the name as multibyte text, and to
     /// 20 bytes when it cannot (the C locale with a non-ASCII name). Both candidates
     /// are returned, the character rule first; a byte cut that splits a character
     /// cannot be a String and is left out.
-    public static func domainDirectories(backingDir: String, id: Int, name: String) -> [String] {
-        let base = normalize(backingDir) + "/libvirt/qemu/"
+    public static func domainDirectories(base backingBase: String, id: Int, name: String) -> [String] {
+        let base = normalize(backingBase) + "/"
         var names = ["\(id)-" + String(String.UnicodeScalarView(name.unicodeScalars.prefix(20)))]
         let bytes = Array(name.utf8.prefix(20))
         if let cut = String(validating: bytes, as: UTF8.self), !names.contains("\(id)-\(cut)") {
@@ -106,51 +121,51 @@ public enum HookPlanner {
     }
 }
 
-/// The few qemu.conf settings prezero needs.
+/// The qemu.conf settings prezero needs, read as libvirt's qemu driver reads them.
 public struct QemuConf: Equatable, Sendable {
     public var memoryBackingDir: String?
     public var user: String?
     public var group: String?
+    /// `hugetlbfs_mount`: a string or a list of strings.
+    public var hugetlbfsMounts: [String]?
 
-    /// Parses `key = "value"` lines, ignoring comments.
-    public static func parse(_ text: String) -> QemuConf {
-        var c = QemuConf()
-        for raw in settingLines(text) {
-            let kv = raw.split(separator: "=", maxSplits: 1)
-            guard kv.count == 2, !kv[0].contains("#") else { continue }
-            let key = kv[0].trimmingCharacters(in: .whitespaces)
-            // A quoted value, then at most a comment: `#` inside the quotes is part of it.
-            let rest = kv[1].trimmingCharacters(in: .whitespaces)
-            guard rest.hasPrefix("\""), let close = rest.dropFirst().firstIndex(of: "\"") else { continue }
-            let value = String(rest[rest.index(after: rest.startIndex)..<close])
-            let tail = rest[rest.index(after: close)...].trimmingCharacters(in: .whitespaces)
-            guard tail.isEmpty || tail.hasPrefix("#") else { continue }
-            switch key {
-            case "memory_backing_dir": c.memoryBackingDir = value
-            case "user": c.user = value
-            case "group": c.group = value
-            default: break
-            }
-        }
-        return c
+    public init(memoryBackingDir: String? = nil, user: String? = nil, group: String? = nil, hugetlbfsMounts: [String]? = nil) {
+        self.memoryBackingDir = memoryBackingDir
+        self.user = user
+        self.group = group
+        self.hugetlbfsMounts = hugetlbfsMounts
     }
 
-    /// The lines that are not blank or comments. Most of a stock qemu.conf is comments,
-    /// and this parse runs on every domain start: they are skipped as bytes.
-    static func settingLines(_ text: String) -> [String] {
-        let bytes = Array(text.utf8)
-        var out: [String] = []
-        var i = 0
-        while i < bytes.count {
-            var end = i
-            while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
-            var first = i
-            while first < end && (bytes[first] == UInt8(ascii: " ") || bytes[first] == UInt8(ascii: "\t")) { first += 1 }
-            if first < end && bytes[first] != UInt8(ascii: "#") {
-                out.append(String(decoding: bytes[first..<end], as: UTF8.self))
-            }
-            i = end + 1
+    public struct ConfError: Error, Equatable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// A qemu.conf libvirtd would refuse (a syntax error, or a setting of the wrong type) throws.
+    public static func parse(_ text: String) throws(ConfError) -> QemuConf {
+        let entries: [(name: String, value: VirConf.Value)]
+        do {
+            entries = try VirConf.parse(text)
+        } catch {
+            throw ConfError(description: "qemu.conf \(error.description)")
         }
-        return out
+        func string(_ key: String) throws(ConfError) -> String? {
+            switch VirConf.lookup(entries, key) {
+            case nil: return nil
+            case .string(let s)?: return s
+            default: throw ConfError(description: "qemu.conf: \(key) must be a string")
+            }
+        }
+        var c = QemuConf(memoryBackingDir: try string("memory_backing_dir"), user: try string("user"), group: try string("group"))
+        switch VirConf.lookup(entries, "hugetlbfs_mount") {
+        case nil: break
+        case .string(let s)?: c.hugetlbfsMounts = [s]
+        case .list(let items)?:
+            c.hugetlbfsMounts = try items.map { v throws(ConfError) in
+                guard case .string(let s) = v else { throw ConfError(description: "qemu.conf: hugetlbfs_mount must list strings") }
+                return s
+            }
+        case .integer?: throw ConfError(description: "qemu.conf: hugetlbfs_mount must be a string or a list of strings")
+        }
+        return c
     }
 }

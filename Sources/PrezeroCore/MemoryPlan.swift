@@ -3,58 +3,100 @@ import Foundation
 import FoundationXML
 #endif
 
-/// One memory backend QEMU will open for a domain.
-public struct MemoryBackend: Equatable, Sendable, Codable {
-    /// `pc.ram` without guest NUMA, `ram-node<N>` per `<cell>`.
-    public var alias: String
-    public var bytes: UInt64
-    /// Host nodes its pages may come from; empty means any node.
-    public var hostNodes: [Int]
-    /// Mapped shared (`<access mode='shared'/>` or the cell's `memAccess`).
-    public var shared: Bool
-
-    public init(alias: String, bytes: UInt64, hostNodes: [Int], shared: Bool) {
-        self.alias = alias
-        self.bytes = bytes
-        self.hostNodes = hostNodes
-        self.shared = shared
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case alias, bytes, shared
-        case hostNodes = "host_nodes"
-    }
-}
-
-/// What a libvirt domain XML says about guest memory, as QEMU will get it.
+/// What a libvirt domain XML says about guest memory: the parts of libvirt 9.0's
+/// `virDomainDef` (`mem`, `numa`, `mems`) that decide the backends QEMU gets.
+/// Sizes are in bytes, rounded up to whole KiB as libvirt stores them.
 public struct DomainMemory: Equatable, Sendable {
+    public enum Source: String, Sendable { case none, file, anonymous, memfd }
+    public enum Access: String, Sendable { case `default`, shared, `private` }
+
+    /// One `<memoryBacking><hugepages><page>`; `size` 0 is `<hugepages/>` with no page.
+    public struct HugePage: Equatable, Sendable {
+        public var size: UInt64
+        /// Guest cells it applies to; nil: every cell without a page of its own.
+        public var cells: [Int]?
+    }
+
+    /// `<numatune><memory>` or one `<memnode>`.
+    public struct Tune: Equatable, Sendable {
+        public var mode: String
+        /// Host nodes; nil with `placement='auto'` (numad's advice, unknown here).
+        public var nodes: [Int]?
+    }
+
+    public struct Cell: Equatable, Sendable {
+        public var bytes: UInt64
+        public var access: Access
+    }
+
+    /// A `<devices><memory>` device.
+    public struct Device: Equatable, Sendable {
+        public enum Model: String, Sendable, CaseIterable {
+            case dimm, nvdimm, virtioPmem = "virtio-pmem", virtioMem = "virtio-mem", sgxEPC = "sgx-epc"
+            /// qemuAssignDeviceMemoryAlias's prefixes.
+            var aliasPrefix: String {
+                switch self {
+                case .dimm: "dimm"
+                case .nvdimm: "nvdimm"
+                case .virtioPmem: "virtiopmem"
+                case .virtioMem: "virtiomem"
+                case .sgxEPC: "epc"
+                }
+            }
+        }
+        public var model: Model
+        public var alias: String
+        public var access: Access
+        public var bytes: UInt64
+        public var targetNode: Int?
+        /// `<source><pagesize>`; 0 when absent.
+        public var pageSize: UInt64
+        /// `<source><nodemask>`.
+        public var sourceNodes: [Int]?
+        /// `<source><path>` of an nvdimm or virtio-pmem.
+        public var path: String?
+        public var pmem: Bool
+        /// virtio-mem's `<target><requested>`.
+        public var requested: UInt64
+    }
+
+    public struct Owner: Equatable, Sendable {
+        public var uid: UInt32
+        public var gid: UInt32
+        public init(uid: UInt32, gid: UInt32) {
+            self.uid = uid
+            self.gid = gid
+        }
+    }
+
     public var name: String
     public var uuid: String
     /// The running id; only the start-time XML has one.
     public var id: Int?
-    public var backends: [MemoryBackend]
-    /// `<memoryBacking><source type='file'/>`.
-    public var fileSource: Bool
-    /// `<memoryBacking><hugepages>` and its page size in bytes (nil: the host default).
-    public var hugepages: Bool
-    public var hugepageSize: UInt64?
+    public var arch: String?
+    public var machine: String?
+    /// `<domain type>`: kvm or qemu.
+    public var virtType: String?
+    public var emulator: String?
+    /// `<memory>`: everything, devices included.
+    public var total: UInt64
+    public var source: Source
+    public var access: Access
+    public var immediate: Bool
+    public var hugepages: [HugePage]
+    public var numatune: Tune?
+    public var memnodes: [Int: Tune]
+    public var cells: [Cell]
+    public var devices: [Device]
     /// DAC owner from `<seclabel model='dac'><label>+UID:+GID`.
-    public var owner: (uid: UInt32, gid: UInt32)?
-    /// Memory hot-plug DIMMs (`memdimmN`): left to QEMU.
-    public var dimms: Int
-
-    public static func == (a: DomainMemory, b: DomainMemory) -> Bool {
-        a.name == b.name && a.uuid == b.uuid && a.id == b.id && a.backends == b.backends && a.fileSource == b.fileSource
-            && a.hugepages == b.hugepages && a.hugepageSize == b.hugepageSize && a.owner?.uid == b.owner?.uid
-            && a.owner?.gid == b.owner?.gid && a.dimms == b.dimms
-    }
+    public var owner: Owner?
 }
 
 public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
     public var description: String
 }
 
-/// Domain XML → memory plan. Pure: the XML comes in as text.
+/// Domain XML → `DomainMemory`. Pure: the XML comes in as text.
 public enum DomainXML {
     public static func parse(_ xml: String) throws(DomainXMLError) -> DomainMemory {
         // libvirt never sends a DTD; refusing one keeps entities (and their files) out.
@@ -80,75 +122,132 @@ public enum DomainXML {
         guard let root = doc.rootElement(), root.name == "domain" else {
             throw DomainXMLError(description: "domain XML has no <domain> root element")
         }
-        func text(_ path: String) -> String? {
-            (try? root.nodes(forXPath: path))?.first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
+        return try read(root)
+    }
+
+    static func read(_ root: XMLElement) throws(DomainXMLError) -> DomainMemory {
+        func elements(_ e: XMLElement, _ path: String) -> [XMLElement] {
+            ((try? e.nodes(forXPath: path)) ?? []).compactMap { $0 as? XMLElement }
+        }
+        func text(_ e: XMLElement, _ path: String) -> String? {
+            elements(e, path).first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
         }
         func attr(_ e: XMLElement?, _ name: String) -> String? { e?.attribute(forName: name)?.stringValue }
-        func elements(_ path: String) -> [XMLElement] { ((try? root.nodes(forXPath: path)) ?? []).compactMap { $0 as? XMLElement } }
+        /// virDomainParseMemory: a scaled value, stored in KiB rounded up.
+        func memory(_ e: XMLElement?, value: String?, unitOf u: XMLElement?, what: String) throws(DomainXMLError) -> UInt64 {
+            let bytes = try size(value ?? "", unit: attr(u, "unit") ?? "KiB", what: what)
+            return ByteSize.roundUp(bytes, to: 1024)
+        }
+        func access(_ s: String?, what: String) throws(DomainXMLError) -> DomainMemory.Access {
+            guard let s else { return .default }
+            guard let a = DomainMemory.Access(rawValue: s), a != .default else {
+                throw DomainXMLError(description: "\(what) access mode '\(s)' is not shared or private")
+            }
+            return a
+        }
 
-        guard let name = text("name"), !name.isEmpty else { throw DomainXMLError(description: "domain XML has no <name>") }
-        guard let uuid = text("uuid")?.lowercased(), UUIDText.valid(uuid) else {
+        guard let name = text(root, "name"), !name.isEmpty else { throw DomainXMLError(description: "domain XML has no <name>") }
+        guard let uuid = text(root, "uuid")?.lowercased(), UUIDText.valid(uuid) else {
             throw DomainXMLError(description: "domain XML has no valid <uuid>")
         }
-        let id = attr(root, "id").flatMap { Int($0) }
-        let fileSource = elements("memoryBacking/source").contains { attr($0, "type") == "file" }
-        let hugepages = !elements("memoryBacking/hugepages").isEmpty
-        let hugepageSize = try elements("memoryBacking/hugepages/page").first.map { e throws(DomainXMLError) in
-            let v = try size(attr(e, "size") ?? "", unit: attr(e, "unit") ?? "KiB", what: "hugepages page size")
-            guard v > 0 else { throw DomainXMLError(description: "hugepages page size is 0") }
-            return v
+        let osType = elements(root, "os/type").first
+        let backing = elements(root, "memoryBacking").first
+        var source = DomainMemory.Source.none
+        if let s = backing.flatMap({ elements($0, "source").first }) {
+            guard let t = DomainMemory.Source(rawValue: attr(s, "type") ?? ""), t != .none else {
+                throw DomainXMLError(description: "<memoryBacking><source type='\(attr(s, "type") ?? "")'> is not file, anonymous or memfd")
+            }
+            source = t
         }
-        let domainShared = elements("memoryBacking/access").contains { attr($0, "mode") == "shared" }
+        let domainAccess = try access(backing.flatMap { elements($0, "access").first }.flatMap { attr($0, "mode") }, what: "<memoryBacking>")
+        let immediate = backing.flatMap { elements($0, "allocation").first }.flatMap { attr($0, "mode") } == "immediate"
 
-        // Host nodes: <numatune><memnode cellid=N> overrides <numatune><memory> for its cell.
-        let tuneMemory = elements("numatune/memory").first
-        let defaultNodes: [Int] = attr(tuneMemory, "placement") == "auto" ? [] : try nodeSet(attr(tuneMemory, "nodeset"))
-        var cellNodes: [Int: [Int]] = [:]
-        for m in elements("numatune/memnode") {
-            guard let c = attr(m, "cellid").flatMap({ Int($0) }) else { continue }
-            cellNodes[c] = try nodeSet(attr(m, "nodeset"))
-        }
-
-        let total = try size(text("memory") ?? "", unit: attr(elements("memory").first, "unit") ?? "KiB", what: "<memory>")
-        let dimmElements = elements("devices/memory")
-        var dimmBytes: UInt64 = 0
-        for d in dimmElements {
-            let t = (try? d.nodes(forXPath: "target/size"))?.first as? XMLElement
-            let (sum, o) = dimmBytes.addingReportingOverflow(try size(t?.stringValue ?? "0", unit: attr(t, "unit") ?? "KiB", what: "DIMM size"))
-            guard !o else { throw DomainXMLError(description: "DIMM sizes are too large") }
-            dimmBytes = sum
-        }
-
-        var backends: [MemoryBackend] = []
-        let cells = elements("cpu/numa/cell")
-        if cells.isEmpty {
-            guard total > dimmBytes else { throw DomainXMLError(description: "domain memory \(total) is not larger than its DIMMs \(dimmBytes)") }
-            backends.append(MemoryBackend(alias: "pc.ram", bytes: total - dimmBytes, hostNodes: defaultNodes, shared: domainShared))
-        } else {
-            for (i, c) in cells.enumerated() {
-                let cid = attr(c, "id").flatMap { Int($0) } ?? i
-                let bytes = try size(attr(c, "memory") ?? "", unit: attr(c, "unit") ?? "KiB", what: "cell \(cid) memory")
-                let access = attr(c, "memAccess")
-                let shared = access == "shared" || (access == nil && domainShared)
-                backends.append(MemoryBackend(alias: "ram-node\(cid)", bytes: bytes, hostNodes: cellNodes[cid] ?? defaultNodes, shared: shared))
+        var hugepages: [DomainMemory.HugePage] = []
+        if let h = backing.flatMap({ elements($0, "hugepages").first }) {
+            let pages = elements(h, "page")
+            if pages.isEmpty { hugepages = [DomainMemory.HugePage(size: 0, cells: nil)] }
+            for p in pages {
+                let s = try memory(p, value: attr(p, "size"), unitOf: p, what: "hugepages page size")
+                guard s > 0 else { throw DomainXMLError(description: "hugepages page size is 0") }
+                let cells = try attr(p, "nodeset").map { v throws(DomainXMLError) in try nodeSet(v) }
+                hugepages.append(DomainMemory.HugePage(size: s, cells: cells))
             }
         }
 
-        var owner: (UInt32, UInt32)?
-        for s in elements("seclabel") where attr(s, "model") == "dac" {
-            let label = ((try? s.nodes(forXPath: "label"))?.first?.stringValue ?? "").trimmingCharacters(in: .whitespaces)
-            owner = dacLabel(label)
+        func tune(_ e: XMLElement) throws(DomainXMLError) -> DomainMemory.Tune {
+            let mode = attr(e, "mode") ?? "strict"
+            guard ["strict", "preferred", "interleave", "restrictive"].contains(mode) else {
+                throw DomainXMLError(description: "numatune mode '\(mode)' is not strict, preferred, interleave or restrictive")
+            }
+            return DomainMemory.Tune(mode: mode, nodes: attr(e, "placement") == "auto" ? nil : try nodeSet(attr(e, "nodeset")))
         }
-        return DomainMemory(name: name, uuid: uuid, id: id, backends: backends, fileSource: fileSource,
-                            hugepages: hugepages, hugepageSize: hugepageSize, owner: owner, dimms: dimmElements.count)
+        let numatune = try elements(root, "numatune/memory").first.map { e throws(DomainXMLError) in try tune(e) }
+        var memnodes: [Int: DomainMemory.Tune] = [:]
+        for m in elements(root, "numatune/memnode") {
+            guard let c = attr(m, "cellid").flatMap({ Int($0) }), c >= 0 else {
+                throw DomainXMLError(description: "<memnode> has no valid cellid")
+            }
+            memnodes[c] = try tune(m)
+        }
+
+        var cells: [DomainMemory.Cell] = []
+        for (i, c) in elements(root, "cpu/numa/cell").enumerated() {
+            // virDomainNumaDefParseXML: ids must be 0, 1, … in order.
+            if let id = attr(c, "id"), Int(id) != i {
+                throw DomainXMLError(description: "<cell id='\(id)'> is out of order: libvirt needs ids 0, 1, … in order")
+            }
+            cells.append(DomainMemory.Cell(bytes: try memory(c, value: attr(c, "memory"), unitOf: c, what: "cell \(i) memory"),
+                                           access: try access(attr(c, "memAccess"), what: "cell \(i)")))
+        }
+
+        var devices: [DomainMemory.Device] = []
+        var counters: [DomainMemory.Device.Model: Int] = [:]
+        for d in elements(root, "devices/memory") {
+            guard let model = DomainMemory.Device.Model(rawValue: attr(d, "model") ?? "") else {
+                throw DomainXMLError(description: "memory device model '\(attr(d, "model") ?? "")' is unknown (dimm, nvdimm, virtio-pmem, virtio-mem, sgx-epc)")
+            }
+            let alias = elements(d, "alias").first.flatMap { attr($0, "name") }
+                ?? "\(model.aliasPrefix)\(counters[model, default: 0])"
+            counters[model, default: 0] += 1
+            let src = elements(d, "source").first
+            let target = elements(d, "target").first
+            let sizeEl = target.flatMap { elements($0, "size").first }
+            let pageEl = src.flatMap { elements($0, "pagesize").first }
+            let reqEl = target.flatMap { elements($0, "requested").first }
+            let node = try target.flatMap { text($0, "node") }.map { v throws(DomainXMLError) in
+                guard let n = Int(v), n >= 0 else { throw DomainXMLError(description: "\(alias): target node '\(v)' is not valid") }
+                return n
+            }
+            devices.append(DomainMemory.Device(
+                model: model, alias: alias, access: try access(attr(d, "access"), what: alias),
+                bytes: try memory(sizeEl, value: sizeEl?.stringValue, unitOf: sizeEl, what: "\(alias) size"),
+                targetNode: node,
+                pageSize: try pageEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, unitOf: e, what: "\(alias) page size") } ?? 0,
+                sourceNodes: try src.flatMap { text($0, "nodemask") }.map { v throws(DomainXMLError) in try nodeSet(v) },
+                path: src.flatMap { text($0, "path") },
+                pmem: src.map { !elements($0, "pmem").isEmpty } ?? false,
+                requested: try reqEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, unitOf: e, what: "\(alias) requested size") } ?? 0))
+        }
+
+        let memEl = elements(root, "memory").first
+        let total = try memory(memEl, value: memEl?.stringValue, unitOf: memEl, what: "<memory>")
+        var owner: DomainMemory.Owner?
+        for s in elements(root, "seclabel") where attr(s, "model") == "dac" {
+            owner = dacLabel(text(s, "label") ?? "")
+        }
+        return DomainMemory(
+            name: name, uuid: uuid, id: attr(root, "id").flatMap { Int($0) }, arch: attr(osType, "arch"),
+            machine: attr(osType, "machine"), virtType: attr(root, "type"), emulator: text(root, "devices/emulator"),
+            total: total, source: source, access: domainAccess, immediate: immediate, hugepages: hugepages,
+            numatune: numatune, memnodes: memnodes, cells: cells, devices: devices, owner: owner)
     }
 
     /// `+107:+107` → (107, 107). Names (`qemu:kvm`) are not resolved here.
-    public static func dacLabel(_ label: String) -> (uid: UInt32, gid: UInt32)? {
+    public static func dacLabel(_ label: String) -> DomainMemory.Owner? {
         let parts = label.split(separator: ":")
         guard parts.count == 2, parts[0].hasPrefix("+"), parts[1].hasPrefix("+"),
               let u = UInt32(parts[0].dropFirst()), let g = UInt32(parts[1].dropFirst()) else { return nil }
-        return (u, g)
+        return DomainMemory.Owner(uid: u, gid: g)
     }
 
     /// libvirt's scaled integers: `unit` b/bytes, KB/MB/GB/TB (powers of 1000), k/KiB, M/MiB, G/GiB, T/TiB (powers of 1024).
@@ -170,7 +269,8 @@ public enum DomainXML {
         default: throw DomainXMLError(description: "\(what) has an unknown unit '\(unit)'")
         }
         let (v, o) = n.multipliedReportingOverflow(by: scale)
-        guard !o else { throw DomainXMLError(description: "\(what) is too large") }
+        // libvirt caps memory at ULLONG_MAX KiB; anything past 2^62 bytes is no real guest.
+        guard !o, v <= 1 << 62 else { throw DomainXMLError(description: "\(what) is too large") }
         return v
     }
 
@@ -185,7 +285,7 @@ public enum DomainXML {
             let body = neg ? String(p.dropFirst()) : p
             let r = body.split(separator: "-", omittingEmptySubsequences: false)
             var nodes: [Int] = []
-            if r.count == 1, let a = Int(r[0]), a >= 0 { nodes = [a] }
+            if r.count == 1, let a = Int(r[0]), a >= 0, a < 4096 { nodes = [a] }
             else if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a >= 0, a <= b, b < 4096 { nodes = Array(a...b) }
             else { throw DomainXMLError(description: "node set '\(text)' is not valid") }
             if neg { excluded.formUnion(nodes) } else { set.formUnion(nodes) }

@@ -20,6 +20,30 @@ public enum HostDiscovery {
         ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
     }
 
+    /// The libvirt facts for a domain's plan, read now: qemu.conf, the kernel's default huge
+    /// page size, the hugetlbfs mounts, and the machine's RAM id from libvirt's capabilities
+    /// cache (`machineRAMId` overrides it). A qemu.conf libvirt would refuse throws.
+    public static func hookHost(qemuConf path: String, domain d: DomainMemory?, poolMounts: [HookHost.Mount],
+                                machineRAMId: String? = nil) throws(HostError) -> (QemuConf, HookHost) {
+        let conf: QemuConf
+        do {
+            conf = try QemuConf.parse(Files.readText(path) ?? "")
+        } catch {
+            throw HostError(description: "\(path): \(error.description)")
+        }
+        var ramId = machineRAMId
+        if ramId == nil, let d, let emulator = d.emulator, let machine = d.machine {
+            let dir = "/var/cache/libvirt/qemu/capabilities"
+            ramId = Files.list(path: dir).lazy.filter { $0.hasSuffix(".xml") }.compactMap {
+                LibvirtBackends.cachedRAMId(capsXML: Files.readText("\(dir)/\($0)") ?? "", emulator: emulator,
+                                            machine: machine, virtType: d.virtType ?? "kvm")
+            }.first
+        }
+        let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "",
+                            mountinfo: Files.readText("/proc/self/mountinfo") ?? "", poolMounts: poolMounts, machineRAMId: ramId)
+        return (conf, host)
+    }
+
     /// The page size of the hugetlbfs mounted at `path`, read with statfs; throws if it is not hugetlbfs.
     public static func pageSize(ofMount path: String) throws -> UInt64 {
         let dir: Descriptor

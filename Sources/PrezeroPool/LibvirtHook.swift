@@ -29,45 +29,59 @@ extension PoolDaemon {
         }
     }
 
-    /// Hands pre-zeroed files over for an eligible domain, or makes room for one that
-    /// will take huge pages itself. Every decision is logged with its reason.
+    func hookHost(for d: DomainMemory, call: String) throws(ControlError) -> (QemuConf, HookHost) {
+        do {
+            return try HostDiscovery.hookHost(qemuConf: config.qemuConf, domain: d,
+                                              poolMounts: pools.map { HookHost.Mount(path: $0.mount.path, pageSize: $0.mount.pageSize) })
+        } catch {
+            throw ControlError(.badRequest, "hook \(call): \(error.description); the domain is left to libvirt")
+        }
+    }
+
+    /// Plans every backend of the domain as libvirt 9.0 will create it; hands pre-zeroed files
+    /// over for the eligible ones, and makes room for the ones that take huge pages themselves.
+    /// Every decision is logged with its reason.
     func startBegin(_ xml: String) throws(ControlError) -> HookResult {
         let d = try parseDomain(xml, call: "start begin")
         guard let id = d.id else { throw ControlError(.badRequest, "hook start begin: the domain XML has no id; the domain is left to QEMU") }
-        let conf = QemuConf.parse(Files.readText(config.qemuConf) ?? "")
-        let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "",
-                            poolMounts: pools.map { ($0.mount.path, $0.mount.pageSize) })
+        let (conf, host) = try hookHost(for: d, call: "start begin")
+        var plan: DomainPlan
+        do {
+            plan = try HookPlanner.plan(d, host: host)
+        } catch {
+            throw ControlError(.badRequest, "hook start begin: \(error.description); the domain is left to libvirt")
+        }
         var result = HookResult()
         func say(_ s: String) {
             logger.info("domain \(d.name) (\(d.uuid)): \(s)")
             result.decisions.append(s)
         }
-        switch HookPlanner.decide(d, host: host) {
-        case .leaveAlone(let why):
-            say("left alone: \(why)")
-        case .makeRoom(let ps, let pages, let why):
-            say("not handed over: \(why)")
-            makeRoomForLaunch(pageSize: ps, pages: pages, say: say)
-        case .handOver(let ps, let backends):
-            let dirs = HookPlanner.domainDirectories(backingDir: conf.memoryBackingDir!, id: id, name: d.name)
-            guard let dir = dirs.first(where: { (try? Files.openDirectory(path: $0, pathOnly: true)) != nil }) else {
-                say("not handed over: libvirt's domain directory is not there (looked for \(dirs.joined(separator: ", "))); making room")
-                makeRoomForLaunch(pageSize: ps, pages: HookPlanner.pagesPerNode(backends, pageSize: ps), say: say)
-                break
-            }
-            guard let owner = d.owner ?? qemuOwner(conf) else {
-                say("not handed over: no DAC label in the XML and qemu.conf's user/group do not resolve; making room")
-                makeRoomForLaunch(pageSize: ps, pages: HookPlanner.pagesPerNode(backends, pageSize: ps), say: say)
-                break
-            }
-            if d.dimms > 0 { say("\(d.dimms) memory DIMM(s) are left to QEMU") }
-            for b in backends {
+        for p in plan.backends {
+            say("\(p.backend.id) (\(p.backend.device), \(ByteSize.format(p.backend.bytes))): \(p.decision.rawValue): \(p.reason)")
+        }
+        // A hand-over needs libvirt's domain directory and the QEMU owner; without them
+        // the backends fall back to QEMU allocating, after room is made.
+        func fallBack(_ why: String) {
+            say("not handed over: \(why); making room")
+            for i in plan.backends.indices where plan.backends[i].decision == .handOver { plan.backends[i].decision = .makeRoom }
+        }
+        let dirs = HookPlanner.domainDirectories(base: host.backingBase, id: id, name: d.name)
+        let dir = dirs.first { (try? Files.openDirectory(path: $0, pathOnly: true)) != nil }
+        let owner = d.owner ?? qemuOwner(conf)
+        if !plan.handOvers.isEmpty {
+            if dir == nil { fallBack("libvirt's domain directory is not there (looked for \(dirs.joined(separator: ", ")))") }
+            else if owner == nil { fallBack("no DAC label in the XML and qemu.conf's user/group do not resolve") }
+        }
+        // Claims first: they take clean files, which making room would give back.
+        if let dir, let owner {
+            for p in plan.handOvers {
+                let b = p.backend
                 let key = "\(d.uuid).\(b.alias)"
                 // A lease left from an earlier run of this domain (libvirtd died before release):
                 // its name is gone, so it is reclaimed like any other.
                 if book.withLock({ $0.leases[key] != nil }) { _ = try? release(ReleaseRequest(lease: key)) }
                 do {
-                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: ps, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
+                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
                                                    uid: owner.uid, gid: owner.gid, mode: 0o600, lease: key))
                     result.handovers.append(c)
                     say(c.outcome == .miss
@@ -78,6 +92,10 @@ extension PoolDaemon {
                 }
             }
         }
+        for (ps, pages) in plan.makeRoom().sorted(by: { $0.key < $1.key }) {
+            makeRoomForLaunch(pageSize: ps, pages: pages, say: say)
+        }
+        if plan.backends.allSatisfy({ $0.decision == .nothing }) { say("left alone: no backend takes huge pages") }
         return result
     }
 
@@ -101,10 +119,10 @@ extension PoolDaemon {
         return result
     }
 
-    func qemuOwner(_ conf: QemuConf) -> (uid: UInt32, gid: UInt32)? {
+    func qemuOwner(_ conf: QemuConf) -> DomainMemory.Owner? {
         guard let u = conf.user.flatMap(Users.uid), let g = conf.group.flatMap(Users.gid) ?? Users.primaryGid(conf.user ?? "")
         else { return nil }
-        return (u, g)
+        return DomainMemory.Owner(uid: u, gid: g)
     }
 
     /// make-room for a launch the pool does not serve; "*" means the guest is not bound:

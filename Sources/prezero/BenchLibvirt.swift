@@ -3,6 +3,7 @@ import Foundation
 import PrezeroClient
 import PrezeroCore
 import PrezeroLibvirt
+import PrezeroPool
 import PrezeroSys
 
 struct BenchLibvirt: ParsableCommand, BenchOutput {
@@ -358,9 +359,14 @@ final class LibvirtLab {
         }
         self.connection = connection
         let status = try connection.send(Request(op: .status)).status!
-        let host = HookHost(conf: QemuConf.parse(Files.readText(libvirt.qemuConf) ?? ""), meminfo: Files.readText("/proc/meminfo") ?? "",
-                            poolMounts: status.mounts.map { ($0.path, $0.pageSize) })
-        guard let m = host.backingMount else {
+        let host: HookHost
+        do {
+            host = try HostDiscovery.hookHost(qemuConf: libvirt.qemuConf, domain: nil,
+                                              poolMounts: status.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }).1
+        } catch {
+            throw CLIError(error.description, code: 2)
+        }
+        guard let m = host.backingPoolMount.map({ ($0.path, $0.pageSize) }) else {
             throw CLIError("memory_backing_dir in \(libvirt.qemuConf) is not on a pool mount; `prezero libvirt doctor` says what to change")
         }
         (mount, pageSize) = m

@@ -3,12 +3,13 @@ import Foundation
 import PrezeroClient
 import PrezeroCore
 import PrezeroLibvirt
+import PrezeroPool
 import PrezeroSys
 
 struct Libvirt: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make libvirt domains eligible for pre-zeroed memory, and check that they are.",
-        subcommands: [LibvirtEnable.self, LibvirtDoctor.self])
+        subcommands: [LibvirtEnable.self, LibvirtDoctor.self, LibvirtPlan.self])
 }
 
 /// `--connect`, shared by the libvirt commands.
@@ -124,17 +125,23 @@ struct LibvirtDoctor: ParsableCommand {
                 checks.append(Doctor.Check(name: name, ok: ok, detail: detail))
             }
             // Pool mounts: prezerod's own list; the host's hugetlbfs mounts if it cannot be reached.
-            var poolMounts: [(path: String, pageSize: UInt64)] = []
+            var poolMounts: [HookHost.Mount] = []
             do {
                 let s = try connection.client.send(Request(op: .status)).status!
-                poolMounts = s.mounts.map { ($0.path, $0.pageSize) }
+                poolMounts = s.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }
                 check("prezerod", true, "pid \(s.pid); pool mounts \(poolMounts.map(\.path).joined(separator: ", "))")
             } catch {
                 check("prezerod", false, (error as? ControlError)?.message ?? "\(error)")
             }
-            let conf = QemuConf.parse(Files.readText(libvirt.qemuConf) ?? "")
-            let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "", poolMounts: poolMounts)
-            switch (conf.memoryBackingDir, host.backingMount) {
+            let conf: QemuConf, host: HookHost
+            do {
+                (conf, host) = try HostDiscovery.hookHost(qemuConf: libvirt.qemuConf, domain: nil, poolMounts: poolMounts)
+            } catch {
+                check("qemu.conf", false, "\(error); libvirtd refuses a qemu.conf it cannot parse: fix it and restart libvirtd")
+                try Doctor.report(checks, json: json)
+                return
+            }
+            switch (conf.memoryBackingDir, host.backingPoolMount) {
             case (nil, _):
                 check("memory_backing_dir", false, "not set in \(libvirt.qemuConf); add memory_backing_dir = \"<pool mount>/libvirt-ram\" and restart libvirtd")
             case (let dir?, nil):
@@ -181,21 +188,22 @@ struct LibvirtDoctor: ParsableCommand {
 
     /// Whether a domain would be handed over, and why not if not.
     static func eligibility(_ xml: String, host: HookHost) -> (Bool, String) {
-        let d: DomainMemory
+        let plan: DomainPlan, d: DomainMemory
         do {
             d = try DomainXML.parse(xml)
+            plan = try HookPlanner.plan(d, host: host)
+        } catch let e as DomainXMLError {
+            return (false, e.description)
         } catch {
-            return (false, error.description)
+            return (false, "\(error)")
         }
-        let dimms = d.dimms > 0 ? "; its \(d.dimms) hot-plug DIMM(s) are left to QEMU" : ""
-        switch HookPlanner.decide(d, host: host) {
-        case .handOver(let ps, let backends):
-            return (true, "eligible: \(backends.map { "\($0.alias) \(ByteSize.format($0.bytes))" }.joined(separator: ", ")) in \(ByteSize.format(ps)) pages, whole pages\(dimms)")
-        case .makeRoom(_, _, let why):
-            return (false, why.replacingOccurrences(of: "; making room", with: "") + "; `prezero libvirt enable \(d.name)` rewrites it")
-        case .leaveAlone(let why):
-            return (false, why)
+        let handed = plan.handOvers
+        let rest = plan.backends.filter { $0.decision != .handOver }.map { "\($0.backend.id): \($0.decision.rawValue), \($0.reason)" }
+        let tail = rest.isEmpty ? "" : "; " + rest.joined(separator: "; ")
+        if !handed.isEmpty {
+            return (true, "eligible: \(handed.map { "\($0.backend.alias) \(ByteSize.format($0.backend.bytes))" }.joined(separator: ", ")) in \(ByteSize.format(handed[0].pageSize)) pages\(tail)")
         }
+        return (false, rest.joined(separator: "; ") + "; `prezero libvirt enable \(d.name)` rewrites it, `prezero libvirt plan \(d.name)` shows every backend")
     }
 
     /// When the running libvirtd started (seconds since the epoch), nil when none runs.

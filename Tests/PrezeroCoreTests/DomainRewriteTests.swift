@@ -26,8 +26,8 @@ private func recorded(_ name: String) throws -> String {
 }
 
 private func eligible(_ xml: String) throws -> Bool {
-    let d = try DomainXML.parse(xml)
-    return d.fileSource && !d.hugepages && d.backends.allSatisfy(\.shared)
+    let plan = try HookPlanner.plan(DomainXML.parse(xml), host: standardHost)
+    return plan.backends.allSatisfy { $0.decision == .handOver }
 }
 
 /// The lines of `b` that are not in `a`, and those of `a` not in `b`.

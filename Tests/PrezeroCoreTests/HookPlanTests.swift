@@ -5,309 +5,365 @@ import Testing
 private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
 
-private let standardHost = HookHost(memoryBackingDir: "/dev/hugepages/libvirt-ram",
-                                    poolMounts: [("/dev/hugepages", 2 * MiB)], defaultPageSize: 2 * MiB)
+private func mount(_ p: String, _ s: UInt64) -> HookHost.Mount { HookHost.Mount(path: p, pageSize: s) }
 
-private func host(dir: String?, mounts: [(String, UInt64)] = [("/dev/hugepages", 2 * MiB)], defaultPageSize: UInt64 = 2 * MiB) -> HookHost {
-    HookHost(memoryBackingDir: dir, poolMounts: mounts.map { (path: $0.0, pageSize: $0.1) }, defaultPageSize: defaultPageSize)
+/// A host with a 2 MiB pool at /dev/hugepages, a 1 GiB mount at /mnt/huge1g (a pool too when
+/// `pool1G`), memory_backing_dir as given.
+private func host(dir: String? = "/dev/hugepages/libvirt-ram", pool1G: Bool = false, extraPools: [HookHost.Mount] = [],
+                  defaultPageSize: UInt64 = 2 * MiB, ramId: String? = nil) -> HookHost {
+    let mounts = [mount("/dev/hugepages", 2 * MiB), mount("/mnt/huge1g", 1 * GiB)]
+    return HookHost(memoryBackingDir: dir, hugetlbfs: mounts, hostMounts: mounts,
+                    poolMounts: [mounts[0]] + (pool1G ? [mounts[1]] : []) + extraPools, defaultHugepageSize: defaultPageSize,
+                    machineRAMId: ramId)
 }
 
-private func makeRoom(_ d: HookDecision) -> (pageSize: UInt64, pages: [String: UInt64], reason: String)? {
-    if case .makeRoom(let ps, let pages, let reason) = d { return (ps, pages, reason) }
-    return nil
+/// One backend as the table states it: id, QOM type, where its path points, decision, page size, nodes.
+private struct Row: Equatable, CustomStringConvertible {
+    var id: String
+    var kind: MemoryBackend.Kind
+    var path: String?
+    var decision: BackendDecision
+    var pageSize: UInt64
+    var nodes: [Int] = []
+    var description: String { "\(id) \(kind.rawValue) \(path ?? "-") \(decision.rawValue) \(pageSize) \(nodes)" }
 }
 
-private func leftAlone(_ d: HookDecision) -> String? {
-    if case .leaveAlone(let why) = d { return why }
-    return nil
+private func rows(_ xml: String, _ h: HookHost = host()) throws -> [Row] {
+    try HookPlanner.plan(DomainXML.parse(xml), host: h).backends.map {
+        Row(id: $0.backend.id, kind: $0.backend.kind, path: $0.backend.path?.path, decision: $0.decision, pageSize: $0.pageSize, nodes: $0.backend.hostNodes)
+    }
 }
 
-@Suite("HookPlanner.decide")
-struct HookPlannerDecideTests {
-    @Test func h1IsHandedOver() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        #expect(HookPlanner.decide(d, host: standardHost)
-            == .handOver(pageSize: 2 * MiB, backends: [MemoryBackend(alias: "pc.ram", bytes: 2 * GiB, hostNodes: [], shared: true)]))
+private let dir = "/dev/hugepages/libvirt-ram/libvirt/qemu/5-syn"
+private let hp2 = "/dev/hugepages/libvirt/qemu/5-syn"
+private let hp1g = "/mnt/huge1g/libvirt/qemu/5-syn"
+private let twoCells = "<cell id='0' cpus='0' memory='1048576' unit='KiB'/><cell id='1' cpus='1' memory='1048576' unit='KiB'/>"
+private func backing(_ inner: String) -> String { "<memoryBacking>\(inner)</memoryBacking>" }
+
+/// One row per rule of LibvirtBackends and HookPlanner, each read from libvirt 9.0's
+/// qemuBuildMemoryBackendProps and its helpers (and checked against `virsh domxml-to-native`
+/// by the host test LibvirtPlanArgvTests).
+@Suite("HookPlanner.plan: libvirt 9.0 memory shapes")
+struct DomainShapeTests {
+    @Test func fileSharedSystemRAMIsHandedOver() throws {
+        #expect(try rows(syntheticDomain()) == [Row(id: "pc.ram", kind: .file, path: "\(dir)/pc.ram", decision: .handOver, pageSize: 2 * MiB)])
     }
 
-    @Test func h2IsHandedOver() throws {
-        let d = try LibvirtFixtures.startBegin("h2")
-        #expect(HookPlanner.decide(d, host: standardHost)
-            == .handOver(pageSize: 2 * MiB, backends: [MemoryBackend(alias: "ram-node0", bytes: 2 * GiB, hostNodes: [], shared: true)]))
+    @Test func noBackingIsOrdinaryRAM() throws {
+        #expect(try rows(syntheticDomain(backing: "")) == [Row(id: "pc.ram", kind: .ram, path: nil, decision: .nothing, pageSize: 4096)])
     }
 
-    @Test func n1IsHandedOverOnNode0() throws {
-        let d = try LibvirtFixtures.startBegin("n1")
-        #expect(HookPlanner.decide(d, host: standardHost)
-            == .handOver(pageSize: 2 * MiB, backends: [MemoryBackend(alias: "ram-node0", bytes: 2 * GiB, hostNodes: [0], shared: true)]))
+    /// An access mode alone makes memory file-backed (the `memAccess ||` branch).
+    @Test(arguments: ["<access mode='shared'/>", "<access mode='private'/>"])
+    func anAccessModeAloneIsFileBacked(access: String) throws {
+        let r = try rows(syntheticDomain(backing: backing(access)))
+        #expect(r.map(\.kind) == [.file])
+        #expect(r.map(\.path) == ["\(dir)/pc.ram"])
+        #expect(r.map(\.decision) == [access.contains("shared") ? .handOver : .makeRoom])
     }
 
-    @Test func e8fileIsHandedOver() throws {
-        let d = try LibvirtFixtures.startBegin("e8file")
-        #expect(HookPlanner.decide(d, host: standardHost)
-            == .handOver(pageSize: 2 * MiB, backends: [MemoryBackend(alias: "pc.ram", bytes: 8 * GiB, hostNodes: [], shared: true)]))
+    /// vhost-user guests: a shared cell with no <source>, beside a private and a plain one.
+    @Test func vhostUserCellsNeedNoSource() throws {
+        let cells = "<cell id='0' cpus='0' memory='1048576' unit='KiB' memAccess='shared'/><cell id='1' cpus='1' memory='1048576' unit='KiB' memAccess='private'/><cell id='2' cpus='1' memory='1048576' unit='KiB'/>"
+        #expect(try rows(syntheticDomain(memory: "<memory unit='KiB'>3145728</memory>", backing: "", cells: cells)) == [
+            Row(id: "ram-node0", kind: .file, path: "\(dir)/ram-node0", decision: .handOver, pageSize: 2 * MiB),
+            Row(id: "ram-node1", kind: .file, path: "\(dir)/ram-node1", decision: .makeRoom, pageSize: 2 * MiB),
+            Row(id: "ram-node2", kind: .ram, path: nil, decision: .nothing, pageSize: 4096),
+        ])
     }
 
-    @Test func p1IsNotSharedSoRoomIsMade() throws {
-        let d = try LibvirtFixtures.startBegin("p1")
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pageSize == 2 * MiB)
-        #expect(r.pages == ["*": 1024])
-        #expect(r.reason.contains("pc.ram"))
-        #expect(r.reason.contains("shared"))
-    }
-
-    @Test func k1IsLeftAlone() throws {
-        let d = try LibvirtFixtures.startBegin("k1")
-        let why = try #require(leftAlone(HookPlanner.decide(d, host: standardHost)))
-        #expect(why.contains("file-backed"))
-    }
-
-    @Test func k1IsLeftAloneEvenWithoutABackingDir() throws {
-        let d = try LibvirtFixtures.startBegin("k1")
-        #expect(leftAlone(HookPlanner.decide(d, host: host(dir: nil))) != nil)
-    }
-
-    @Test func hugepagesUnboundMakesRoomAnywhere() throws {
-        let d = try DomainXML.parse(syntheticDomain(backing: "<memoryBacking><hugepages/></memoryBacking>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pageSize == 2 * MiB)
-        #expect(r.pages == ["*": 1024])
-        #expect(r.reason.contains("<hugepages/>"))
-    }
-
-    @Test func hugepagesUsesTheHostDefaultPageSize() throws {
-        let d = try DomainXML.parse(syntheticDomain(backing: "<memoryBacking><hugepages/></memoryBacking>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: host(dir: nil, defaultPageSize: 1 * GiB))))
-        #expect(r.pageSize == 1 * GiB)
-        #expect(r.pages == ["*": 2])
-    }
-
-    @Test func hugepagesWithAPageSizeUsesIt() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            backing: "<memoryBacking><hugepages><page size='1048576' unit='KiB'/></hugepages></memoryBacking>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pageSize == 1 * GiB)
-        #expect(r.pages == ["*": 2])
-    }
-
-    @Test func hugepagesBoundMakesRoomPerNode() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            backing: "<memoryBacking><hugepages/></memoryBacking>",
-            numatune: "<numatune><memory mode='strict' nodeset='1'/></numatune>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pages == ["1": 1024])
-    }
-
-    @Test func hugepagesTwoCellsOnTwoNodes() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            memory: "<memory unit='KiB'>3145728</memory>",
-            backing: "<memoryBacking><hugepages/></memoryBacking>",
-            numatune: "<numatune><memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>",
-            cells: "<cell id='0' cpus='0' memory='2097152' unit='KiB'/><cell id='1' cpus='1' memory='1048576' unit='KiB'/>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pages == ["0": 1024, "1": 512])
-    }
-
-    @Test func hugepagesMixedBoundAndUnboundCells() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            memory: "<memory unit='KiB'>3145728</memory>",
-            backing: "<memoryBacking><hugepages/></memoryBacking>",
-            numatune: "<numatune><memnode cellid='1' mode='strict' nodeset='1'/></numatune>",
-            cells: "<cell id='0' cpus='0' memory='2097152' unit='KiB'/><cell id='1' cpus='1' memory='1048576' unit='KiB'/>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pages == ["*": 1024, "1": 512])
-    }
-
-    @Test func hugepagesWinOverAFileSource() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            backing: "<memoryBacking><hugepages/><source type='file'/><access mode='shared'/></memoryBacking>"))
-        #expect(makeRoom(HookPlanner.decide(d, host: standardHost)) != nil)
-    }
-
-    @Test func noMemoryBackingDirLeavesItAlone() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        let why = try #require(leftAlone(HookPlanner.decide(d, host: host(dir: nil))))
-        #expect(why.contains("memory_backing_dir"))
-    }
-
-    @Test(arguments: ["/var/lib/libvirt/qemu/ram", "/dev/hugepages-other/libvirt-ram", "/dev", "/", "dev/shm"])
-    func backingDirOffThePoolLeavesItAlone(dir: String) throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        let why = try #require(leftAlone(HookPlanner.decide(d, host: host(dir: dir))))
-        #expect(why.contains(dir))
-        #expect(why.contains("/dev/hugepages"))
-    }
-
-    @Test func noPoolMountsLeavesItAlone() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        #expect(leftAlone(HookPlanner.decide(d, host: host(dir: "/dev/hugepages/libvirt-ram", mounts: []))) != nil)
-    }
-
-    @Test func backingDirIsTheMountItself() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        guard case .handOver(let ps, _) = HookPlanner.decide(d, host: host(dir: "/dev/hugepages")) else {
-            Issue.record("not handed over")
-            return
-        }
-        #expect(ps == 2 * MiB)
-    }
-
-    @Test func pageSizeComesFromTheBackingMount() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        let h = host(dir: "/mnt/huge1g/libvirt", mounts: [("/dev/hugepages", 2 * MiB), ("/mnt/huge1g", 1 * GiB)])
-        #expect(HookPlanner.decide(d, host: h)
-            == .handOver(pageSize: 1 * GiB, backends: [MemoryBackend(alias: "pc.ram", bytes: 2 * GiB, hostNodes: [], shared: true)]))
-    }
-
-    @Test func sizeNotAWholeNumberOfPagesMakesRoom() throws {
-        let d = try DomainXML.parse(syntheticDomain(memory: "<memory unit='KiB'>2100224</memory>")) // 2 GiB + 3 MiB
-        #expect(d.backends.map(\.bytes) == [2 * GiB + 3 * MiB])
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pageSize == 2 * MiB)
-        #expect(r.pages == ["*": 1026])
-        #expect(r.reason.contains("pc.ram"))
-        #expect(r.reason.contains("not a whole number"))
-    }
-
-    @Test func sizeNotAWholeNumberOf1GiBPages() throws {
-        let d = try LibvirtFixtures.startBegin("h1")
-        var big = d
-        big.backends[0].bytes = 3 * GiB / 2
-        let h = host(dir: "/mnt/huge1g/ram", mounts: [("/mnt/huge1g", 1 * GiB)])
-        let r = try #require(makeRoom(HookPlanner.decide(big, host: h)))
-        #expect(r.pages == ["*": 2])
-    }
-
-    @Test func aZeroSizedCellMakesRoom() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            cells: "<cell id='0' cpus='0' memory='2097152' unit='KiB'/><cell id='1' cpus='1' memory='0' unit='KiB'/>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.reason.contains("ram-node1"))
-    }
-
-    @Test func onePrivateCellMakesRoomForAll() throws {
-        let d = try DomainXML.parse(syntheticDomain(
-            numatune: "<numatune><memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>",
-            cells: "<cell id='0' cpus='0' memory='1048576' unit='KiB'/><cell id='1' cpus='1' memory='1048576' unit='KiB' memAccess='private'/>"))
-        let r = try #require(makeRoom(HookPlanner.decide(d, host: standardHost)))
-        #expect(r.pages == ["0": 512, "1": 512])
-        #expect(r.reason.contains("ram-node1"))
-    }
-
-    @Test func twoSharedCellsAreHandedOverOnTheirNodes() throws {
-        let d = try DomainXML.parse(syntheticDomain(
+    @Test func perNodePageSizes() throws {
+        let cells = (0..<4).map { "<cell id='\($0)' cpus='\($0 % 2)' memory='1048576' unit='KiB'/>" }.joined()
+        let r = try rows(syntheticDomain(
             memory: "<memory unit='KiB'>4194304</memory>",
-            numatune: "<numatune><memnode cellid='0' mode='strict' nodeset='0'/><memnode cellid='1' mode='strict' nodeset='1'/></numatune>",
-            cells: "<cell id='0' cpus='0' memory='2097152' unit='KiB'/><cell id='1' cpus='1' memory='2097152' unit='KiB'/>"))
-        #expect(HookPlanner.decide(d, host: standardHost) == .handOver(pageSize: 2 * MiB, backends: [
-            MemoryBackend(alias: "ram-node0", bytes: 2 * GiB, hostNodes: [0], shared: true),
-            MemoryBackend(alias: "ram-node1", bytes: 2 * GiB, hostNodes: [1], shared: true),
-        ]))
+            backing: backing("<hugepages><page size='2048' nodeset='1'/><page size='1048576' nodeset='0,2-3'/></hugepages><source type='file'/>"),
+            cells: cells))
+        #expect(r == [
+            Row(id: "ram-node0", kind: .file, path: hp1g, decision: .makeRoom, pageSize: 1 * GiB),
+            Row(id: "ram-node1", kind: .file, path: hp2, decision: .makeRoom, pageSize: 2 * MiB),
+            Row(id: "ram-node2", kind: .file, path: hp1g, decision: .makeRoom, pageSize: 1 * GiB),
+            Row(id: "ram-node3", kind: .file, path: hp1g, decision: .makeRoom, pageSize: 1 * GiB),
+        ])
+        let plan = try HookPlanner.plan(DomainXML.parse(syntheticDomain(memory: "<memory unit='KiB'>4194304</memory>",
+            backing: backing("<hugepages><page size='2048' nodeset='1'/><page size='1048576' nodeset='0,2-3'/></hugepages>"), cells: cells)), host: host())
+        #expect(plan.makeRoom() == [1 * GiB: ["*": 3], 2 * MiB: ["*": 512]])
     }
 
-    /// A zero page size (`<page size='0'/>`) must not divide by zero.
-    @Test func zeroHugepageSizeDoesNotCrash() async {
-        await #expect(processExitsWith: .success) {
-            let xml = syntheticDomain(backing: "<memoryBacking><hugepages><page size='0' unit='KiB'/></hugepages></memoryBacking>")
-            guard let d = try? DomainXML.parse(xml) else { exit(0) }
-            _ = HookPlanner.decide(d, host: HookHost(memoryBackingDir: "/dev/hugepages/libvirt-ram",
-                                                    poolMounts: [("/dev/hugepages", 2 << 20)], defaultPageSize: 2 << 20))
+    /// A cell with no <page> of its own and no page without a nodeset takes no huge pages.
+    @Test func pageForSomeCellsOnly() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages><page size='2048' nodeset='1'/></hugepages>"), cells: twoCells)) == [
+            Row(id: "ram-node0", kind: .ram, path: nil, decision: .nothing, pageSize: 4096),
+            Row(id: "ram-node1", kind: .file, path: hp2, decision: .makeRoom, pageSize: 2 * MiB),
+        ])
+    }
+
+    /// …but with a <source type='file'/> that cell is a file under memory_backing_dir.
+    @Test func pageForSomeCellsOnlyWithAFileSource() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages><page size='1' unit='GiB' nodeset='1'/></hugepages><source type='file'/><access mode='shared'/>"), cells: twoCells)) == [
+            Row(id: "ram-node0", kind: .file, path: "\(dir)/ram-node0", decision: .handOver, pageSize: 2 * MiB),
+            Row(id: "ram-node1", kind: .file, path: hp1g, decision: .makeRoom, pageSize: 1 * GiB),
+        ])
+    }
+
+    /// A page without a nodeset applies to the cells no other page names.
+    @Test func aPageWithoutANodesetIsTheDefault() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages><page size='1048576'/><page size='2048' nodeset='0'/></hugepages>"), cells: twoCells)).map(\.pageSize)
+            == [2 * MiB, 1 * GiB])
+    }
+
+    /// The system page size is no huge page at all.
+    @Test func aPageOfTheSystemSizeIsOrdinaryMemory() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages><page size='4' unit='KiB'/></hugepages>")))
+            == [Row(id: "pc.ram", kind: .ram, path: nil, decision: .nothing, pageSize: 4096)])
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages><page size='4' unit='KiB'/></hugepages><source type='file'/><access mode='shared'/>")))
+            == [Row(id: "pc.ram", kind: .file, path: "\(dir)/pc.ram", decision: .handOver, pageSize: 2 * MiB)])
+    }
+
+    /// qemuBuildMemoryGetDefaultPagesize: the mount of the kernel's default size, else the first mount.
+    @Test func hugepagesWithoutASizeTakeTheDefault() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages/>"))) == [Row(id: "pc.ram", kind: .file, path: hp2, decision: .makeRoom, pageSize: 2 * MiB)])
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages/>")), host(defaultPageSize: 1 * GiB)).map(\.pageSize) == [1 * GiB])
+        #expect(try rows(syntheticDomain(backing: backing("<hugepages/>")), host(defaultPageSize: 16 * MiB)).map(\.pageSize) == [2 * MiB])
+    }
+
+    @Test func memfdIsMadeRoomForOnlyWithHugepages() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<source type='memfd'/><access mode='shared'/><hugepages/>"))) == [Row(id: "pc.ram", kind: .memfd, path: nil, decision: .makeRoom, pageSize: 2 * MiB)])
+        #expect(try rows(syntheticDomain(backing: backing("<source type='memfd'/><access mode='shared'/>"))) == [Row(id: "pc.ram", kind: .memfd, path: nil, decision: .nothing, pageSize: 4096)])
+    }
+
+    @Test func anonymousSourceIsOrdinaryRAM() throws {
+        #expect(try rows(syntheticDomain(backing: backing("<source type='anonymous'/>"))).map(\.kind) == [.ram])
+    }
+
+    /// A DIMM follows its cell's access mode, has its own page size or the domain's, and its file is its alias.
+    @Test func coldPluggedDIMMs() throws {
+        let dimm = { (alias: String, node: Int, src: String) in
+            "<memory model='dimm'>\(src)<target><size unit='MiB'>512</size><node>\(node)</node></target><alias name='\(alias)'/></memory>"
         }
+        let r = try rows(syntheticDomain(
+            memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>3145728</memory>",
+            backing: backing("<source type='file'/><access mode='shared'/>"),
+            numatune: "<numatune><memnode cellid='1' mode='strict' nodeset='1'/></numatune>", cells: twoCells,
+            devices: dimm("dimm0", 1, "") + dimm("dimm1", 0, "<source><pagesize unit='KiB'>1048576</pagesize><nodemask>0</nodemask></source>")))
+        #expect(r == [
+            Row(id: "ram-node0", kind: .file, path: "\(dir)/ram-node0", decision: .handOver, pageSize: 2 * MiB),
+            Row(id: "ram-node1", kind: .file, path: "\(dir)/ram-node1", decision: .handOver, pageSize: 2 * MiB, nodes: [1]),
+            Row(id: "memdimm0", kind: .file, path: "\(dir)/dimm0", decision: .handOver, pageSize: 2 * MiB, nodes: [1]),
+            Row(id: "memdimm1", kind: .file, path: hp1g, decision: .makeRoom, pageSize: 1 * GiB, nodes: [0]),
+        ])
     }
 
-    /// Backends whose sizes parse but whose sum or page round-up passes UInt64.max must not trap.
-    @Test func hugeBackendsDoNotCrash() async {
-        await #expect(processExitsWith: .success) {
-            let xml = syntheticDomain(
-                memory: "<memory unit='b'>18446744073709551615</memory>",
-                cells: "<cell id='0' cpus='0' memory='9223372036854775808' unit='b'/><cell id='1' cpus='1' memory='9223372036854775808' unit='b'/>")
-            guard let d = try? DomainXML.parse(xml) else { exit(0) }
-            _ = HookPlanner.decide(d, host: HookHost(memoryBackingDir: "/dev/hugepages/libvirt-ram",
-                                                    poolMounts: [("/dev/hugepages", 2 << 20)], defaultPageSize: 2 << 20))
-        }
+    /// Without an <alias> (a defined domain), aliases are numbered per model in order.
+    @Test func devicesWithoutAliasesAreNumbered() throws {
+        let d = try DomainXML.parse(syntheticDomain(
+            memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>3145728</memory>", cells: twoCells,
+            devices: String(repeating: "<memory model='dimm'><target><size unit='MiB'>512</size><node>0</node></target></memory>", count: 2)))
+        #expect(try HookPlanner.plan(d, host: host()).backends.map(\.backend.alias) == ["ram-node0", "ram-node1", "dimm0", "dimm1"])
     }
 
-    @Test func oneMaximalBackendDoesNotCrash() async {
-        await #expect(processExitsWith: .success) {
-            let xml = syntheticDomain(memory: "<memory unit='b'>18446744073709551615</memory>")
-            guard let d = try? DomainXML.parse(xml) else { exit(0) }
-            _ = HookPlanner.decide(d, host: HookHost(memoryBackingDir: "/dev/hugepages/libvirt-ram",
-                                                    poolMounts: [("/dev/hugepages", 2 << 20)], defaultPageSize: 2 << 20))
-        }
-    }
-}
-
-@Suite("HookPlanner.pagesPerNode")
-struct HookPlannerPagesTests {
-    @Test func unboundBackendsAddUpUnderStar() {
-        let pages = HookPlanner.pagesPerNode([
-            MemoryBackend(alias: "ram-node0", bytes: 1 * GiB, hostNodes: [], shared: true),
-            MemoryBackend(alias: "ram-node1", bytes: 1 * GiB + 1, hostNodes: [], shared: true),
-        ], pageSize: 2 * MiB)
-        #expect(pages == ["*": 512 + 513])
-    }
-
-    @Test func boundToSeveralNodesAsksEachForItsShareRoundedUp() {
-        let pages = HookPlanner.pagesPerNode([MemoryBackend(alias: "pc.ram", bytes: 2 * GiB, hostNodes: [0, 1, 3], shared: true)],
-                                             pageSize: 2 * MiB)
-        #expect(pages == ["0": 342, "1": 342, "3": 342])
+    @Test func nvdimmVirtioPmemVirtioMemAndEPC() throws {
+        let r = try rows(syntheticDomain(
+            memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>4259840</memory>", cells: twoCells,
+            devices: """
+                <memory model='nvdimm'><source><path>/var/lib/nv0</path></source><target><size unit='MiB'>512</size><node>0</node></target></memory>
+                <memory model='virtio-pmem'><source><path>/var/lib/pm0</path></source><target><size unit='MiB'>512</size></target></memory>
+                <memory model='virtio-mem'><target><size unit='GiB'>1</size><node>0</node><block unit='KiB'>2048</block><requested unit='MiB'>512</requested></target></memory>
+                <memory model='sgx-epc'><target><size unit='MiB'>64</size></target></memory>
+                """))
+        #expect(r.dropFirst(2).map { [$0.id, $0.kind.rawValue, $0.path ?? "-", $0.decision.rawValue] } == [
+            ["memnvdimm0", "memory-backend-file", "/var/lib/nv0", "nothing"],
+            ["memvirtiopmem0", "memory-backend-file", "/var/lib/pm0", "nothing"],
+            ["memvirtiomem0", "memory-backend-file", "\(dir)/virtiomem0", "make-room"],
+            ["memepc0", "memory-backend-epc", "-", "nothing"],
+        ])
+        // virtio-mem is made room for at its requested size: what the guest gets at start.
+        let plan = try HookPlanner.plan(DomainXML.parse(syntheticDomain(
+            memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>3145728</memory>", cells: twoCells,
+            devices: "<memory model='virtio-mem'><target><size unit='GiB'>1</size><node>0</node><requested unit='MiB'>512</requested></target></memory>")), host: host())
+        #expect(plan.makeRoom() == [2 * MiB: ["*": 256]])
     }
 
-    @Test func sameNodeTwiceAddsUp() {
-        let pages = HookPlanner.pagesPerNode([
-            MemoryBackend(alias: "ram-node0", bytes: 1 * GiB, hostNodes: [0], shared: true),
-            MemoryBackend(alias: "ram-node1", bytes: 2 * GiB, hostNodes: [0], shared: true),
-        ], pageSize: 1 * GiB)
-        #expect(pages == ["0": 3])
-    }
-
-    @Test func nothingForNoBackends() {
-        #expect(HookPlanner.pagesPerNode([], pageSize: 2 * MiB).isEmpty)
-    }
-}
-
-@Suite("HookHost.backingMount")
-struct HookHostBackingMountTests {
-    @Test func picksTheLongestMatchingMount() {
-        for mounts in [[("/dev/hugepages", 2 * MiB), ("/dev/hugepages/big", 1 * GiB)],
-                       [("/dev/hugepages/big", 1 * GiB), ("/dev/hugepages", 2 * MiB)]] {
-            let h = host(dir: "/dev/hugepages/big/libvirt-ram", mounts: mounts)
-            #expect(h.backingMount?.path == "/dev/hugepages/big")
-            #expect(h.backingMount?.pageSize == 1 * GiB)
-            #expect(host(dir: "/dev/hugepages/libvirt-ram", mounts: mounts).backingMount?.pageSize == 2 * MiB)
-            #expect(host(dir: "/dev/hugepages/bigger", mounts: mounts).backingMount?.pageSize == 2 * MiB)
-        }
-    }
-
+    /// The system RAM id: the one given (libvirt's capabilities cache), else the machine type's.
     @Test(arguments: [
-        "/dev/hugepages/libvirt-ram/",
-        "/dev/hugepages//libvirt-ram",
-        "//dev//hugepages///libvirt-ram//",
-        "/dev/hugepages",
-        "/dev/hugepages/",
+        ("x86_64", "pc-i440fx-7.2", "pc.ram"), ("x86_64", "pc-q35-7.2", "pc.ram"), ("aarch64", "virt-7.2", "mach-virt.ram"),
+        ("ppc64le", "pseries-7.2", "ppc_spapr.ram"), ("s390x", "s390-ccw-virtio-7.2", "s390.ram"),
     ])
-    func toleratesSlashesInTheBackingDir(dir: String) {
-        #expect(host(dir: dir).backingMount?.pageSize == 2 * MiB)
+    func systemRAMIdByMachineType(arch: String, machine: String, id: String) throws {
+        let xml = syntheticDomain().replacingOccurrences(of: "arch='x86_64' machine='pc-i440fx-7.2'", with: "arch='\(arch)' machine='\(machine)'")
+        #expect(try rows(xml).map(\.id) == [id])
+        #expect(try rows(xml).map(\.path) == ["\(dir)/\(id)"])
+        #expect(try rows(xml, host(ramId: "custom.ram")).map(\.id) == ["custom.ram"])
     }
 
-    @Test(arguments: ["/dev/hugepages/", "/dev//hugepages", "//dev/hugepages//"])
-    func toleratesSlashesInTheMountPath(mount: String) {
-        let h = host(dir: "/dev/hugepages/libvirt-ram", mounts: [(mount, 2 * MiB)])
-        #expect(h.backingMount?.pageSize == 2 * MiB)
+    @Test func anUnknownMachineTypeNeedsTheRAMIdGiven() throws {
+        let xml = syntheticDomain().replacingOccurrences(of: "arch='x86_64' machine='pc-i440fx-7.2'", with: "arch='mips64el' machine='malta'")
+        #expect(throws: PlanError.self) { try rows(xml) }
+        #expect(try rows(xml, host(ramId: "mips_malta.ram")).map(\.id) == ["mips_malta.ram"])
     }
 
-    /// The longest mount is the longest once normalised, not the longest as written.
-    @Test func longestMatchIgnoresExtraSlashes() {
-        let h = host(dir: "/dev/hugepages/1g/libvirt-ram", mounts: [("/dev/hugepages///", 2 * MiB), ("/dev/hugepages/1g", 1 * GiB)])
-        #expect(h.backingMount?.pageSize == 1 * GiB, "picked \(h.backingMount.map { "\($0.path)" } ?? "nil")")
+    @Test func numatuneNodesModesAndThreadContext() throws {
+        let d = try DomainXML.parse(syntheticDomain(
+            numatune: "<numatune><memory mode='interleave' nodeset='0-1'/><memnode cellid='1' mode='preferred' nodeset='1'/></numatune>", cells: twoCells))
+        let b = try HookPlanner.plan(d, host: host()).backends.map(\.backend)
+        #expect(b.map(\.hostNodes) == [[0, 1], [1]])
+        #expect(b.map(\.policy) == ["interleave", "preferred"])
+        #expect(b.map(\.threadContext) == ["tc-ram-node0", "tc-ram-node1"])
+        let strict = try HookPlanner.plan(DomainXML.parse(syntheticDomain(numatune: "<numatune><memory mode='strict' nodeset='0'/></numatune>")), host: host())
+        #expect(strict.backends.map(\.backend.policy) == ["bind"])
+        let restrictive = try HookPlanner.plan(DomainXML.parse(syntheticDomain(numatune: "<numatune><memory mode='restrictive' nodeset='0'/></numatune>")), host: host())
+        #expect(restrictive.backends.map(\.backend.threadContext) == [nil])
+        // No immediate allocation and no huge pages: no prealloc, so no thread-context.
+        let lazy = try HookPlanner.plan(DomainXML.parse(syntheticDomain(backing: backing("<source type='file'/><access mode='shared'/>"),
+                                                                        numatune: "<numatune><memory mode='strict' nodeset='0'/></numatune>")), host: host())
+        #expect(lazy.backends.map(\.backend.prealloc) == [false])
+        #expect(lazy.backends.map(\.backend.threadContext) == [nil])
     }
 
-    @Test func noMatch() {
-        #expect(host(dir: "/dev/hugepagesX/ram").backingMount == nil)
-        #expect(host(dir: "/dev").backingMount == nil)
-        #expect(host(dir: nil).backingMount == nil)
-        #expect(host(dir: "/dev/hugepages/ram", mounts: []).backingMount == nil)
+    @Test func handOverNeedsAPoolMountOfWholePages() throws {
+        // memory_backing_dir on the 1 GiB mount: a pool there hands over, none makes room.
+        #expect(try rows(syntheticDomain(), host(dir: "/mnt/huge1g/ram", pool1G: true)).map(\.decision) == [.handOver])
+        #expect(try rows(syntheticDomain(), host(dir: "/mnt/huge1g/ram")).map(\.decision) == [.makeRoom])
+        #expect(try rows(syntheticDomain(memory: "<memory unit='MiB'>1536</memory>"), host(dir: "/mnt/huge1g/ram", pool1G: true)).map(\.decision) == [.makeRoom])
+        // Not on hugetlbfs at all (libvirt's default directory, or no mount): ordinary memory.
+        #expect(try rows(syntheticDomain(), host(dir: nil)) == [Row(id: "pc.ram", kind: .file, path: "/var/lib/libvirt/qemu/ram/5-syn/pc.ram", decision: .nothing, pageSize: 4096)])
+        #expect(try rows(syntheticDomain(), host(dir: "/srv/ram")).map(\.decision) == [.nothing])
+        // The mount itself as memory_backing_dir.
+        #expect(try rows(syntheticDomain(), host(dir: "/dev/hugepages")).map(\.path) == ["/dev/hugepages/libvirt/qemu/5-syn/pc.ram"])
+    }
+
+    @Test func oneDomainMixesAllThreeDecisions() throws {
+        let cells = "<cell id='0' cpus='0' memory='1048576' unit='KiB' memAccess='shared'/><cell id='1' cpus='1' memory='1048576' unit='KiB'/><cell id='2' cpus='1' memory='1048576' unit='KiB'/>"
+        let plan = try HookPlanner.plan(DomainXML.parse(syntheticDomain(
+            memory: "<memory unit='KiB'>3145728</memory>", backing: backing("<hugepages><page size='1' unit='GiB' nodeset='1'/></hugepages>"),
+            numatune: "<numatune><memnode cellid='1' mode='strict' nodeset='0'/></numatune>", cells: cells)), host: host())
+        #expect(plan.backends.map(\.decision) == [.handOver, .makeRoom, .nothing])
+        #expect(plan.makeRoom() == [1 * GiB: ["0": 1]])
+        #expect(plan.makeRoom(includingHandOvers: true) == [1 * GiB: ["0": 1], 2 * MiB: ["*": 512]])
+    }
+
+    @Test func pagesPerNodeSharesBoundPagesRoundingUp() {
+        #expect(HookPlanner.pagesPerNode(bytes: 3 * MiB, nodes: [], pageSize: 2 * MiB) == ["*": 2])
+        #expect(HookPlanner.pagesPerNode(bytes: 5 * 2 * MiB, nodes: [0, 1], pageSize: 2 * MiB) == ["0": 3, "1": 3])
+        #expect(HookPlanner.pagesPerNode(bytes: 0, nodes: [0], pageSize: 2 * MiB).isEmpty)
+        #expect(HookPlanner.pagesPerNode(bytes: 1, nodes: [0], pageSize: 0).isEmpty)
+    }
+}
+
+@Suite("HookPlanner.plan: the libvirt 9.0 hook fixtures")
+struct HookFixturePlanTests {
+    @Test(arguments: [("h1", "pc.ram", [Int]()), ("h2", "ram-node0", []), ("n1", "ram-node0", [0]), ("e8file", "pc.ram", [])])
+    func eligibleFixturesAreHandedOver(name: String, id: String, nodes: [Int]) throws {
+        let plan = try HookPlanner.plan(LibvirtFixtures.startBegin(name), host: host())
+        #expect(plan.backends.map(\.backend.id) == [id])
+        #expect(plan.backends.map(\.decision) == [.handOver])
+        #expect(plan.backends.map(\.backend.hostNodes) == [nodes])
+    }
+
+    @Test func p1IsPrivateSoRoomIsMade() throws {
+        let plan = try HookPlanner.plan(LibvirtFixtures.startBegin("p1"), host: host())
+        #expect(plan.backends.map(\.decision) == [.makeRoom])
+        #expect(plan.backends[0].reason.contains("private"))
+        #expect(plan.makeRoom() == [2 * MiB: ["*": 1024]])
+    }
+
+    @Test func k1IsOrdinaryMemory() throws {
+        let plan = try HookPlanner.plan(LibvirtFixtures.startBegin("k1"), host: host())
+        #expect(plan.backends.map(\.decision) == [.nothing])
+        #expect(plan.makeRoom().isEmpty)
+    }
+}
+
+@Suite("HookPlanner.plan: bad input is an error, never a wrong plan")
+struct PlanBadInputTests {
+    @Test func aPageLargerThanAnyMount() throws {
+        let d = try DomainXML.parse(syntheticDomain(backing: backing("<hugepages><page size='16' unit='GiB'/></hugepages>")))
+        #expect { try HookPlanner.plan(d, host: host()) } throws: { ($0 as? PlanError)?.description.contains("no hugetlbfs mount") == true }
+    }
+
+    @Test func hugepagesWithNoMountAtAll() throws {
+        let d = try DomainXML.parse(syntheticDomain(backing: backing("<hugepages/>")))
+        let h = HookHost(memoryBackingDir: nil, hugetlbfs: [], hostMounts: [], poolMounts: [], defaultHugepageSize: 2 * MiB)
+        #expect(throws: PlanError.self) { try HookPlanner.plan(d, host: h) }
+    }
+
+    @Test func unknownMemoryModel() {
+        #expect(domainXMLError(syntheticDomain(devices: "<memory model='cxl'><target><size unit='MiB'>512</size></target></memory>"))?
+            .description.contains("unknown") == true)
+    }
+
+    @Test func devicesThatOverflow() throws {
+        let big = "<memory model='dimm'><target><size unit='b'>4611686018427387904</size><node>0</node></target></memory>"
+        let d = try DomainXML.parse(syntheticDomain(memory: "<memory unit='b'>4611686018427387904</memory>", cells: twoCells,
+                                                    devices: String(repeating: big, count: 5)))
+        #expect(throws: PlanError.self) { try HookPlanner.plan(d, host: host()) }
+    }
+
+    @Test func cellsThatOverflowDoNotTrap() throws {
+        let cells = "<cell id='0' cpus='0' memory='4611686018427387904' unit='b'/>"
+        let d = try DomainXML.parse(syntheticDomain(cells: String(repeating: cells, count: 1)))
+        _ = try HookPlanner.plan(d, host: host())
+        let many = (0..<5).map { "<cell id='\($0)' cpus='0' memory='4611686018427387904' unit='b'/>" }.joined()
+        #expect(throws: PlanError.self) { try HookPlanner.plan(DomainXML.parse(syntheticDomain(cells: many)), host: host()) }
+    }
+
+    @Test func outOfOrderCellIds() {
+        #expect(domainXMLError(syntheticDomain(cells: "<cell id='1' cpus='0' memory='1' unit='GiB'/><cell id='0' cpus='1' memory='1' unit='GiB'/>")) != nil)
+    }
+
+    @Test func aDeviceOnACellThatDoesNotExist() throws {
+        let d = try DomainXML.parse(syntheticDomain(memory: "<memory unit='MiB'>2560</memory>", cells: twoCells,
+            devices: "<memory model='dimm'><target><size unit='MiB'>512</size><node>7</node></target></memory>"))
+        #expect(throws: PlanError.self) { try HookPlanner.plan(d, host: host()) }
+    }
+
+    @Test(arguments: ["<access mode='both'/>", "<source type='disk'/>"])
+    func unknownBackingValues(inner: String) {
+        #expect(domainXMLError(syntheticDomain(backing: backing(inner))) != nil)
+    }
+
+    @Test func zeroPageSize() {
+        #expect(domainXMLError(syntheticDomain(backing: backing("<hugepages><page size='0'/></hugepages>"))) != nil)
+    }
+}
+
+@Suite("HookHost: mounts")
+struct HookHostMountTests {
+    @Test func deepestMountWins() {
+        let h = HookHost(memoryBackingDir: "/dev/hugepages/big/ram", hugetlbfs: [], hostMounts: [mount("/dev/hugepages", 2 * MiB), mount("/dev/hugepages/big", 1 * GiB)],
+                         poolMounts: [mount("/dev/hugepages/big", 1 * GiB)], defaultHugepageSize: 2 * MiB)
+        #expect(h.backingPoolMount?.pageSize == 1 * GiB)
+        #expect(h.mount(of: "/dev/hugepages/bigger")?.pageSize == 2 * MiB)
+        #expect(h.mount(of: "/dev/hugepagesX/ram") == nil)
+        #expect(h.mount(of: "//dev//hugepages/big//x")?.pageSize == 1 * GiB)
+    }
+
+    @Test func fromHostFiles() {
+        let mountinfo = """
+            36 25 0:31 / /dev/hugepages rw,relatime shared:14 - hugetlbfs hugetlbfs rw,pagesize=2M
+            40 25 0:35 / /mnt/huge1g rw,relatime shared:15 - hugetlbfs none rw,pagesize=1024M
+            41 25 0:36 / /mnt/plain rw,relatime - tmpfs tmpfs rw
+            """
+        let all = HookHost(conf: QemuConf(memoryBackingDir: "/dev/hugepages/r"), meminfo: "Hugepagesize:    2048 kB\n", mountinfo: mountinfo, poolMounts: [])
+        #expect(all.hugetlbfs.map(\.pageSize) == [2 * MiB, 1 * GiB])
+        #expect(all.defaultHugepageSize == 2 * MiB)
+        let named = HookHost(conf: QemuConf(hugetlbfsMounts: ["/mnt/huge1g"]), meminfo: "", mountinfo: mountinfo, poolMounts: [])
+        #expect(named.hugetlbfs.map(\.path) == ["/mnt/huge1g"])
+        #expect(named.hostMounts.count == 2)
+    }
+
+    @Test func ramIdFromTheCapabilitiesCache() {
+        let caps = """
+            <qemuCaps>
+              <emulator>/usr/bin/qemu-system-x86_64</emulator>
+              <machine type='kvm' name='pc-i440fx-7.2' alias='pc' hotplugCpus='yes' maxCpus='255' default='yes' defaultCPU='qemu64-x86_64-cpu' defaultRAMid='pc.ram'/>
+              <machine type='tcg' name='virt-7.2' alias='virt' defaultRAMid='mach-virt.ram'/>
+            </qemuCaps>
+            """
+        #expect(LibvirtBackends.cachedRAMId(capsXML: caps, emulator: "/usr/bin/qemu-system-x86_64", machine: "pc-i440fx-7.2", virtType: "kvm") == "pc.ram")
+        #expect(LibvirtBackends.cachedRAMId(capsXML: caps, emulator: "/usr/bin/qemu-system-x86_64", machine: "pc", virtType: "kvm") == "pc.ram")
+        #expect(LibvirtBackends.cachedRAMId(capsXML: caps, emulator: "/usr/bin/qemu-system-x86_64", machine: "virt-7.2", virtType: "qemu") == "mach-virt.ram")
+        #expect(LibvirtBackends.cachedRAMId(capsXML: caps, emulator: "/usr/bin/qemu-system-x86_64", machine: "pc-i440fx-7.2", virtType: "qemu") == nil)
+        #expect(LibvirtBackends.cachedRAMId(capsXML: caps, emulator: "/usr/bin/qemu-system-aarch64", machine: "virt-7.2", virtType: "qemu") == nil)
     }
 }
 
@@ -316,7 +372,7 @@ struct HookPlannerDirectoryTests {
     private let base = "/dev/hugepages/libvirt-ram/libvirt/qemu/"
 
     private func dirs(_ name: String, id: Int = 7, backingDir: String = "/dev/hugepages/libvirt-ram") -> [String] {
-        HookPlanner.domainDirectories(backingDir: backingDir, id: id, name: name)
+        HookPlanner.domainDirectories(base: HookPlanner.normalize(backingDir) + "/libvirt/qemu", id: id, name: name)
     }
 
     @Test func shortNameIsIdDashName() {
@@ -381,10 +437,11 @@ struct HookPlannerDirectoryTests {
     }
 }
 
-@Suite("QemuConf.parse")
+
+@Suite("QemuConf.parse: libvirt's virconf grammar")
 struct QemuConfTests {
-    @Test func readsTheThreeSettings() {
-        let conf = QemuConf.parse("""
+    @Test func readsTheSettings() throws {
+        let conf = try QemuConf.parse("""
             # Master configuration file for the QEMU driver.
             #
             #memory_backing_dir = "/var/lib/libvirt/qemu/ram"
@@ -396,51 +453,79 @@ struct QemuConfTests {
         #expect(conf == QemuConf(memoryBackingDir: "/dev/hugepages/libvirt-ram", user: "libvirt-qemu", group: "kvm"))
     }
 
-    @Test func commentedOutLinesAreIgnored() {
-        let conf = QemuConf.parse("""
-            #memory_backing_dir = "/dev/hugepages/libvirt-ram"
-              # user = "qemu"
-            ##group = "kvm"
-            """)
-        #expect(conf == QemuConf())
+    @Test func singleQuotesAsLibvirtReadsThem() throws {
+        #expect(try QemuConf.parse("memory_backing_dir = '/dev/hugepages/x'").memoryBackingDir == "/dev/hugepages/x")
+        #expect(try QemuConf.parse("user = 'a\"b'").user == "a\"b")
     }
 
-    @Test func unquotedValuesAreIgnored() {
-        let conf = QemuConf.parse("""
-            memory_backing_dir = /dev/hugepages/libvirt-ram
-            user = qemu
-            group = "kvm
-            """)
-        #expect(conf == QemuConf(memoryBackingDir: nil, user: nil, group: nil))
+    @Test func tripleQuotedStringsMaySpanLines() throws {
+        #expect(try QemuConf.parse("user = \"\"\"li\nne\"\"\"\ngroup = \"g\"") == QemuConf(user: "li\nne", group: "g"))
     }
 
-    @Test func otherKeysAndLookAlikesAreIgnored() {
-        let conf = QemuConf.parse("""
+    /// virConfGetValue returns the first entry of a name: the first of repeated keys wins
+    /// (checked against libvirtd 9.0 by the host test LibvirtPlanArgvTests).
+    @Test func theFirstOfRepeatedKeysWins() throws {
+        #expect(try QemuConf.parse("memory_backing_dir = \"/a\"\nmemory_backing_dir = \"/b\"").memoryBackingDir == "/a")
+    }
+
+    @Test func listsMaySpanLinesAndTrailWithAComma() throws {
+        let conf = try QemuConf.parse("hugetlbfs_mount = [\n  \"/dev/hugepages\",\n\t'/mnt/huge1g',\n]\nuser = \"u\"")
+        #expect(conf.hugetlbfsMounts == ["/dev/hugepages", "/mnt/huge1g"])
+        #expect(conf.user == "u")
+        #expect(try QemuConf.parse("hugetlbfs_mount = \"/dev/hugepages\"").hugetlbfsMounts == ["/dev/hugepages"])
+        #expect(try QemuConf.parse("hugetlbfs_mount = []").hugetlbfsMounts == [])
+    }
+
+    @Test func semicolonsSeparateStatements() throws {
+        #expect(try QemuConf.parse("user = \"a\"; group = \"b\"") == QemuConf(user: "a", group: "b"))
+    }
+
+    @Test func otherKeysOfAnyTypeAreIgnored() throws {
+        let conf = try QemuConf.parse("""
             memory_backing_dirs = "/nope"
             xuser = "nope"
-            group_x = "nope"
-            security_driver = "none"
-            hugetlbfs_mount = ["/dev/hugepages", "/mnt/huge1g"]
+            max_processes = 0
+            vnc_tls = -1
+            cgroup_device_acl = [ "/dev/null", "/dev/full" ]
             """)
         #expect(conf == QemuConf())
     }
 
-    @Test func spacesAroundKeysAndValues() {
-        let conf = QemuConf.parse("   memory_backing_dir   =   \"/dev/hugepages/a b\"   \nuser=\"+0\"")
-        #expect(conf.memoryBackingDir == "/dev/hugepages/a b")
-        #expect(conf.user == "+0")
+    @Test func emptyAndCommentOnlyText() throws {
+        #expect(try QemuConf.parse("") == QemuConf())
+        #expect(try QemuConf.parse("# only\n   # comments\n\n") == QemuConf())
+        #expect(try QemuConf.parse("user = \"\"").user == "")
     }
 
-    @Test func emptyText() {
-        #expect(QemuConf.parse("") == QemuConf())
+    /// A `#` inside a quoted value is part of the value.
+    @Test func hashInsideQuotesIsNotAComment() throws {
+        #expect(try QemuConf.parse("memory_backing_dir = \"/mnt/huge#2/ram\" # comment").memoryBackingDir == "/mnt/huge#2/ram")
     }
 
-    @Test func emptyQuotedValue() {
-        #expect(QemuConf.parse("user = \"\"").user == "")
+    /// What libvirtd itself refuses to start with is an error, never a silent default.
+    @Test(arguments: [
+        "memory_backing_dir = \"/dev/hugepages", "memory_backing_dir = '/dev/hugepages", "user = \"\"\"never closed",
+        "memory_backing_dir = /dev/hugepages", "user = qemu", "= \"x\"", "1user = \"x\"", "user \"x\"", "user = \"a\" \"b\"",
+        "hugetlbfs_mount = [\"/a\" \"/b\"]", "hugetlbfs_mount = [\"/a\",", "hugetlbfs_mount = [\"/a\", # c\n \"/b\"]",
+        "memory_backing_dir = 5", "user = [\"a\"]", "hugetlbfs_mount = 1", "hugetlbfs_mount = [1]",
+        "max_processes = 99999999999999999999", "user = \"a\"\u{0}",
+    ])
+    func malformedConfIsAnError(text: String) {
+        #expect(throws: QemuConf.ConfError.self, "\(text)") { try QemuConf.parse(text) }
     }
 
-    /// A `#` inside a quoted value is part of the value, as libvirt's own parser reads it.
-    @Test func hashInsideQuotesIsNotAComment() {
-        #expect(QemuConf.parse("memory_backing_dir = \"/mnt/huge#2/ram\" # comment").memoryBackingDir == "/mnt/huge#2/ram")
+    /// libvirt 9.0's own shipped qemu.conf (Debian's libvirt-daemon-system), every line a comment.
+    @Test func libvirtsShippedQemuConf() throws {
+        let text = try String(contentsOf: LibvirtFixtures.directory.appendingPathComponent("libvirt-9.0-qemu.conf"), encoding: .utf8)
+        #expect(text.count > 10_000)
+        #expect(try QemuConf.parse(text) == QemuConf())
+        // Uncommenting its examples gives a file libvirt (and prezero) reads.
+        let live = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+            for key in ["memory_backing_dir", "user", "group", "hugetlbfs_mount"] where line.hasPrefix("#\(key) = ") { return String(line.dropFirst()) }
+            return String(line)
+        }.joined(separator: "\n")
+        let conf = try QemuConf.parse(live)
+        #expect(conf.memoryBackingDir == "/var/lib/libvirt/qemu/ram")
+        #expect(conf.user != nil && conf.hugetlbfsMounts?.isEmpty == false)
     }
 }

@@ -1,0 +1,325 @@
+/// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.
+public struct MemoryBackend: Equatable, Sendable {
+    public enum Kind: String, Sendable, Codable {
+        case file = "memory-backend-file", ram = "memory-backend-ram", memfd = "memory-backend-memfd", epc = "memory-backend-epc"
+    }
+    /// Where `mem-path` points.
+    public enum Path: Equatable, Sendable {
+        /// A file QEMU opens, or creates, under memory_backing_dir: the one a hand-over links.
+        case backingFile(String)
+        /// A hugetlbfs directory QEMU creates its own file in.
+        case hugepageDirectory(String)
+        /// An nvdimm's or virtio-pmem's own file.
+        case deviceFile(String)
+
+        public var isDirectory: Bool {
+            if case .hugepageDirectory = self { true } else { false }
+        }
+
+        public var path: String {
+            switch self {
+            case .backingFile(let p), .hugepageDirectory(let p), .deviceFile(let p): p
+            }
+        }
+    }
+
+    /// The QOM id: the machine's RAM id, `ram-node<N>`, or `mem<alias>`.
+    public var id: String
+    /// The file name under the domain's directory (mem.info.alias): `pc.ram`, `ram-node0`, `dimm0`.
+    public var alias: String
+    public var kind: Kind
+    public var path: Path?
+    /// Huge-page size in bytes; 0 when QEMU uses the system's pages (memfd without hugetlb, ram,
+    /// a file: then the page size is its file system's).
+    public var hugepageSize: UInt64
+    public var bytes: UInt64
+    /// `share`; nil leaves QEMU's default (off for file and ram, on for memfd).
+    public var share: Bool?
+    /// Host nodes its pages may come from; empty means any node.
+    public var hostNodes: [Int]
+    /// QEMU's `policy` (bind, preferred, interleave); `restrictive` binds through cgroups only, so
+    /// QEMU gets neither host-nodes nor a policy.
+    public var policy: String?
+    public var prealloc: Bool
+    /// The `thread-context` libvirt adds for preallocation on bound nodes.
+    public var threadContext: String?
+    /// The guest device it serves: `system RAM`, `cell 0`, `dimm dimm0`, …
+    public var device: String
+    /// The memory device's model, nil for system RAM and cells.
+    public var model: DomainMemory.Device.Model?
+    /// Bytes the guest gets at start (virtio-mem's requested size; the size otherwise).
+    public var startBytes: UInt64
+
+    /// Mapped shared, so that the guest writes the file's own pages.
+    public var shared: Bool { share ?? (kind == .memfd) }
+}
+
+/// The libvirt and host facts the backends depend on, besides the domain XML.
+public struct HookHost: Sendable {
+    /// qemu.conf's memory_backing_dir as written (nil: libvirt's default, /var/lib/libvirt/qemu/ram).
+    public var memoryBackingDir: String?
+    /// The hugetlbfs mounts libvirt uses (qemu.conf's hugetlbfs_mount, or every mount), with page sizes.
+    public var hugetlbfs: [Mount]
+    /// Every hugetlbfs mount on the host, for the file system under memory_backing_dir.
+    public var hostMounts: [Mount]
+    /// prezerod's pool mounts.
+    public var poolMounts: [Mount]
+    /// The kernel's default huge-page size (/proc/meminfo's Hugepagesize).
+    public var defaultHugepageSize: UInt64
+    /// The machine type's default RAM id (`query-machines`' default-ram-id); nil: from the table.
+    public var machineRAMId: String?
+    public var systemPageSize: UInt64 = 4096
+
+    public struct Mount: Equatable, Sendable {
+        public var path: String
+        public var pageSize: UInt64
+        public init(path: String, pageSize: UInt64) {
+            self.path = path
+            self.pageSize = pageSize
+        }
+    }
+
+    public init(memoryBackingDir: String?, hugetlbfs: [Mount], hostMounts: [Mount], poolMounts: [Mount],
+                defaultHugepageSize: UInt64, machineRAMId: String? = nil) {
+        self.memoryBackingDir = memoryBackingDir
+        self.hugetlbfs = hugetlbfs
+        self.hostMounts = hostMounts
+        self.poolMounts = poolMounts
+        self.defaultHugepageSize = defaultHugepageSize
+        self.machineRAMId = machineRAMId
+    }
+
+    /// The facts as read on the host: qemu.conf, /proc/meminfo (2 MiB when it names no
+    /// default size), /proc/self/mountinfo, and the pool mounts. libvirt uses qemu.conf's
+    /// hugetlbfs_mount when it is set (virQEMUDriverConfigLoadFile), every mount otherwise.
+    public init(conf: QemuConf, meminfo: String, mountinfo: String, poolMounts: [Mount], machineRAMId: String? = nil) {
+        let def = ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20)
+        let mounts = ProcParsers.hugetlbfsMounts(mountinfo: mountinfo).map { Mount(path: $0.path, pageSize: $0.pageSizeOption ?? def) }
+        let named = conf.hugetlbfsMounts.map { paths in
+            paths.compactMap { p in mounts.first { HookPlanner.normalize($0.path) == HookPlanner.normalize(p) } }
+        }
+        self.init(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: named ?? mounts, hostMounts: mounts,
+                  poolMounts: poolMounts, defaultHugepageSize: def, machineRAMId: machineRAMId)
+    }
+
+    /// cfg->memoryBackingDir: `<memory_backing_dir>/libvirt/qemu` (virQEMUDriverConfigLoadMemoryEntry).
+    public var backingBase: String {
+        memoryBackingDir.map { HookPlanner.normalize($0) + "/libvirt/qemu" } ?? "/var/lib/libvirt/qemu/ram"
+    }
+
+    /// The hugetlbfs mount a path lies on, the deepest first.
+    public func mount(of path: String) -> Mount? {
+        let p = HookPlanner.normalize(path)
+        return (hostMounts + poolMounts).filter { m in
+            let base = HookPlanner.normalize(m.path)
+            return p == base || p.hasPrefix(base == "/" ? "/" : base + "/")
+        }.max { HookPlanner.normalize($0.path).count < HookPlanner.normalize($1.path).count }
+    }
+
+    /// The pool mount cfg->memoryBackingDir lies on, if any: where hand-overs go.
+    public var backingPoolMount: Mount? {
+        mount(of: backingBase).flatMap { isPoolMount($0) ? $0 : nil }
+    }
+
+    public func isPoolMount(_ m: Mount) -> Bool {
+        poolMounts.contains { HookPlanner.normalize($0.path) == HookPlanner.normalize(m.path) }
+    }
+}
+
+public struct PlanError: Error, Equatable, CustomStringConvertible {
+    public var description: String
+}
+
+/// The backends libvirt 9.0 gives QEMU for a domain. Each rule names the libvirt
+/// function (src/qemu/qemu_command.c unless noted) whose behaviour it follows.
+public enum LibvirtBackends {
+    /// The system RAM id of machine types whose QEMU answers `query-machines` with one.
+    /// libvirt reads it from QEMU (virQEMUCapsGetMachineDefaultRAMid); this table is the fallback.
+    public static func defaultRAMId(arch: String?, machine: String?) -> String? {
+        let m = machine ?? ""
+        switch arch ?? "x86_64" {
+        case "x86_64", "i686":
+            return m.hasPrefix("pc") || m.hasPrefix("q35") || m.isEmpty ? "pc.ram" : (m.hasPrefix("microvm") ? "microvm.ram" : nil)
+        case "aarch64", "armv7l":
+            return m.hasPrefix("virt") || m.isEmpty ? "mach-virt.ram" : nil
+        case "ppc64", "ppc64le":
+            return m.hasPrefix("pseries") || m.isEmpty ? "ppc_spapr.ram" : nil
+        case "s390x":
+            return m.hasPrefix("s390-ccw-virtio") || m.isEmpty ? "s390.ram" : nil
+        case "riscv64":
+            return m.hasPrefix("virt") || m.isEmpty ? "riscv_virt_board.ram" : nil
+        default:
+            return nil
+        }
+    }
+
+    /// virDomainDefGetShortName: `<id>-<name cut to 20>` (the character rule; see HookPlanner.domainDirectories).
+    /// A defined domain that is not running has id -1, as `virsh domxml-to-native` shows.
+    static func shortName(_ d: DomainMemory) -> String {
+        "\(d.id ?? -1)-" + String(String.UnicodeScalarView(d.name.unicodeScalars.prefix(20)))
+    }
+
+    /// One backend's inputs, as libvirt fills a `virDomainMemoryDef` for it.
+    struct Spec {
+        var id: String
+        var alias: String
+        var bytes: UInt64
+        var targetNode: Int
+        var access: DomainMemory.Access = .default
+        var pageSize: UInt64 = 0
+        var sourceNodes: [Int]?
+        var path: String?
+        var pmem = false
+        var model: DomainMemory.Device.Model?
+        var device: String
+        var startBytes: UInt64
+    }
+
+    public static func plan(_ d: DomainMemory, host: HookHost) throws(PlanError) -> [MemoryBackend] {
+        var specs: [Spec] = []
+        var deviceBytes: UInt64 = 0
+        for dev in d.devices {
+            let (s, o) = deviceBytes.addingReportingOverflow(dev.bytes)
+            guard !o else { throw PlanError(description: "memory device sizes overflow") }
+            deviceBytes = s
+        }
+        if d.cells.isEmpty {
+            // qemuBuildMemCommandLine: without guest NUMA, one backend for the initial memory
+            // (virDomainDefGetMemoryInitial: <memory> less the memory devices).
+            guard d.total > deviceBytes else {
+                throw PlanError(description: "<memory> \(d.total) is not larger than its memory devices (\(deviceBytes) bytes): libvirt refuses it")
+            }
+            guard let ram = host.machineRAMId ?? defaultRAMId(arch: d.arch, machine: d.machine) else {
+                throw PlanError(description: "machine type \(d.machine ?? "?") (\(d.arch ?? "?")) has no default RAM id that prezero knows; pass it with --machine-ram-id")
+            }
+            specs.append(Spec(id: ram, alias: ram, bytes: d.total - deviceBytes, targetNode: -1, device: "system RAM", startBytes: d.total - deviceBytes))
+        } else {
+            // qemuBuildMemoryCellBackendProps: `ram-node<N>`, one per cell.
+            var sum: UInt64 = 0
+            for (i, c) in d.cells.enumerated() {
+                let (s, o) = sum.addingReportingOverflow(c.bytes)
+                guard !o else { throw PlanError(description: "cell sizes overflow") }
+                sum = s
+                specs.append(Spec(id: "ram-node\(i)", alias: "ram-node\(i)", bytes: c.bytes, targetNode: i, device: "cell \(i)", startBytes: c.bytes))
+            }
+        }
+        // qemuBuildMemoryDimmBackendStr: `mem<alias>` for each device; its file is named after the alias.
+        for dev in d.devices {
+            if let n = dev.targetNode, !d.cells.isEmpty, n >= d.cells.count {
+                throw PlanError(description: "\(dev.alias) targets guest node \(n), but the domain has \(d.cells.count) cell(s)")
+            }
+            specs.append(Spec(id: "mem\(dev.alias)", alias: dev.alias, bytes: dev.bytes, targetNode: dev.targetNode ?? -1,
+                              access: dev.access, pageSize: dev.pageSize, sourceNodes: dev.sourceNodes, path: dev.path,
+                              pmem: dev.pmem, model: dev.model, device: "\(dev.model.rawValue) \(dev.alias)",
+                              startBytes: dev.model == .virtioMem ? dev.requested : dev.bytes))
+        }
+        return try specs.map { s throws(PlanError) in try backend(s, d, host) }
+    }
+
+    /// qemuBuildMemoryBackendProps.
+    static func backend(_ s: Spec, _ d: DomainMemory, _ host: HookHost) throws(PlanError) -> MemoryBackend {
+        // The access mode: the device's, else its cell's, else the domain's.
+        var access = s.access
+        if access == .default, s.targetNode >= 0, s.targetNode < d.cells.count { access = d.cells[s.targetNode].access }
+        if access == .default { access = d.access }
+
+        let (pageSize, useHugepage, prealloc) = try pagesize(s, d, host)
+
+        var kind = MemoryBackend.Kind.file
+        var path: MemoryBackend.Path?
+        var hugepageSize: UInt64 = 0
+        var share: Bool? = access == .shared ? true : (access == .private ? false : nil)
+        if s.model == .sgxEPC {
+            kind = .epc
+            share = nil
+        } else if s.path == nil, d.source == .memfd {
+            kind = .memfd
+            hugepageSize = useHugepage ? pageSize : 0
+        } else if useHugepage || s.path != nil || access != .default || d.source == .file {
+            if let p = s.path {
+                path = .deviceFile(p)
+            } else if useHugepage {
+                // qemuGetDomainHupageMemPath (qemu_conf.c): the mount of exactly that page size.
+                guard let m = host.hugetlbfs.first(where: { $0.pageSize == pageSize }) else {
+                    throw PlanError(description: "\(s.device) wants \(ByteSize.format(pageSize)) pages but no hugetlbfs mount has that size: libvirt refuses to start it")
+                }
+                path = .hugepageDirectory(HookPlanner.normalize(m.path) + "/libvirt/qemu/" + shortName(d))
+                hugepageSize = pageSize
+            } else {
+                // qemuGetMemoryBackingPath (qemu_conf.c): the domain's directory, then the alias.
+                path = .backingFile(host.backingBase + "/" + shortName(d) + "/" + s.alias)
+            }
+        } else {
+            kind = .ram
+        }
+
+        // virDomainNumatuneGetMode, then the device's <source><nodemask> or
+        // virDomainNumatuneMaybeGetNodeset: the cell's <memnode>, else <memory>.
+        let tune = s.targetNode >= 0 ? (d.memnodes[s.targetNode] ?? d.numatune) : d.numatune
+        let nodes = s.sourceNodes ?? tune?.nodes ?? []
+        let mode = tune?.mode ?? "strict"
+        // qemuNumaPolicyTypeToString: strict is QEMU's bind.
+        let policy = mode == "strict" ? "bind" : mode
+        // virtio-mem gets no `prealloc` property (libvirt sets it on the device, or not at all).
+        let backendPrealloc = s.model == .virtioMem ? false : prealloc
+        // qemuBuildThreadContextProps: only with host-nodes (not restrictive) and prealloc.
+        let tc = !nodes.isEmpty && mode != "restrictive" && backendPrealloc ? "tc-\(s.id)" : nil
+        return MemoryBackend(
+            id: s.id, alias: s.alias, kind: kind, path: path, hugepageSize: hugepageSize, bytes: s.bytes, share: share,
+            hostNodes: nodes, policy: nodes.isEmpty ? nil : policy, prealloc: backendPrealloc, threadContext: tc,
+            device: s.device, model: s.model, startBytes: s.startBytes)
+    }
+
+    /// qemuBuildMemoryGetPagesize: the device's own page size, else the `<page>` whose nodeset
+    /// holds the backend's cell, else the `<page>` with no nodeset; the system page size means
+    /// none, and `<hugepages/>` with no size means the default one
+    /// (qemuBuildMemoryGetDefaultPagesize: the mount of the kernel's default size, else the first).
+    static func pagesize(_ s: Spec, _ d: DomainMemory, _ host: HookHost) throws(PlanError) -> (UInt64, Bool, Bool) {
+        var size = s.pageSize
+        var use = size != 0
+        if size == 0 {
+            let master = d.hugepages.last { $0.cells == nil }
+            let own = s.targetNode >= 0 ? d.hugepages.first { $0.cells?.contains(s.targetNode) == true } : nil
+            if let page = own ?? master {
+                size = page.size
+                use = true
+            }
+        }
+        if size == host.systemPageSize {
+            size = 0
+            use = false
+        } else if use && size == 0 {
+            guard let m = host.hugetlbfs.first(where: { $0.pageSize == host.defaultHugepageSize }) ?? host.hugetlbfs.first else {
+                throw PlanError(description: "<hugepages/> but no hugetlbfs file system is mounted: libvirt refuses to start it")
+            }
+            size = m.pageSize
+        }
+        var prealloc = d.immediate
+        if s.path != nil {
+            if !s.pmem && s.model != .virtioPmem { prealloc = true }
+        } else if use {
+            prealloc = true
+        }
+        if s.model == .sgxEPC { prealloc = true }
+        return (size, use, prealloc)
+    }
+}
+
+extension LibvirtBackends {
+    /// The machine's `defaultRAMid` from one of libvirt's QEMU capabilities cache files
+    /// (`/var/cache/libvirt/qemu/capabilities/*.xml`, written by virQEMUCapsFormatCache):
+    /// the file whose `<emulator>` is the domain's, its `<machine>` of the domain's name
+    /// (or alias) and accelerator. nil when the file is not that emulator's or names no id.
+    public static func cachedRAMId(capsXML: String, emulator: String, machine: String, virtType: String) -> String? {
+        guard capsXML.contains("<emulator>\(emulator)</emulator>") else { return nil }
+        let accel = virtType == "kvm" ? "kvm" : "tcg"
+        for line in capsXML.split(separator: "\n") where line.contains("<machine ") {
+            let tag = String(line)
+            guard DomainRewrite.attribute("type", of: tag) == accel,
+                  DomainRewrite.attribute("name", of: tag) == machine || DomainRewrite.attribute("alias", of: tag) == machine
+            else { continue }
+            return DomainRewrite.attribute("defaultRAMid", of: tag)
+        }
+        return nil
+    }
+}

@@ -1,0 +1,240 @@
+import ArgumentParser
+import Foundation
+import PrezeroClient
+import PrezeroCore
+import PrezeroLibvirt
+import PrezeroPool
+import PrezeroSys
+
+struct LibvirtPlan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Show every memory backend libvirt 9.0 will give QEMU for a domain, and what prezero does with each.",
+        discussion: """
+            Each backend is listed with its QOM type and id, its file or hugetlbfs directory, its size and page \
+            size, its host nodes and policy, whether it is mapped shared, and the decision: hand-over (a \
+            pre-zeroed pool file is linked at its path), make-room (QEMU takes huge pages itself, so the pool \
+            frees them first) or nothing, with the reason. prezerod's `start begin` hook makes the same plan.
+
+            With --xml and --qemu-conf it reads nothing else: no daemon, no libvirtd, no host file. The \
+            hugetlbfs mounts are then exactly the --pool-mount and --hugetlbfs-mount ones, and the default huge \
+            page size is --default-page-size (2M unless given). Otherwise the host's mounts, /proc/meminfo, \
+            prezerod's pool mounts and libvirt's capabilities cache (for the machine's RAM id) are read.
+
+            Exit status: 0 with a plan, 2 for bad input (the XML, qemu.conf or a domain libvirt would refuse), \
+            3 when libvirtd cannot be reached. --json prints the stable form documented in the README ("v": 1).
+            """)
+
+    @Argument(help: "A defined domain's name or UUID (read from libvirt).")
+    var domain: String?
+    @Option(name: .long, help: "Read the domain XML from FILE instead of libvirt ('-' for stdin).")
+    var xml: String?
+    @Option(name: .long, help: "libvirt's qemu.conf.")
+    var qemuConf: String?
+    @Option(name: .long, help: ArgumentHelp("A pool mount and its page size, e.g. /dev/hugepages=2M. Repeatable.", valueName: "PATH=PAGESIZE"))
+    var poolMount: [String] = []
+    @Option(name: .long, help: ArgumentHelp("A hugetlbfs mount that holds no pool. Repeatable.", valueName: "PATH=PAGESIZE"))
+    var hugetlbfsMount: [String] = []
+    @Option(name: .long, help: "The kernel's default huge-page size (default: /proc/meminfo's, or 2M with --xml and --qemu-conf).")
+    var defaultPageSize: String?
+    @Option(name: .long, help: "The machine type's system RAM id (default: libvirt's capabilities cache, else pc.ram, mach-virt.ram, … by machine type).")
+    var machineRamId: String?
+    @Flag(name: .long, help: "Print the plan as JSON.")
+    var json = false
+    @OptionGroup var connection: Connection
+
+    func validate() throws {
+        guard (domain == nil) != (xml == nil) else { throw ValidationError("give either DOMAIN or --xml FILE") }
+    }
+
+    func run() throws {
+        try guarded {
+            let pure = xml != nil && qemuConf != nil
+            let pools = try poolMount.map { try Self.mount($0, flag: "--pool-mount") }
+            let others = try hugetlbfsMount.map { try Self.mount($0, flag: "--hugetlbfs-mount") }
+            let text: String
+            if let xml {
+                guard let t = xml == "-" ? String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) : Files.readText(xml) else {
+                    throw CLIError("cannot read --xml \(xml)", code: 2)
+                }
+                text = t
+            } else {
+                let conn: LibvirtConnection
+                do { conn = try LibvirtConnection(uri: "qemu:///system") } catch { throw CLIError("\(error)", code: 3) }
+                text = try libvirtCall { () throws(LibvirtError) in try conn.xml(domain ?? "") }
+            }
+            let d: DomainMemory
+            do { d = try DomainXML.parse(text) } catch { throw CLIError("\(error)", code: 2) }
+            let defaultSize = try defaultPageSize.map { s in
+                guard let v = ByteSize.parse(s), v > 0 else { throw CLIError("--default-page-size \(s) is not a size like 2M or 1G", code: 2) }
+                return v
+            }
+            let host: HookHost
+            if pure {
+                let conf: QemuConf
+                do { conf = try QemuConf.parse(Files.readText(qemuConf!) ?? "") } catch { throw CLIError("\(qemuConf!): \(error)", code: 2) }
+                let all = pools + others
+                let named = conf.hugetlbfsMounts.map { ps in ps.compactMap { p in all.first { HookPlanner.normalize($0.path) == HookPlanner.normalize(p) } } }
+                host = HookHost(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: named ?? all, hostMounts: all, poolMounts: pools,
+                                defaultHugepageSize: defaultSize ?? (2 << 20), machineRAMId: machineRamId)
+            } else {
+                var poolMounts = pools
+                if poolMounts.isEmpty, let s = try? connection.client.send(Request(op: .status)).status {
+                    poolMounts = s.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }
+                }
+                var h: HookHost
+                do {
+                    h = try HostDiscovery.hookHost(qemuConf: qemuConf ?? "/etc/libvirt/qemu.conf", domain: d,
+                                                   poolMounts: poolMounts, machineRAMId: machineRamId).1
+                } catch {
+                    throw CLIError("\(error)", code: 2)
+                }
+                h.hostMounts += others
+                h.hugetlbfs += others
+                if let defaultSize { h.defaultHugepageSize = defaultSize }
+                host = h
+            }
+            let plan: DomainPlan
+            do { plan = try HookPlanner.plan(d, host: host) } catch { throw CLIError("\(d.name): \(error)", code: 2) }
+            if json {
+                printJSON(PlanJSON(d, plan))
+            } else {
+                print(Self.table(d, plan), terminator: "")
+            }
+        }
+    }
+
+    /// `PATH=PAGESIZE`.
+    static func mount(_ s: String, flag: String) throws -> HookHost.Mount {
+        guard let eq = s.lastIndex(of: "="), let size = ByteSize.parse(String(s[s.index(after: eq)...])), size > 0,
+              s[..<eq].hasPrefix("/") else {
+            throw CLIError("\(flag) \(s): expected PATH=PAGESIZE, e.g. /dev/hugepages=2M", code: 2)
+        }
+        return HookHost.Mount(path: String(s[..<eq]), pageSize: size)
+    }
+
+    static func table(_ d: DomainMemory, _ plan: DomainPlan) -> String {
+        var out = "domain \(d.name) (\(d.uuid))\(d.machine.map { ", machine \($0)" } ?? "")\n"
+        var rows = [["ID", "TYPE", "DEVICE", "SIZE", "PAGES", "NODES", "SHARED", "DECISION"]]
+        for p in plan.backends {
+            let b = p.backend
+            rows.append([b.id, b.kind.rawValue, b.device, ByteSize.format(b.bytes), ByteSize.format(p.pageSize),
+                         b.hostNodes.isEmpty ? "any" : b.hostNodes.map(String.init).joined(separator: ",") + (b.policy.map { " \($0)" } ?? ""),
+                         b.shared ? "yes" : "no", p.decision.rawValue])
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        for r in rows {
+            out += r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ") + "\n"
+        }
+        out += "\n"
+        for p in plan.backends {
+            out += "\(p.backend.id): \(p.reason)\n"
+            if let path = p.backend.path { out += "  \(path.isDirectory ? "directory" : "file") \(path.path)\n" }
+        }
+        let room = plan.makeRoom()
+        if !room.isEmpty {
+            out += "\nmake room: " + room.sorted { $0.key < $1.key }.flatMap { ps, nodes in
+                nodes.sorted { $0.key < $1.key }.map { "\($0.value) × \(ByteSize.format(ps)) pages on \($0.key == "*" ? "any node" : "node \($0.key)")" }
+            }.joined(separator: ", ") + "\n"
+        }
+        return out
+    }
+}
+
+/// `prezero libvirt plan --json`, version 1: a stable contract (see the README).
+/// Sizes and page sizes are integers in bytes.
+struct PlanJSON: Encodable {
+    struct Domain: Encodable {
+        var name: String
+        var uuid: String
+        var id: Int?
+        var machine: String?
+    }
+    struct Backend: Encodable {
+        var id: String
+        var type: String
+        var device: String
+        var alias: String
+        var path: String?
+        var pathKind: String?
+        var bytes: UInt64
+        var startBytes: UInt64
+        var pageSize: UInt64
+        var share: Bool?
+        var shared: Bool
+        var hostNodes: [Int]
+        var policy: String?
+        var prealloc: Bool
+        var threadContext: String?
+        var decision: String
+        var reason: String
+
+        enum CodingKeys: String, CodingKey {
+            case id, type, device, alias, path, bytes, share, shared, policy, prealloc, decision, reason
+            case pathKind = "path_kind", startBytes = "start_bytes", pageSize = "page_size", hostNodes = "host_nodes"
+            case threadContext = "thread_context"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(type, forKey: .type)
+            try c.encode(device, forKey: .device)
+            try c.encode(alias, forKey: .alias)
+            try c.encode(path, forKey: .path)
+            try c.encode(pathKind, forKey: .pathKind)
+            try c.encode(bytes, forKey: .bytes)
+            try c.encode(startBytes, forKey: .startBytes)
+            try c.encode(pageSize, forKey: .pageSize)
+            try c.encode(share, forKey: .share)
+            try c.encode(shared, forKey: .shared)
+            try c.encode(hostNodes, forKey: .hostNodes)
+            try c.encode(policy, forKey: .policy)
+            try c.encode(prealloc, forKey: .prealloc)
+            try c.encode(threadContext, forKey: .threadContext)
+            try c.encode(decision, forKey: .decision)
+            try c.encode(reason, forKey: .reason)
+        }
+    }
+    struct Room: Encodable {
+        var pageSize: UInt64
+        /// nil: any node.
+        var node: Int?
+        var pages: UInt64
+        enum CodingKeys: String, CodingKey { case pageSize = "page_size", node, pages }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pageSize, forKey: .pageSize)
+            try c.encode(node, forKey: .node)
+            try c.encode(pages, forKey: .pages)
+        }
+    }
+
+    var v = 1
+    var domain: Domain
+    var backends: [Backend]
+    var makeRoom: [Room]
+
+    enum CodingKeys: String, CodingKey { case v, domain, backends, makeRoom = "make_room" }
+
+    init(_ d: DomainMemory, _ plan: DomainPlan) {
+        domain = Domain(name: d.name, uuid: d.uuid, id: d.id, machine: d.machine)
+        backends = plan.backends.map { p in
+            let b = p.backend
+            let kind: String? = switch b.path {
+            case .backingFile?: "file"
+            case .hugepageDirectory?: "directory"
+            case .deviceFile?: "device"
+            case nil: nil
+            }
+            return Backend(id: b.id, type: b.kind.rawValue, device: b.device, alias: b.alias, path: b.path?.path, pathKind: kind,
+                           bytes: b.bytes, startBytes: b.startBytes, pageSize: p.pageSize, share: b.share, shared: b.shared,
+                           hostNodes: b.hostNodes, policy: b.policy, prealloc: b.prealloc, threadContext: b.threadContext,
+                           decision: p.decision.rawValue, reason: p.reason)
+        }
+        makeRoom = plan.makeRoom().sorted { $0.key < $1.key }.flatMap { ps, nodes in
+            nodes.sorted { $0.key < $1.key }.map { Room(pageSize: ps, node: Int($0.key), pages: $0.value) }
+        }
+    }
+}
