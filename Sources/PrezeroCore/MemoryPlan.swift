@@ -201,14 +201,33 @@ public enum DomainXML {
         }
 
         var devices: [DomainMemory.Device] = []
+        let memoryDevices = elements(root, "devices/memory")
+        // qemuDomainAssignMemorySlots: DIMMs and NVDIMMs without an <address type='dimm' slot>
+        // take the lowest free slots in order; their alias is the slot (qemuDeviceMemoryGetAliasID).
+        // virtio-mem, virtio-pmem and SGX EPC are numbered per prefix instead.
+        let explicitSlots = Set(memoryDevices.compactMap { e in
+            elements(e, "address").first.flatMap { attr($0, "type") == "dimm" ? attr($0, "slot").flatMap { Int($0) } : nil }
+        })
+        var nextSlot = 0
         var counters: [DomainMemory.Device.Model: Int] = [:]
-        for d in elements(root, "devices/memory") {
+        for d in memoryDevices {
             guard let model = DomainMemory.Device.Model(rawValue: attr(d, "model") ?? "") else {
                 throw DomainXMLError(description: "memory device model '\(attr(d, "model") ?? "")' is unknown (dimm, nvdimm, virtio-pmem, virtio-mem, sgx-epc)")
             }
-            let alias = elements(d, "alias").first.flatMap { attr($0, "name") }
-                ?? "\(model.aliasPrefix)\(counters[model, default: 0])"
-            counters[model, default: 0] += 1
+            var index: Int
+            if model == .dimm || model == .nvdimm {
+                if let slot = elements(d, "address").first.flatMap({ attr($0, "slot") }).flatMap({ Int($0) }) {
+                    index = slot
+                } else {
+                    while explicitSlots.contains(nextSlot) { nextSlot += 1 }
+                    index = nextSlot
+                    nextSlot += 1
+                }
+            } else {
+                index = counters[model, default: 0]
+                counters[model, default: 0] += 1
+            }
+            let alias = elements(d, "alias").first.flatMap { attr($0, "name") } ?? "\(model.aliasPrefix)\(index)"
             let src = elements(d, "source").first
             let target = elements(d, "target").first
             let sizeEl = target.flatMap { elements($0, "size").first }

@@ -119,6 +119,12 @@ final class LibvirtHost {
               \(extra)
             </domain>
             """
+        return try defineXML(xml)
+    }
+
+    /// Defines a domain from its whole XML; it is destroyed and undefined by `close()`.
+    func defineXML(_ xml: String) throws -> String {
+        let uuid = try DomainXML.parse(xml).uuid
         let file = pool.base + "/\(uuid).xml"
         try xml.write(toFile: file, atomically: true, encoding: .utf8)
         let r = try virsh("define", file)
