@@ -95,11 +95,14 @@ public struct HookHost: Sendable {
     public init(conf: QemuConf, meminfo: String, mountinfo: String, poolMounts: [Mount], machineRAMId: String? = nil) {
         let def = ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20)
         let mounts = ProcParsers.hugetlbfsMounts(mountinfo: mountinfo).map { Mount(path: $0.path, pageSize: $0.pageSizeOption ?? def) }
-        let named = conf.hugetlbfsMounts.map { paths in
-            paths.compactMap { p in mounts.first { HookPlanner.normalize($0.path) == HookPlanner.normalize(p) } }
-        }
-        self.init(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: named ?? mounts, hostMounts: mounts,
+        self.init(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: Self.libvirtMounts(conf, among: mounts), hostMounts: mounts,
                   poolMounts: poolMounts, defaultHugepageSize: def, machineRAMId: machineRAMId)
+    }
+
+    /// The mounts libvirt uses: qemu.conf's hugetlbfs_mount when set, every mount otherwise.
+    public static func libvirtMounts(_ conf: QemuConf, among mounts: [Mount]) -> [Mount] {
+        guard let paths = conf.hugetlbfsMounts else { return mounts }
+        return paths.compactMap { p in mounts.first { HookPlanner.normalize($0.path) == HookPlanner.normalize(p) } }
     }
 
     /// cfg->memoryBackingDir: `<memory_backing_dir>/libvirt/qemu` (virQEMUDriverConfigLoadMemoryEntry).

@@ -74,8 +74,7 @@ struct LibvirtPlan: ParsableCommand {
                 let conf: QemuConf
                 do { conf = try QemuConf.parse(Files.readText(qemuConf!) ?? "") } catch { throw CLIError("\(qemuConf!): \(error)", code: 2) }
                 let all = pools + others
-                let named = conf.hugetlbfsMounts.map { ps in ps.compactMap { p in all.first { HookPlanner.normalize($0.path) == HookPlanner.normalize(p) } } }
-                host = HookHost(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: named ?? all, hostMounts: all, poolMounts: pools,
+                host = HookHost(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: HookHost.libvirtMounts(conf, among: all), hostMounts: all, poolMounts: pools,
                                 defaultHugepageSize: defaultSize ?? (2 << 20), machineRAMId: machineRamId)
             } else {
                 var poolMounts = pools
