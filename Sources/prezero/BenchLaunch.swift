@@ -22,6 +22,9 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
               floor          memory-backend-ram of SIZE without prealloc: a start that zeroes nothing
             Ratios: speedup = stock / prezero; speedup_vs_threads = the faster threaded stock / prezero; \
             size_independence = prezero / small (target ≤ 1.10).
+
+            With --incoming every QEMU is a migration destination (-incoming defer): the time is until it \
+            answers query-status with "inmigrate", ready for the migration stream, its memory allocated.
             """)
 
     @OptionGroup var options: StartBenchOptions
@@ -31,6 +34,8 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
     var threads: Int?
     @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: the first pool mount's).")
     var pageSize: String?
+    @Flag(name: .long, help: "Time migration destinations (-incoming defer): ready to receive, not booting.")
+    var incoming = false
     @OptionGroup var connection: Connection
 
     var json: Bool { options.json }
@@ -38,6 +43,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
 
     struct Result: Codable {
         var accel: String
+        var incoming: Bool
         var pageSize: UInt64
         var hugepagesReserved: UInt64
         var threads: Int
@@ -58,7 +64,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
         var spreads: [String: Spread]
 
         enum CodingKeys: String, CodingKey {
-            case accel, threads, runs, speedup, spreads
+            case accel, incoming, threads, runs, speedup, spreads
             case pageSize = "page_size", hugepagesReserved = "hugepages_reserved"
             case sizeBytes = "size_bytes", smallBytes = "small_bytes", startStockS = "start_stock_s"
             case startStockThreadsS = "start_stock_threads_s", startStockThreadContextS = "start_stock_thread_context_s"
@@ -88,6 +94,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             func qemuArgs(_ b: UInt64, backend: String, extra: [String] = []) -> [String] {
                 [qemu, "-accel", accel.accel.rawValue, "-nodefaults", "-nographic", "-display", "none", "-m", "\(b >> 20)M"]
                     + extra + ["-object", backend, "-machine", "pc,memory-backend=m0", "-qmp", "unix:{qmp},server=on,wait=off"]
+                    + (incoming ? ["-incoming", "defer"] : [])
             }
             func fileBackend(_ b: UInt64, _ path: String, _ more: String = "") -> String {
                 "memory-backend-file,id=m0,mem-path=\(path),size=\(b),share=on,prealloc=on" + more
@@ -101,6 +108,11 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
                 do { p = try ChildProcess(args.map { $0.replacingOccurrences(of: "{qmp}", with: qmp) }, stderr: work + "/\(label).err") } catch { throw CLIError("cannot start \(args[0]): \(error)") }
                 let up = QMP.waitReady(socket: qmp, timeout: 120) { p.isRunning }
                 let took = monotonicSeconds() - t
+                if up && incoming, let s = try? QMP.queryStatus(socket: qmp), s != "inmigrate" {
+                    p.signal(SIGKILL)
+                    _ = try? p.wait(timeout: 60)
+                    throw CLIError("\(label): QEMU started with -incoming defer reports \(s), not inmigrate")
+                }
                 p.signal(SIGTERM)
                 _ = try? p.wait(timeout: 60)
                 try? Files.removePath(qmp)
@@ -141,7 +153,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             let sp = t.mapValues(Spread.init)
             let m = { (k: String) in sp[k]?.median ?? 0 }
             let bestThreads = min(m("start_stock_threads_s"), m("start_stock_thread_context_s"))
-            let r = Result(accel: accel.accel.rawValue, pageSize: mount.pageSize, hugepagesReserved: reserved, threads: n,
+            let r = Result(accel: accel.accel.rawValue, incoming: incoming, pageSize: mount.pageSize, hugepagesReserved: reserved, threads: n,
                            sizeBytes: bytes, smallBytes: smallBytes, runs: runs,
                            startStockS: m("start_stock_s"), startStockThreadsS: m("start_stock_threads_s"),
                            startStockThreadContextS: m("start_stock_thread_context_s"), startPrezeroS: m("start_prezero_s"),
@@ -157,7 +169,8 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             func row(_ label: String, _ key: String) -> String { figureRow(label, sp[key], width: 40) }
             print([
                 "accel: \(r.accel)",
-                "QEMU start until QMP answers query-status, \(ByteSize.format(mount.pageSize)) pages, median [min–max] over \(runs) runs",
+                (incoming ? "migration destination (-incoming defer) until QMP answers inmigrate" : "QEMU start until QMP answers query-status")
+                    + ", \(ByteSize.format(mount.pageSize)) pages, median [min–max] over \(runs) runs",
                 row("stock, fresh file, \(sz)", "start_stock_s"),
                 row("stock, prealloc-threads=\(n), \(sz)", "start_stock_threads_s"),
                 row("stock, threads=\(n) in a node-0 thread-context", "start_stock_thread_context_s"),
