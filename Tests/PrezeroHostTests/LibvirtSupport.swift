@@ -36,15 +36,21 @@ final class LibvirtHost {
     }
 
     /// The hook as libvirtd runs it: a wrapper that points prezero-hook at the test's socket.
-    func installHook(timeoutMs: Int = 5000, failClosed: Bool = false) throws {
+    /// - Parameter startBeginDelay: seconds the wrapper waits at `start begin` before the hook
+    ///   runs, after touching `startBeginMarker`: a window in which to act during that call.
+    func installHook(timeoutMs: Int = 5000, failClosed: Bool = false, startBeginDelay: Double = 0) throws {
         try FileManager.default.createDirectory(atPath: LibvirtHost.hooksDir, withIntermediateDirectories: true)
         let conf = pool.base + "/hook.conf"
         try "socket = \(pool.socket)\ntimeout_ms = \(timeoutMs)\nfail_closed = \(failClosed)\n"
             .write(toFile: conf, atomically: true, encoding: .utf8)
-        try "#!/bin/sh\nPREZERO_HOOK_CONF=\(conf) exec \(Binaries.dir)/prezero-hook \"$@\"\n"
+        let delay = startBeginDelay > 0
+            ? "if [ \"$2 $3\" = \"start begin\" ]; then touch \(startBeginMarker); sleep \(startBeginDelay); fi\n" : ""
+        try "#!/bin/sh\n\(delay)PREZERO_HOOK_CONF=\(conf) exec \(Binaries.dir)/prezero-hook \"$@\"\n"
             .write(toFile: hookPath, atomically: true, encoding: .utf8)
         chmod(hookPath, 0o755)
     }
+
+    var startBeginMarker: String { pool.base + "/start-begin.marker" }
 
     func removeHook() { try? FileManager.default.removeItem(atPath: hookPath) }
 
