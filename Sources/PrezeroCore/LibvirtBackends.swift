@@ -314,15 +314,33 @@ extension LibvirtBackends {
     /// the file whose `<emulator>` is the domain's, its `<machine>` of the domain's name
     /// (or alias) and accelerator. nil when the file is not that emulator's or names no id.
     public static func cachedRAMId(capsXML: String, emulator: String, machine: String, virtType: String) -> String? {
-        guard capsXML.contains("<emulator>\(emulator)</emulator>") else { return nil }
+        // A start waits on this and the file is ~200 KB: it is scanned in place, line by line,
+        // and only the <machine> lines become Strings.
         let accel = virtType == "kvm" ? "kvm" : "tcg"
-        for line in capsXML.split(separator: "\n") where line.contains("<machine ") {
-            let tag = String(line)
-            guard DomainRewrite.attribute("type", of: tag) == accel,
-                  DomainRewrite.attribute("name", of: tag) == machine || DomainRewrite.attribute("alias", of: tag) == machine
-            else { continue }
-            return DomainRewrite.attribute("defaultRAMid", of: tag)
+        let emulatorLine = Array("<emulator>\(emulator)</emulator>".utf8)
+        var text = capsXML
+        return text.withUTF8 { buf -> String? in
+            var ours = false
+            var start = 0
+            while start < buf.count {
+                var end = start
+                while end < buf.count && buf[end] != UInt8(ascii: "\n") { end += 1 }
+                var i = start
+                while i < end && (buf[i] == UInt8(ascii: " ") || buf[i] == UInt8(ascii: "\t")) { i += 1 }
+                let line = UnsafeBufferPointer(rebasing: buf[i..<end])
+                if line.starts(with: "<emulator>".utf8) {
+                    ours = line.elementsEqual(emulatorLine)
+                    if !ours { return nil }
+                } else if ours, line.starts(with: "<machine ".utf8) {
+                    let tag = String(decoding: line, as: UTF8.self)
+                    if DomainRewrite.attribute("type", of: tag) == accel,
+                       DomainRewrite.attribute("name", of: tag) == machine || DomainRewrite.attribute("alias", of: tag) == machine {
+                        return DomainRewrite.attribute("defaultRAMid", of: tag)
+                    }
+                }
+                start = end + 1
+            }
+            return nil
         }
-        return nil
     }
 }

@@ -108,4 +108,18 @@ public final class LibvirtConnection {
             guard virDomainUndefine(d) == 0 else { throw LibvirtError(description: "cannot undefine '\(key)': \(Self.lastError())") }
         }
     }
+
+    /// Saves a running domain's state to `path` and stops it (virDomainSave).
+    public func save(_ key: String, to path: String) throws(LibvirtError) {
+        try with(key) { d throws(LibvirtError) in
+            guard virDomainSave(d, path) == 0 else { throw LibvirtError(description: "cannot save '\(key)' to \(path): \(Self.lastError())") }
+        }
+    }
+
+    /// Starts a domain again from a saved state (virDomainRestore).
+    public func restore(from path: String) throws(LibvirtError) {
+        guard virDomainRestore(conn, path) == 0 else {
+            throw LibvirtError(description: "cannot restore from \(path): \(Self.lastError())")
+        }
+    }
 }

@@ -32,7 +32,11 @@ public enum HostDiscovery {
             throw HostError(description: "\(path): \(error.description)")
         }
         var ramId = machineRAMId
-        if ramId == nil, let d, let emulator = d.emulator, let machine = d.machine {
+        // The id names the file of a file-backed system RAM (no guest NUMA, a file source or an
+        // access mode); any other backend only shows it, and the machine-type table serves. A start
+        // waits on this read of two ~200 KB files, so it is skipped when no hand-over can depend on it.
+        if ramId == nil, let d, d.cells.isEmpty, d.source == .file || d.access != .default,
+           let emulator = d.emulator, let machine = d.machine {
             let dir = "/var/cache/libvirt/qemu/capabilities"
             ramId = Files.list(path: dir).lazy.filter { $0.hasSuffix(".xml") }.compactMap {
                 LibvirtBackends.cachedRAMId(capsXML: Files.readText("\(dir)/\($0)") ?? "", emulator: emulator,

@@ -41,6 +41,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
     var threads: Int?
     @Option(name: .long, help: "Rounds of three starts: with the hook, with /bin/true in its place, with none (default 100).")
     var hookPairs: Int = 100
+    @Flag(name: .long, help: "Also time virsh restore of a saved guest: stock, stock threads=N, hand-over.")
+    var restore = false
     @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: whatever memory_backing_dir's mount has).")
     var pageSize: String?
     @Flag(name: .long, help: "Also time the boot to guest userspace (needs --kernel and --initrd; `make bench-libvirt BENCH_ARGS=--boot` builds them).")
@@ -91,6 +93,11 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         var bootStockS: Double?
         var bootStockThreadsS: Double?
         var bootHandoverS: Double?
+        var restoreStockS: Double?
+        var restoreStockThreadsS: Double?
+        var restoreHandoverS: Double?
+        /// The faster stock restore / the hand-over restore.
+        var restoreSpeedupVsThreads: Double?
         /// Every figure above as median, min, max and runs, under the same key.
         var spreads: [String: Spread]
 
@@ -104,6 +111,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             case hookOverheadMs = "hook_overhead_ms", hookExecMs = "hook_exec_ms", hookOverheadCI95Ms = "hook_overhead_ci95_ms"
             case noopHookOverheadMs = "noop_hook_overhead_ms", noopHookOverheadCI95Ms = "noop_hook_overhead_ci95_ms"
             case bootStockS = "boot_stock_s", bootStockThreadsS = "boot_stock_threads_s", bootHandoverS = "boot_handover_s"
+            case restoreStockS = "restore_stock_s", restoreStockThreadsS = "restore_stock_threads_s", restoreHandoverS = "restore_handover_s"
+            case restoreSpeedupVsThreads = "restore_speedup_vs_threads"
         }
     }
 
@@ -238,6 +247,13 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                     record(row, round: round, into: &t, prefix: "boot", label: "boot run")
                 }
             }
+            if restore {
+                let forms = [("restore_stock_s", stock, nil), ("restore_stock_threads_s", threaded, nil), ("restore_handover_s", big, Optional(bytes))]
+                for round in 0...runs {
+                    let row = try forms.map { ($0.0, try lab.timeRestore($0.1, handedOver: $0.2)) }
+                    record(row, round: round, into: &t, prefix: "restore", label: "restore run")
+                }
+            }
             note("  hook: \(hookPairs) rounds of three starts of a guest without huge pages: with the hook, with /bin/true in its place, with none; the order rotates")
             var pairs: [Double] = [], noopPairs: [Double] = []
             for round in 0...hookPairs {
@@ -273,7 +289,11 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                            hookExecMs: m("hook_exec_s") * 1000,
                            noopHookOverheadMs: Spread(noopPairs).median * 1000, noopHookOverheadCI95Ms: [noopCI.low * 1000, noopCI.high * 1000],
                            bootStockS: sp["boot_stock_s"]?.median, bootStockThreadsS: sp["boot_stock_threads_s"]?.median,
-                           bootHandoverS: sp["boot_handover_s"]?.median, spreads: sp)
+                           bootHandoverS: sp["boot_handover_s"]?.median,
+                           restoreStockS: sp["restore_stock_s"]?.median, restoreStockThreadsS: sp["restore_stock_threads_s"]?.median,
+                           restoreHandoverS: sp["restore_handover_s"]?.median,
+                           restoreSpeedupVsThreads: restore ? min(m("restore_stock_s"), m("restore_stock_threads_s")) / m("restore_handover_s") : nil,
+                           spreads: sp)
             if json {
                 printJSON(r)
                 return
@@ -297,6 +317,12 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 out += ["boot to guest userspace (virDomainCreate until /init's marker on ttyS0), accel: \(lab.bootAccel.accel.rawValue), median [min–max] over \(runs) runs",
                         row("stock <hugepages/>", "boot_stock_s"), row("stock, threads=\(n)", "boot_stock_threads_s"),
                         row("handed over", "boot_handover_s")]
+            }
+            if restore, let x = r.restoreSpeedupVsThreads {
+                out += ["virsh restore of a saved guest (virDomainRestore), median [min–max] over \(runs) runs",
+                        row("stock <hugepages/>, \(sz)", "restore_stock_s"), row("stock, threads=\(n), \(sz)", "restore_stock_threads_s"),
+                        row("handed over, \(sz)", "restore_handover_s"),
+                        "  restore_speedup_vs_threads  faster stock / hand-over  \(f(x, 2))×"]
             }
             out += [
                 "hook overhead, guest without huge pages, \(hookPairs) rounds of three starts",
@@ -412,6 +438,24 @@ final class LibvirtLab {
         try settle()
         let t = monotonicSeconds()
         try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        let took = monotonicSeconds() - t
+        defer { try? conn.destroy(name) }
+        try checkHandedOver(name, handedOver)
+        return took
+    }
+
+    /// Seconds libvirt takes to restore `name` from a state saved just before (virDomainRestore:
+    /// start begin, QEMU with -incoming, the saved memory loaded); then destroys it.
+    func timeRestore(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        let image = work + "/\(name).save"
+        defer { try? Files.removePath(image) }
+        try settle()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        try checkHandedOver(name, handedOver)
+        try libvirtCall { () throws(LibvirtError) in try conn.save(name, to: image) }
+        try settle()
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.restore(from: image) }
         let took = monotonicSeconds() - t
         defer { try? conn.destroy(name) }
         try checkHandedOver(name, handedOver)

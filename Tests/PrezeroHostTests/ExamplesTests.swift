@@ -31,10 +31,10 @@ extension PoolTests {
         return (launcher, qmp)
     }
 
-    /// A pool holding one 128 MiB file, with no refill under a test.
-    func launchPool() throws -> TestPool {
+    /// A pool holding one 128 MiB file, with no refill under a test, on a mount capped at `mountSize`.
+    func launchPool(mountSize: String = "160M") throws -> TestPool {
         let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
+                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=\(mountSize)")
         try pool.start()
         try pool.waitClean(128 * MiB)
         return pool

@@ -34,10 +34,7 @@ extension PoolTests {
 
     @Test("libvirt doctor finds a stock domain ineligible; enable --dry-run changes nothing; enable makes it start on a pool file")
     func libvirtEnableAndDoctor() throws {
-        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=160M")
-        try pool.start()
-        try pool.waitClean(128 * MiB)
+        let pool = try launchPool()
         // The hook doctor looks for, installed before libvirtd starts.
         let hooks = pool.base + "/hooks"
         try FileManager.default.createDirectory(atPath: hooks, withIntermediateDirectories: true)

@@ -226,4 +226,24 @@ extension PoolTests {
         #expect(bad.status == 2)
         #expect(bad.out.isEmpty && bad.err.split(separator: "\n").count == 1 && bad.err.contains("unterminated string"), "\(bad.err)")
     }
+
+    /// qemu.conf edited after libvirtd read it, into a form libvirt cannot parse: the hook says so
+    /// in one line and the domain starts as it would without prezero.
+    @Test("a qemu.conf with an unterminated quote: one log line naming it, no hand-over, the domain starts")
+    func libvirtUnparsableQemuConf() throws {
+        let (pool, lv) = try libvirtPool(mountSize: "320M")
+        defer { lv.close(); pool.close() }
+        let uuid = try lv.define(name: "pz-e2e-badconf", memoryMiB: 128, backing: LibvirtHost.eligible)
+        // A memory_backing_dir line, so that a test run that dies leaves nothing reapStale misses.
+        var conf = try String(contentsOfFile: LibvirtHost.qemuConf, encoding: .utf8)
+        conf += "memory_backing_dir = \"\(lv.backingDir)\n"
+        try conf.write(toFile: LibvirtHost.qemuConf, atomically: true, encoding: .utf8)
+        let r = try lv.virsh("start", uuid)
+        #expect(r.status == 0, "\(r.err)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty)
+        let lines = pool.log().split(separator: "\n").filter { $0.contains("unterminated string") }
+        #expect(lines.count == 1 && lines[0].contains("\(LibvirtHost.qemuConf): qemu.conf line") && lines[0].contains("the domain is left to libvirt"),
+                "\(pool.log().suffix(2000))")
+        #expect(try lv.virsh("destroy", uuid).status == 0)
+    }
 }

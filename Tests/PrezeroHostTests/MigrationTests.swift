@@ -29,10 +29,7 @@ extension PoolTests {
     @Test("a live migration lands in a destination started by prezero launch -incoming on a pre-zeroed file: its memory is the source's")
     func migrationIntoPrezeroLaunch() throws {
         // One clean 128 MiB file for the destination, and room on the mount for the source's own.
-        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 600000\nreclaim_interval_ms: 100",
-                                mountConfig: "target: 128M\nfile_size: 128M", mountOptions: "size=288M")
-        try pool.start()
-        try pool.waitClean(128 * MiB)
+        let pool = try launchPool(mountSize: "288M")
         defer { pool.close() }
         let source = pool.mount + "/migration-source"
         let (srcQMP, dstQMP, channel) = (pool.base + "/src.qmp", pool.base + "/dst.qmp", pool.base + "/migrate.sock")
