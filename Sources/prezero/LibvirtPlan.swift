@@ -149,6 +149,15 @@ struct PlanJSON: Encodable {
         var uuid: String
         var id: Int?
         var machine: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(uuid, forKey: .uuid)
+            try c.encode(id, forKey: .id)
+            try c.encode(machine, forKey: .machine)
+        }
+        enum CodingKeys: String, CodingKey { case name, uuid, id, machine }
     }
     struct Backend: Encodable {
         var id: String

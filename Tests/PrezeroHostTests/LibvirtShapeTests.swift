@@ -215,6 +215,11 @@ extension PoolTests {
         #expect(r.status == 0, "\(r.err)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
         #expect(json["v"] as? Int == 1)
+        let domain = try #require(json["domain"] as? [String: Any])
+        #expect(domain["id"] is NSNull && domain["name"] as? String == "pz-plan", "every key is there, null where it does not apply")
+        #expect(Set(try #require(json["backends"] as? [[String: Any]]).first?.keys ?? [:].keys) == [
+            "id", "type", "device", "alias", "path", "path_kind", "bytes", "start_bytes", "page_size", "share", "shared",
+            "host_nodes", "policy", "prealloc", "thread_context", "decision", "reason"])
         let backends = try #require(json["backends"] as? [[String: Any]])
         #expect(backends.map { $0["decision"] as? String } == ["hand-over", "make-room"])
         #expect(backends.map { ($0["bytes"] as? NSNumber)?.uint64Value } == [2 * GiB, 2 * GiB])
