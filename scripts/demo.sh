@@ -76,4 +76,4 @@ printf '%-36s %10.3f\n' "stock <hugepages/>" "$s" "stock <hugepages/>, threads=$
 printf '%-36s %10.2fx\n' "speedup over stock" "$(echo "$s / $p" | bc -l)" "speedup over stock, threads=$threads" "$(echo "$th / $p" | bc -l)"
 echo
 echo "== prezerod's decisions"
-grep -E "handed over|not handed over|left alone|released" "$log" | sed 's/^.*\[PrezeroPool\] /  /' | tail -n 4
+grep -E ": (hand-over|make-room|nothing): |: handed over|released" "$log" | sed 's/^.*\[PrezeroPool\] /  /' | tail -n 4
