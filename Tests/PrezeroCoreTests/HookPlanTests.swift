@@ -161,6 +161,22 @@ struct DomainShapeTests {
         #expect(try HookPlanner.plan(d, host: host()).backends.map(\.backend.alias) == ["ram-node0", "ram-node1", "dimm0", "dimm1"])
     }
 
+    /// qemuDeviceMemoryGetAliasID: DIMMs and NVDIMMs are named after their slot (the lowest free
+    /// one, or their <address type='dimm' slot>), the others per model. Checked against libvirtd
+    /// by LibvirtPlanArgvTests, which first caught `nvdimm0` where libvirt says `nvdimm2`.
+    @Test func dimmAndNvdimmAliasesAreTheirSlots() throws {
+        let d = try DomainXML.parse(syntheticDomain(
+            memory: "<maxMemory slots='8' unit='GiB'>16</maxMemory><memory unit='KiB'>4194304</memory>", cells: twoCells,
+            devices: """
+                <memory model='dimm'><target><size unit='MiB'>256</size><node>0</node></target></memory>
+                <memory model='virtio-mem'><target><size unit='MiB'>256</size><node>0</node><requested unit='MiB'>0</requested></target></memory>
+                <memory model='dimm'><target><size unit='MiB'>256</size><node>0</node></target><address type='dimm' slot='1'/></memory>
+                <memory model='nvdimm'><source><path>/var/lib/nv</path></source><target><size unit='MiB'>256</size><node>0</node></target></memory>
+                <memory model='virtio-mem'><target><size unit='MiB'>256</size><node>0</node><requested unit='MiB'>0</requested></target></memory>
+                """))
+        #expect(d.devices.map(\.alias) == ["dimm0", "virtiomem0", "dimm1", "nvdimm2", "virtiomem1"])
+    }
+
     @Test func nvdimmVirtioPmemVirtioMemAndEPC() throws {
         let r = try rows(syntheticDomain(
             memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>4259840</memory>", cells: twoCells,
