@@ -150,8 +150,7 @@ extension PoolDaemon {
                 guard st.links == 1 else { continue }
                 if st.uid != 0 || st.gid != 0 || st.permissions != 0o600 {
                     let fd = try pool.open(.leased, lease.leasedName)
-                    try Files.chown(fd, uid: 0, gid: 0)
-                    try Files.chmod(fd, mode: 0o600)
+                    try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o600)
                 }
                 out.append((lease, st))
             } catch {
@@ -167,8 +166,7 @@ extension PoolDaemon {
         let size: UInt64
         do {
             let fd = try pool.open(.leased, lease.leasedName)
-            try Files.chown(fd, uid: 0, gid: 0)
-            try Files.chmod(fd, mode: 0o600)
+            try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o600)
             if try Files.status(fd).size > lease.file.bytes { try Files.truncate(fd, to: lease.file.bytes) }
             size = try Files.status(fd).size
         }

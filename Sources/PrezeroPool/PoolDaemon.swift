@@ -128,8 +128,7 @@ public final class PoolDaemon: Sendable {
             addToBook(state, f, mount: mi)
         case .move(let from, let name, let to, let newName):
             if from == .leased, let fd = try? pool.open(.leased, name) {
-                try Files.chown(fd, uid: 0, gid: 0)
-                try Files.chmod(fd, mode: 0o600)
+                try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o600)
             }
             try pool.move(from, name, to: to, newName)
             logger.info("recovery: \(from.rawValue)/\(name) -> \(to.rawValue)/\(newName)")

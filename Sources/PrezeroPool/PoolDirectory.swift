@@ -17,13 +17,11 @@ public final class PoolDirectory: Sendable {
         root = try Files.openDirectory(in: mountDir, name: name, createMode: 0o700)
         rootPath = mount.path.hasSuffix("/") ? mount.path + name : mount.path + "/" + name
         // Root-only, whatever it was created as.
-        try Files.chown(root, uid: 0, gid: 0)
-        try Files.chmod(root, mode: 0o700)
+        try Files.setOwner(root, uid: 0, gid: 0, mode: 0o700)
         var d: [PoolState: Descriptor] = [:]
         for s in PoolState.allCases {
             let fd = try Files.openDirectory(in: root, name: s.rawValue, createMode: 0o700)
-            try Files.chown(fd, uid: 0, gid: 0)
-            try Files.chmod(fd, mode: 0o700)
+            try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o700)
             d[s] = fd
         }
         dirs = d

@@ -195,16 +195,14 @@ extension PoolDaemon {
                 }
                 return miss(c, mount: mi, key: key)
             }
-            try Files.chown(fd, uid: c.uid, gid: c.gid)
-            try Files.chmod(fd, mode: c.mode)
+            try Files.setOwner(fd, uid: c.uid, gid: c.gid, mode: c.mode)
             rememberLeaseDestination(key, c.dest)
             do throws(SysError) {
                 try Files.link(in: pool.dir(.leased), leased, to: destDir, destName)
             } catch {
                 forgetLeaseDestination(key)
                 // Never handed out: back to root and to clean/, still zero.
-                try Files.chown(fd, uid: 0, gid: 0)
-                try Files.chmod(fd, mode: 0o600)
+                try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o600)
                 let back = picked.name.resized(c.bytes)
                 try pool.move(.leased, leased, to: .clean, back.description)
                 book.withLock { b in
@@ -321,8 +319,7 @@ extension PoolDaemon {
         let pool = pools[lease.mount]
         do {
             let fd = try pool.open(.leased, lease.leasedName)
-            try Files.chown(fd, uid: 0, gid: 0)
-            try Files.chmod(fd, mode: 0o600)
+            try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o600)
             if let dest = lease.dest, let (dir, name) = try? openDestination(dest, pool: pool),
                let st = try Files.status(in: dir, name: name), st.inode == lease.inode {
                 try Files.unlink(in: dir, name)

@@ -198,6 +198,13 @@ public enum Files {
         try check("chmod", fd.label) { fchmod(fd.raw, mode_t(mode)) }
     }
 
+    /// Owner, then mode (fchown clears set-id bits, so the mode comes last): how every pool
+    /// file changes hands, to a guest's uid:gid or back to root.
+    public static func setOwner(_ fd: Descriptor, uid: UInt32, gid: UInt32, mode: UInt32) throws(SysError) {
+        try chown(fd, uid: uid, gid: gid)
+        try chmod(fd, mode: mode)
+    }
+
     /// The corresponding C function is `ftruncate`. Shrinking a hugetlbfs file gives its tail pages back.
     public static func truncate(_ fd: Descriptor, to size: UInt64) throws(SysError) {
         try check("truncate", fd.label) { ftruncate(fd.raw, off_t(size)) }
