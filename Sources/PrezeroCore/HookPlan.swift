@@ -105,19 +105,23 @@ public enum HookPlanner {
     }
 
     /// The directory libvirt creates for a domain under cfg->memoryBackingDir (`base`, see
-    /// HookHost.backingBase): `<base>/<id>-<name cut to 20>` (qemuGetMemoryBackingDomainPath). libvirt cuts the name to 20
-    /// characters when its locale can decode the name as multibyte text, and to
-    /// 20 bytes when it cannot (the C locale with a non-ASCII name). Both candidates
-    /// are returned, the character rule first; a byte cut that splits a character
-    /// cannot be a String and is left out.
-    public static func domainDirectories(base backingBase: String, id: Int, name: String) -> [String] {
-        let base = normalize(backingBase) + "/"
+    /// HookHost.backingBase): `<base>/<short name>` (qemuGetMemoryBackingDomainPath), for each
+    /// candidate short name.
+    public static func domainDirectories(base: String, id: Int, name: String) -> [String] {
+        shortNames(id: id, name: name).map { normalize(base) + "/" + $0 }
+    }
+
+    /// virDomainDefGetShortName: `<id>-<name cut to 20>`. libvirt cuts the name to 20
+    /// characters when its locale can decode the name as multibyte text, and to 20 bytes
+    /// when it cannot (the C locale with a non-ASCII name). Both candidates are returned,
+    /// the character rule first; a byte cut that splits a character cannot be a String and
+    /// is left out.
+    public static func shortNames(id: Int, name: String) -> [String] {
         var names = ["\(id)-" + String(String.UnicodeScalarView(name.unicodeScalars.prefix(20)))]
-        let bytes = Array(name.utf8.prefix(20))
-        if let cut = String(validating: bytes, as: UTF8.self), !names.contains("\(id)-\(cut)") {
+        if let cut = String(validating: Array(name.utf8.prefix(20)), as: UTF8.self), !names.contains("\(id)-\(cut)") {
             names.append("\(id)-\(cut)")
         }
-        return names.map { base + $0 }
+        return names
     }
 }
 

@@ -12,8 +12,13 @@ public struct MemoryBackend: Equatable, Sendable {
         /// An nvdimm's or virtio-pmem's own file.
         case deviceFile(String)
 
-        public var isDirectory: Bool {
-            if case .hugepageDirectory = self { true } else { false }
+        /// `file`, `directory` or `device`: the plan JSON's `path_kind`.
+        public var kind: String {
+            switch self {
+            case .backingFile: "file"
+            case .hugepageDirectory: "directory"
+            case .deviceFile: "device"
+            }
         }
 
         public var path: String {
@@ -156,10 +161,9 @@ public enum LibvirtBackends {
         }
     }
 
-    /// virDomainDefGetShortName: `<id>-<name cut to 20>` (the character rule; see HookPlanner.domainDirectories).
     /// A defined domain that is not running has id -1, as `virsh domxml-to-native` shows.
     static func shortName(_ d: DomainMemory) -> String {
-        "\(d.id ?? -1)-" + String(String.UnicodeScalarView(d.name.unicodeScalars.prefix(20)))
+        HookPlanner.shortNames(id: d.id ?? -1, name: d.name)[0]
     }
 
     /// One backend's inputs, as libvirt fills a `virDomainMemoryDef` for it.

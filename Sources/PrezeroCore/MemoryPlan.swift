@@ -134,8 +134,8 @@ public enum DomainXML {
         }
         func attr(_ e: XMLElement?, _ name: String) -> String? { e?.attribute(forName: name)?.stringValue }
         /// virDomainParseMemory: a scaled value, stored in KiB rounded up.
-        func memory(_ e: XMLElement?, value: String?, unitOf u: XMLElement?, what: String) throws(DomainXMLError) -> UInt64 {
-            let bytes = try size(value ?? "", unit: attr(u, "unit") ?? "KiB", what: what)
+        func memory(_ e: XMLElement?, value: String?, what: String) throws(DomainXMLError) -> UInt64 {
+            let bytes = try size(value ?? "", unit: attr(e, "unit") ?? "KiB", what: what)
             return ByteSize.roundUp(bytes, to: 1024)
         }
         func access(_ s: String?, what: String) throws(DomainXMLError) -> DomainMemory.Access {
@@ -167,7 +167,7 @@ public enum DomainXML {
             let pages = elements(h, "page")
             if pages.isEmpty { hugepages = [DomainMemory.HugePage(size: 0, cells: nil)] }
             for p in pages {
-                let s = try memory(p, value: attr(p, "size"), unitOf: p, what: "hugepages page size")
+                let s = try memory(p, value: attr(p, "size"), what: "hugepages page size")
                 guard s > 0 else { throw DomainXMLError(description: "hugepages page size is 0") }
                 let cells = try attr(p, "nodeset").map { v throws(DomainXMLError) in try nodeSet(v) }
                 hugepages.append(DomainMemory.HugePage(size: s, cells: cells))
@@ -196,7 +196,7 @@ public enum DomainXML {
             if let id = attr(c, "id"), Int(id) != i {
                 throw DomainXMLError(description: "<cell id='\(id)'> is out of order: libvirt needs ids 0, 1, … in order")
             }
-            cells.append(DomainMemory.Cell(bytes: try memory(c, value: attr(c, "memory"), unitOf: c, what: "cell \(i) memory"),
+            cells.append(DomainMemory.Cell(bytes: try memory(c, value: attr(c, "memory"), what: "cell \(i) memory"),
                                            access: try access(attr(c, "memAccess"), what: "cell \(i)")))
         }
 
@@ -239,17 +239,17 @@ public enum DomainXML {
             }
             devices.append(DomainMemory.Device(
                 model: model, alias: alias, access: try access(attr(d, "access"), what: alias),
-                bytes: try memory(sizeEl, value: sizeEl?.stringValue, unitOf: sizeEl, what: "\(alias) size"),
+                bytes: try memory(sizeEl, value: sizeEl?.stringValue, what: "\(alias) size"),
                 targetNode: node,
-                pageSize: try pageEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, unitOf: e, what: "\(alias) page size") } ?? 0,
+                pageSize: try pageEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, what: "\(alias) page size") } ?? 0,
                 sourceNodes: try src.flatMap { text($0, "nodemask") }.map { v throws(DomainXMLError) in try nodeSet(v) },
                 path: src.flatMap { text($0, "path") },
                 pmem: src.map { !elements($0, "pmem").isEmpty } ?? false,
-                requested: try reqEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, unitOf: e, what: "\(alias) requested size") } ?? 0))
+                requested: try reqEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, what: "\(alias) requested size") } ?? 0))
         }
 
         let memEl = elements(root, "memory").first
-        let total = try memory(memEl, value: memEl?.stringValue, unitOf: memEl, what: "<memory>")
+        let total = try memory(memEl, value: memEl?.stringValue, what: "<memory>")
         var owner: DomainMemory.Owner?
         for s in elements(root, "seclabel") where attr(s, "model") == "dac" {
             owner = dacLabel(text(s, "label") ?? "")

@@ -65,15 +65,19 @@ extension PoolDaemon {
             say("not handed over: \(why); making room")
             for i in plan.backends.indices where plan.backends[i].decision == .handOver { plan.backends[i].decision = .makeRoom }
         }
-        let dirs = HookPlanner.domainDirectories(base: host.backingBase, id: id, name: d.name)
-        let dir = dirs.first { (try? Files.openDirectory(path: $0, pathOnly: true)) != nil }
-        let owner = d.owner ?? qemuOwner(conf)
+        // Looked up only for a domain with something to hand over: every other start skips the I/O.
+        var target: (dir: String, owner: DomainMemory.Owner)?
         if !plan.handOvers.isEmpty {
-            if dir == nil { fallBack("libvirt's domain directory is not there (looked for \(dirs.joined(separator: ", ")))") }
-            else if owner == nil { fallBack("no DAC label in the XML and qemu.conf's user/group do not resolve") }
+            let dirs = HookPlanner.domainDirectories(base: host.backingBase, id: id, name: d.name)
+            if let dir = dirs.first(where: { (try? Files.openDirectory(path: $0, pathOnly: true)) != nil }) {
+                if let owner = d.owner ?? qemuOwner(conf) { target = (dir, owner) }
+                else { fallBack("no DAC label in the XML and qemu.conf's user/group do not resolve") }
+            } else {
+                fallBack("libvirt's domain directory is not there (looked for \(dirs.joined(separator: ", ")))")
+            }
         }
         // Claims first: they take clean files, which making room would give back.
-        if let dir, let owner {
+        if let (dir, owner) = target {
             for p in plan.handOvers {
                 let b = p.backend
                 let key = "\(d.uuid).\(b.alias)"

@@ -121,15 +121,10 @@ struct LibvirtPlan: ParsableCommand {
                          b.hostNodes.isEmpty ? "any" : b.hostNodes.map(String.init).joined(separator: ",") + (b.policy.map { " \($0)" } ?? ""),
                          b.shared ? "yes" : "no", p.decision.rawValue])
         }
-        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
-        for r in rows {
-            out += r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ") + "\n"
-        }
-        out += "\n"
+        out += columns(rows, numbers: false) + "\n"
         for p in plan.backends {
             out += "\(p.backend.id): \(p.reason)\n"
-            if let path = p.backend.path { out += "  \(path.isDirectory ? "directory" : "file") \(path.path)\n" }
+            if let path = p.backend.path { out += "  \(path.kind == "directory" ? "directory" : "file") \(path.path)\n" }
         }
         let room = plan.makeRoom()
         if !room.isEmpty {
@@ -142,39 +137,39 @@ struct LibvirtPlan: ParsableCommand {
 }
 
 /// `prezero libvirt plan --json`, version 1: a stable contract (see the README).
-/// Sizes and page sizes are integers in bytes.
+/// Sizes and page sizes are integers in bytes; every key is always there, `null` where it does not apply.
 struct PlanJSON: Encodable {
+    /// An optional written as `null` rather than left out (what synthesized Encodable does with `T?`).
+    struct Nullable<T: Encodable>: Encodable {
+        var value: T?
+        init(_ value: T?) { self.value = value }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            if let value { try c.encode(value) } else { try c.encodeNil() }
+        }
+    }
     struct Domain: Encodable {
         var name: String
         var uuid: String
-        var id: Int?
-        var machine: String?
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(uuid, forKey: .uuid)
-            try c.encode(id, forKey: .id)
-            try c.encode(machine, forKey: .machine)
-        }
-        enum CodingKeys: String, CodingKey { case name, uuid, id, machine }
+        var id: Nullable<Int>
+        var machine: Nullable<String>
     }
     struct Backend: Encodable {
         var id: String
         var type: String
         var device: String
         var alias: String
-        var path: String?
-        var pathKind: String?
+        var path: Nullable<String>
+        var pathKind: Nullable<String>
         var bytes: UInt64
         var startBytes: UInt64
         var pageSize: UInt64
-        var share: Bool?
+        var share: Nullable<Bool>
         var shared: Bool
         var hostNodes: [Int]
-        var policy: String?
+        var policy: Nullable<String>
         var prealloc: Bool
-        var threadContext: String?
+        var threadContext: Nullable<String>
         var decision: String
         var reason: String
 
@@ -183,40 +178,13 @@ struct PlanJSON: Encodable {
             case pathKind = "path_kind", startBytes = "start_bytes", pageSize = "page_size", hostNodes = "host_nodes"
             case threadContext = "thread_context"
         }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(id, forKey: .id)
-            try c.encode(type, forKey: .type)
-            try c.encode(device, forKey: .device)
-            try c.encode(alias, forKey: .alias)
-            try c.encode(path, forKey: .path)
-            try c.encode(pathKind, forKey: .pathKind)
-            try c.encode(bytes, forKey: .bytes)
-            try c.encode(startBytes, forKey: .startBytes)
-            try c.encode(pageSize, forKey: .pageSize)
-            try c.encode(share, forKey: .share)
-            try c.encode(shared, forKey: .shared)
-            try c.encode(hostNodes, forKey: .hostNodes)
-            try c.encode(policy, forKey: .policy)
-            try c.encode(prealloc, forKey: .prealloc)
-            try c.encode(threadContext, forKey: .threadContext)
-            try c.encode(decision, forKey: .decision)
-            try c.encode(reason, forKey: .reason)
-        }
     }
     struct Room: Encodable {
         var pageSize: UInt64
-        /// nil: any node.
-        var node: Int?
+        /// null: any node.
+        var node: Nullable<Int>
         var pages: UInt64
         enum CodingKeys: String, CodingKey { case pageSize = "page_size", node, pages }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(pageSize, forKey: .pageSize)
-            try c.encode(node, forKey: .node)
-            try c.encode(pages, forKey: .pages)
-        }
     }
 
     var v = 1
@@ -227,22 +195,16 @@ struct PlanJSON: Encodable {
     enum CodingKeys: String, CodingKey { case v, domain, backends, makeRoom = "make_room" }
 
     init(_ d: DomainMemory, _ plan: DomainPlan) {
-        domain = Domain(name: d.name, uuid: d.uuid, id: d.id, machine: d.machine)
+        domain = Domain(name: d.name, uuid: d.uuid, id: Nullable(d.id), machine: Nullable(d.machine))
         backends = plan.backends.map { p in
             let b = p.backend
-            let kind: String? = switch b.path {
-            case .backingFile?: "file"
-            case .hugepageDirectory?: "directory"
-            case .deviceFile?: "device"
-            case nil: nil
-            }
-            return Backend(id: b.id, type: b.kind.rawValue, device: b.device, alias: b.alias, path: b.path?.path, pathKind: kind,
-                           bytes: b.bytes, startBytes: b.startBytes, pageSize: p.pageSize, share: b.share, shared: b.shared,
-                           hostNodes: b.hostNodes, policy: b.policy, prealloc: b.prealloc, threadContext: b.threadContext,
-                           decision: p.decision.rawValue, reason: p.reason)
+            return Backend(id: b.id, type: b.kind.rawValue, device: b.device, alias: b.alias, path: Nullable(b.path?.path),
+                           pathKind: Nullable(b.path?.kind), bytes: b.bytes, startBytes: b.startBytes, pageSize: p.pageSize,
+                           share: Nullable(b.share), shared: b.shared, hostNodes: b.hostNodes, policy: Nullable(b.policy),
+                           prealloc: b.prealloc, threadContext: Nullable(b.threadContext), decision: p.decision.rawValue, reason: p.reason)
         }
         makeRoom = plan.makeRoom().sorted { $0.key < $1.key }.flatMap { ps, nodes in
-            nodes.sorted { $0.key < $1.key }.map { Room(pageSize: ps, node: Int($0.key), pages: $0.value) }
+            nodes.sorted { $0.key < $1.key }.map { Room(pageSize: ps, node: Nullable(Int($0.key)), pages: $0.value) }
         }
     }
 }

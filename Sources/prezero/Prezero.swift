@@ -92,6 +92,19 @@ func printJSON<T: Encodable>(_ value: T) {
     if let d = try? enc.encode(value), let s = String(data: d, encoding: .utf8) { print(s) }
 }
 
+/// Rows as columns two spaces apart, one line each. The first column is left-aligned; the
+/// others are right-aligned with `numbers`, else left-aligned with the last one unpadded.
+func columns(_ rows: [[String]], numbers: Bool) -> String {
+    guard let head = rows.first else { return "" }
+    let widths = head.indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+    return rows.map { r in
+        r.enumerated().map { i, c in
+            if numbers && i > 0 { return String(repeating: " ", count: widths[i] - c.count) + c }
+            return !numbers && i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ") + "\n"
+    }.joined()
+}
+
 func parseSize(_ text: String, what: String) throws -> UInt64 {
     guard let v = ByteSize.parse(text) else {
         throw ValidationError("\(what) '\(text)' is not a size; use e.g. 2G, 512M or a byte count")

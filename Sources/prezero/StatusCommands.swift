@@ -35,13 +35,7 @@ enum StatusTable {
                     "\(o["hit"] ?? 0)", "\(o["truncated"] ?? 0)", "\(o["partial"] ?? 0)", "\(o["miss"] ?? 0)",
                 ])
             }
-            let widths = head.indices.map { i in rows.map { $0[i].count }.max()! }
-            for r in rows {
-                out += r.enumerated().map { i, c in
-                    i == 0 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-                        : String(repeating: " ", count: widths[i] - c.count) + c
-                }.joined(separator: "  ") + "\n"
-            }
+            out += columns(rows, numbers: true)
         }
         return out
     }

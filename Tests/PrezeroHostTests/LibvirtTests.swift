@@ -113,10 +113,7 @@ extension PoolTests {
         let r = try lv.virsh("start", uuid)
         #expect(r.status == 0, "\(r.err)")
         #expect(hostFreePages(page2M) == before)
-        let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").sorted()
-        #expect(leased.map { $0.components(separatedBy: "~")[0] } == ["\(uuid).ram-node0", "\(uuid).ram-node1"])
-        let inodes = Set(leased.map { Files.status(followingPath: "\(pool.mount)/.prezero/leased/\($0)")!.inode })
-        #expect(lv.mappedInodes(try lv.qemuPID(uuid)) == inodes)
+        try expectHandedOver(pool, lv, uuid, aliases: ["ram-node0", "ram-node1"])
         _ = try lv.virsh("destroy", uuid)
         try pool.waitClean(128 * MiB, timeout: 30)
     }
