@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test demo bench bench-libvirt bench-launch install install-files uninstall clean
+.PHONY: all deps build release test sim mutants demo bench bench-libvirt bench-launch install install-files uninstall clean
 
 all: build
 
@@ -32,6 +32,18 @@ test: deps
 # binaries (Tests/numa/README.md). Its own release build, so it never races a build in .build.
 NUMA_SCRATCH ?= .build-numa
 .PHONY: numa
+# The pool's state machine over the in-memory model: no root, no huge pages. `make test`
+# runs 10,000 sequences; this runs SIM_SEQUENCES of them (from seed SIM_BASE).
+SIM_SEQUENCES ?= 100000
+SIM_BASE ?= 1
+sim:
+	$(SWIFT) build --build-tests
+	SIM_SEQUENCES=$(SIM_SEQUENCES) SIM_BASE=$(SIM_BASE) $(SWIFT) test --skip-build --filter Simulation
+
+# Six known pool bugs, injected one at a time: the simulation must catch each.
+mutants:
+	scripts/mutants.py --sequences $(or $(MUTANT_SEQUENCES),10000)
+
 numa: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(NUMA_SCRATCH)
 	PREZERO_NUMA_BIN=$(NUMA_SCRATCH)/release scripts/numa.sh 2

@@ -76,6 +76,11 @@ let package = Package(
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
         .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroCore"], exclude: ["Fixtures"], swiftSettings: strict),
+        // The pool engine over an in-memory model file system: no root, no huge pages.
+        .testTarget(
+            name: "PrezeroPoolTests",
+            dependencies: ["PrezeroCore", "PrezeroPool", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         // prezero-hook is not a dependency: its -static-executable would be linked into the
         // test binary. `swift build --build-tests` builds it all the same.
         .testTarget(

@@ -1,6 +1,6 @@
 /// The states a pool file can be in. Each is a directory under the pool root;
 /// a state change is a rename between them.
-public enum PoolState: String, CaseIterable, Sendable, Codable {
+public enum FileState: String, CaseIterable, Sendable, Codable {
     /// Being fallocated by a node worker (kernel-zeroed pages only).
     case filling
     /// Every byte is zero: the only state a file is handed out from.

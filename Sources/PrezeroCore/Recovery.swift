@@ -1,6 +1,6 @@
 /// One entry found in a pool state directory at start-up.
 public struct ListedFile: Equatable, Sendable {
-    public var state: PoolState
+    public var state: FileState
     public var name: String
     public var isRegular: Bool
     public var links: UInt64
@@ -9,9 +9,11 @@ public struct ListedFile: Equatable, Sendable {
     public var held: Bool
     /// Owned by root with no group or other permissions, as the daemon leaves every pool file.
     public var rootOnly: Bool
+    public var inode: UInt64
 
-    public init(state: PoolState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool,
-                rootOnly: Bool = true) {
+    public init(state: FileState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool,
+                rootOnly: Bool = true, inode: UInt64 = 0) {
+        self.inode = inode
         self.state = state
         self.name = name
         self.isRegular = isRegular
@@ -25,13 +27,13 @@ public struct ListedFile: Equatable, Sendable {
 /// What start-up does with a listed file.
 public enum RecoveryAction: Equatable, Sendable {
     /// Leave it where it is.
-    case keep(PoolState, String)
+    case keep(FileState, String)
     /// Rename it into another state, under the same pool file name.
-    case move(from: PoolState, name: String, to: PoolState, newName: String)
+    case move(from: FileState, name: String, to: FileState, newName: String)
     /// A fill was cut short: finish it (its pages are kernel-zeroed, never handed out).
     case resumeFill(String)
     /// Not understood, or unsafe to hand out: set aside, never made clean.
-    case quarantine(PoolState, String, reason: String)
+    case quarantine(FileState, String, reason: String)
 }
 
 /// Rebuilds pool state from the directories alone. Nothing here ever moves a

@@ -52,6 +52,6 @@ enum HolderScan {
 
     static func processExists(_ pid: String) -> Bool {
         guard let p = Int32(pid) else { return false }
-        return kill(p, 0) == 0 || errno == EPERM
+        return Processes.exists(p)
     }
 }

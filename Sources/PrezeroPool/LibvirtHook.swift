@@ -83,7 +83,7 @@ extension PoolDaemon {
                 let key = "\(d.uuid).\(b.alias)"
                 // A lease left from an earlier run of this domain (libvirtd died before release):
                 // its name is gone, so it is reclaimed like any other.
-                if book.withLock({ $0.leases[key] != nil }) { _ = try? release(ReleaseRequest(lease: key)) }
+                if engine.state.withLock({ $0.leases[key] != nil }) { _ = try? release(ReleaseRequest(lease: key)) }
                 do {
                     let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
                                                    uid: owner.uid, gid: owner.gid, mode: 0o600, lease: key))
@@ -107,7 +107,7 @@ extension PoolDaemon {
     /// their files are scrubbed once QEMU is gone.
     func domainEnded(_ xml: String, call: String) throws(ControlError) -> HookResult {
         let d = try parseDomain(xml, call: call)
-        let keys = book.withLock { b in b.leases.keys.filter { $0.hasPrefix(d.uuid + ".") }.sorted() }
+        let keys = engine.state.withLock { b in b.leases.keys.filter { $0.hasPrefix(d.uuid + ".") }.sorted() }
         var result = HookResult()
         for key in keys {
             do {
@@ -138,20 +138,7 @@ extension PoolDaemon {
                 say("no pool of \(ByteSize.format(pageSize)) pages: nothing to give back")
                 return
             }
-            var need = any * pageSize
-            let free = wakeups.keys.filter { $0.mount == mi }.reduce(0) { $0 + nodeCounters($1).free }
-            need -= min(need, free)
-            let nodes = book.withLock { b in
-                b.nodes.filter { $0.key.mount == mi }.sorted { $0.value.cleanBytes > $1.value.cleanBytes }.map(\.key)
-            }
-            // Keep fills out of the freed pages until the launch has taken them.
-            book.withLock { b in
-                for k in nodes {
-                    b.nodes[k]?.holdPages = any
-                    b.nodes[k]?.holdUntil = monotonicSeconds() + Double(config.makeRoomHoldS)
-                }
-            }
-            for k in nodes where need > 0 { need -= min(need, giveBack(k, bytes: need)) }
+            engine.makeRoomAnywhere(mount: mi, pages: any)
             say("made room for \(any) pages on any node")
         }
         guard !perNode.isEmpty else { return }

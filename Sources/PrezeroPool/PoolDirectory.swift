@@ -9,7 +9,7 @@ public final class PoolDirectory: Sendable {
     public let mount: PoolMount
     public let root: Descriptor
     public let rootPath: String
-    let dirs: [PoolState: Descriptor]
+    let dirs: [FileState: Descriptor]
     public let device: FileStatus
 
     public init(mount: PoolMount, name: String) throws {
@@ -18,8 +18,8 @@ public final class PoolDirectory: Sendable {
         rootPath = mount.path.hasSuffix("/") ? mount.path + name : mount.path + "/" + name
         // Root-only, whatever it was created as.
         try Files.setOwner(root, uid: 0, gid: 0, mode: 0o700)
-        var d: [PoolState: Descriptor] = [:]
-        for s in PoolState.allCases {
+        var d: [FileState: Descriptor] = [:]
+        for s in FileState.allCases {
             let fd = try Files.openDirectory(in: root, name: s.rawValue, createMode: 0o700)
             try Files.setOwner(fd, uid: 0, gid: 0, mode: 0o700)
             d[s] = fd
@@ -29,7 +29,7 @@ public final class PoolDirectory: Sendable {
         self.mount = mount
     }
 
-    public func dir(_ s: PoolState) -> Descriptor { dirs[s]! }
+    public func dir(_ s: FileState) -> Descriptor { dirs[s]! }
 
     /// Is this directory the pool root or one of its state directories?
     func isPoolDirectory(_ st: FileStatus) -> Bool {
@@ -37,19 +37,10 @@ public final class PoolDirectory: Sendable {
             && ([device.inode] + dirs.values.compactMap { try? Files.status($0).inode }).contains(st.inode)
     }
 
-    public func path(_ s: PoolState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
+    public func path(_ s: FileState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
 
-    /// Moves a file between states (or renames it within one).
-    func move(_ from: PoolState, _ name: String, to: PoolState, _ newName: String) throws(SysError) {
-        try Files.rename(in: dir(from), name, to: dir(to), newName)
-    }
-
-    func open(_ s: PoolState, _ name: String, create: Bool = false) throws(SysError) -> Descriptor {
+    func open(_ s: FileState, _ name: String, create: Bool = false) throws(SysError) -> Descriptor {
         try Files.openFile(in: dir(s), name: name, create: create)
-    }
-
-    func unlink(_ s: PoolState, _ name: String) throws(SysError) {
-        try Files.unlink(in: dir(s), name)
     }
 
     /// Files held open or mapped by any process, on this mount.
@@ -62,26 +53,18 @@ public final class PoolDirectory: Sendable {
     }
 
     /// Everything in the state directories, as recovery sees it.
-    func listing() throws -> [ListedFile] {
+    func listing() throws(SysError) -> [ListedFile] {
         let held = holders()
         var out: [ListedFile] = []
-        for s in PoolState.allCases {
+        for s in FileState.allCases {
             for name in try Files.list(dir(s)) {
                 guard let st = try Files.status(in: dir(s), name: name) else { continue }
                 out.append(ListedFile(state: s, name: name, isRegular: st.isRegular, links: st.links,
                                       bytes: st.size, held: !held.isFree(fileID(st)),
-                                      rootOnly: st.uid == 0 && st.permissions & 0o077 == 0))
+                                      rootOnly: st.uid == 0 && st.permissions & 0o077 == 0, inode: st.inode))
             }
         }
         // Anything else directly under the pool root is not ours either.
         return out
-    }
-
-    /// Sets a file aside under a unique name; the only way out of quarantine is an operator.
-    func quarantine(_ s: PoolState, _ name: String, seq: UInt64) throws(SysError) {
-        let safe = String(name.unicodeScalars.map { c -> Character in
-            (c.isASCII && (c.properties.isAlphabetic || c.properties.numericType != nil || c == "-" || c == "_" || c == ".")) ? Character(c) : "_"
-        }).prefix(100)
-        try move(s, name, to: .quarantine, "\(s.rawValue)-\(seq)-\(safe.isEmpty ? "x" : String(safe))")
     }
 }

@@ -30,6 +30,21 @@ public enum Numa {
         numa_set_membind(mask)
     }
 
+    /// Runs `body` with the calling thread's allocations bound to `node`, then puts the
+    /// thread's own policy back (a worker stays bound to its node; any other thread goes
+    /// back to its default). The corresponding C calls are `get_mempolicy` and `set_mempolicy`.
+    public static func withMemory<R, E: Error>(onNode node: Int, _ body: () throws(E) -> R) throws(E) -> R {
+        var mode: Int32 = 0
+        var mask = [UInt](repeating: 0, count: 16)
+        let bits = UInt(mask.count * UInt.bitWidth)
+        let saved = numa_available() >= 0 && get_mempolicy(&mode, &mask, bits, nil, 0) == 0
+        bindMemory(toNode: node)
+        defer {
+            if saved { _ = set_mempolicy(mode, &mask, bits) } else { resetMemoryPolicy() }
+        }
+        return try body()
+    }
+
     /// Restores the default memory policy of the calling thread.
     public static func resetMemoryPolicy() {
         guard numa_available() >= 0 else { return }

@@ -90,3 +90,14 @@ public final class ChildProcess: @unchecked Sendable {
 
     public func signal(_ sig: Int32) { if status == nil { kill(pid, sig) } }
 }
+
+public enum Processes {
+    /// Does a process with this pid exist (ours to signal or not)?
+    public static func exists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+    public static func current() -> Int32 { getpid() }
+}
+
+extension Processes {
+    /// The real user ID of this process.
+    public static func userID() -> UInt32 { getuid() }
+}

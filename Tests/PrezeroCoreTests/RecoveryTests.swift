@@ -5,7 +5,7 @@ private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
 
 private func listed(
-    _ state: PoolState, _ name: String, regular: Bool = true, links: UInt64 = 1, bytes: UInt64, held: Bool = false
+    _ state: FileState, _ name: String, regular: Bool = true, links: UInt64 = 1, bytes: UInt64, held: Bool = false
 ) -> ListedFile {
     ListedFile(state: state, name: name, isRegular: regular, links: links, bytes: bytes, held: held)
 }
@@ -147,16 +147,16 @@ struct RecoveryTests {
             == .keep(.quarantine, "n0-1073741824-4"))
     }
 
-    @Test(arguments: [PoolState.filling, .clean, .dirty, .scrubbing])
-    func unknownNamesAreQuarantined(state: PoolState) {
+    @Test(arguments: [FileState.filling, .clean, .dirty, .scrubbing])
+    func unknownNamesAreQuarantined(state: FileState) {
         for name in ["core", "n0-1-2.tmp", "n0-1", "x0-1-2", "n4096-1-2", "n-1-1-2", "", ".n0-1-2", "k~n0-1-2"] {
             let a = only(listed(state, name, bytes: GiB))
             #expect(a == .quarantine(state, name, reason: "not a pool file name"), "\(state)/\(name)")
         }
     }
 
-    @Test(arguments: PoolState.allCases)
-    func nonRegularFilesAreQuarantined(state: PoolState) {
+    @Test(arguments: FileState.allCases)
+    func nonRegularFilesAreQuarantined(state: FileState) {
         let names = ["n0-1073741824-4", "\(uuidKey)~n0-1073741824-4", "evil-link"]
         for name in names {
             let a = only(listed(state, name, regular: false, links: 1, bytes: GiB))
@@ -192,7 +192,7 @@ struct RecoveryTests {
             "../n0-1073741824-4", "n0-1073741824-4 ", "N0-1073741824-4",
         ]
         var files: [ListedFile] = []
-        for state in PoolState.allCases {
+        for state in FileState.allCases {
             for name in names {
                 for regular in [true, false] {
                     for links: UInt64 in [0, 1, 2, 3] {
@@ -297,8 +297,8 @@ struct TokenBucketTests {
 
 @Suite("Recovery: ownership")
 struct RecoveryOwnershipTests {
-    @Test(arguments: [PoolState.clean, .filling, .dirty, .scrubbing])
-    func aPoolFileNotRootOnlyIsQuarantined(state: PoolState) {
+    @Test(arguments: [FileState.clean, .filling, .dirty, .scrubbing])
+    func aPoolFileNotRootOnlyIsQuarantined(state: FileState) {
         let f = ListedFile(state: state, name: "n0-2097152-7", isRegular: true, links: 1, bytes: 2097152,
                            held: false, rootOnly: false)
         guard case .quarantine = Recovery.plan([f])[0] else {

@@ -163,7 +163,7 @@ final class TestPool {
 
     /// Names in every pool state directory, to compare before and after a refused request.
     func snapshot() -> [String] {
-        PoolState.allCases.flatMap { s in
+        FileState.allCases.flatMap { s in
             ((try? FileManager.default.contentsOfDirectory(atPath: "\(mount)/.prezero/\(s.rawValue)")) ?? []).sorted().map { "\(s.rawValue)/\($0)" }
         } + ((try? FileManager.default.contentsOfDirectory(atPath: mount)) ?? []).sorted()
     }

@@ -1,0 +1,168 @@
+/// A (mount, node) pair: the unit a worker owns.
+public struct NodeKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var mount: Int
+    public var node: Int
+    public init(mount: Int, node: Int) {
+        self.mount = mount
+        self.node = node
+    }
+    public var description: String { "m\(mount)/n\(node)" }
+    public static func < (a: NodeKey, b: NodeKey) -> Bool { (a.mount, a.node) < (b.mount, b.node) }
+}
+
+/// A node's huge pages of one size, in bytes. `free` already excludes pages promised
+/// to mappings but not yet faulted in.
+public struct NodeCounters: Sendable, Equatable {
+    public var free: UInt64
+    public var total: UInt64
+    public init(free: UInt64, total: UInt64) {
+        self.free = free
+        self.total = total
+    }
+}
+
+/// What the daemon knows of one (mount, node) pool. The directories are the
+/// truth; this is their index plus counters, rebuilt from them at start-up.
+public struct NodeState: Sendable, Equatable {
+    public var clean: [PoolFileName] = []
+    public var dirty: [PoolFileName] = []
+    /// Files being filled, with bytes allocated so far.
+    public var filling: [PoolFileName: UInt64] = [:]
+    public var scrubbing: [PoolFileName] = []
+    /// Fills cut short by a crash, to finish first.
+    public var resume: [PoolFileName] = []
+    public var target: SizeSpec
+    public var minFree: SizeSpec
+    public var fileSize: UInt64
+    /// Pages kept free after a make-room, until `holdUntil`.
+    public var holdPages: UInt64 = 0
+    public var holdUntil: Double = 0
+    /// No fill starts before then: after a fill that got no page, and while a claim settles.
+    public var fillBackoffUntil: Double = 0
+    public var stats: NodeStatus
+
+    public init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {
+        self.target = target
+        self.minFree = minFree
+        self.fileSize = fileSize
+        stats = NodeStatus(node: node)
+    }
+
+    public var cleanBytes: UInt64 { clean.reduce(0) { $0 + $1.bytes } }
+    public var dirtyBytes: UInt64 { dirty.reduce(0) { $0 + $1.bytes } }
+    public var fillingBytes: UInt64 { filling.values.reduce(0, +) }
+    public var scrubbingBytes: UInt64 { scrubbing.reduce(0) { $0 + $1.bytes } }
+}
+
+/// One hand-over: the second link `leased/<key>~<file>` and where the first one went.
+public struct Lease: Sendable, Equatable {
+    public var key: String
+    public var mount: Int
+    public var file: PoolFileName
+    public var dest: String?
+    public var inode: UInt64
+    /// Still being set up by a claim: the reclaimer leaves it alone. Whether a lease
+    /// has ended is not kept here: it is derived from the file's link count.
+    public var claiming: Bool
+    /// An ended lease whose file a process still holds is scanned for again no sooner
+    /// than this (monotonic seconds), backing off while it stays held: a VM started by
+    /// `prezero launch` holds its file for its whole life, and each scan reads every
+    /// process's descriptors and maps.
+    public var nextScan: Double = 0
+    public var heldScans: Int = 0
+
+    public init(key: String, mount: Int, file: PoolFileName, dest: String?, inode: UInt64, claiming: Bool) {
+        self.key = key
+        self.mount = mount
+        self.file = file
+        self.dest = dest
+        self.inode = inode
+        self.claiming = claiming
+    }
+
+    public var leasedName: String { LeasedName(key: key, file: file).description }
+    public var ref: FileRef { FileRef(mount, .leased, leasedName) }
+}
+
+/// One pool mount as the state sees it.
+public struct MountState: Sendable, Equatable {
+    public var pageSize: UInt64
+    public var nodes: [Int]
+    public var learned: LearnedShapes
+    public var quarantined = 0
+
+    public init(pageSize: UInt64, nodes: [Int], learnedCapacity: Int) {
+        self.pageSize = pageSize
+        self.nodes = nodes
+        learned = LearnedShapes(capacity: learnedCapacity)
+    }
+}
+
+/// The whole pool as a value: every decision the daemon makes is a transition of
+/// it (see `PoolState+Transitions.swift`), and every file operation that follows
+/// from one is an `Effect` the caller performs. Nothing here touches the host.
+public struct PoolState: Sendable, Equatable {
+    public var config: Config
+    public var mounts: [MountState]
+    public var nodes: [NodeKey: NodeState] = [:]
+    public var leases: [String: Lease] = [:]
+    public var seq: UInt64 = 0
+    public var stopping = false
+    /// Files an operation left where its failure left them, unknown to the state until a
+    /// restart's recovery settles them (a failed compensation, or a file that could not go).
+    public var abandoned = 0
+
+    /// - Parameter mounts: each mount's page size, nodes and own settings.
+    public init(config: Config, mounts: [(pageSize: UInt64, nodes: [Int], config: MountConfig)]) {
+        self.config = config
+        self.mounts = mounts.map { MountState(pageSize: $0.pageSize, nodes: $0.nodes, learnedCapacity: config.learnedShapes) }
+        for (mi, m) in mounts.enumerated() {
+            for n in m.nodes {
+                let target = m.config.nodes?[String(n)] ?? m.config.target ?? config.target
+                let fileSize = (m.config.fileSize ?? config.fileSize).resolve(totalBytes: 0)
+                nodes[NodeKey(mount: mi, node: n)] = NodeState(
+                    node: n, target: target, minFree: m.config.minFree ?? config.minFree,
+                    fileSize: max(ByteSize.roundUp(fileSize, to: m.pageSize), m.pageSize))
+            }
+        }
+    }
+
+    public var keys: [NodeKey] { nodes.keys.sorted() }
+
+    public mutating func nextSeq() -> UInt64 {
+        seq += 1
+        return seq
+    }
+
+    public func pageSize(_ k: NodeKey) -> UInt64 { mounts[k.mount].pageSize }
+
+    /// Bytes that must stay free on a node: `min_free`, plus (for filling only) the
+    /// pages a recent make-room set aside for a launch. The hold keeps fills out of
+    /// those pages; it does not make the daemon give more back once the launch took them.
+    public func keepFree(_ k: NodeKey, totalBytes: UInt64, forFill: Bool, now: Double) -> UInt64 {
+        guard let nb = nodes[k] else { return 0 }
+        let ps = pageSize(k)
+        let minFree = ByteSize.roundUp(nb.minFree.resolve(totalBytes: totalBytes), to: ps)
+        let hold = forFill && now < nb.holdUntil ? nb.holdPages * ps : 0
+        return minFree + hold
+    }
+
+    public func target(_ k: NodeKey, totalBytes: UInt64) -> UInt64 {
+        let ps = pageSize(k)
+        return (nodes[k]?.target.resolve(totalBytes: totalBytes) ?? 0) / ps * ps
+    }
+
+    /// Every pool file the state knows on a mount, by state (leases included; quarantine not).
+    public func knownFiles(mount mi: Int) -> [FileRef] {
+        var out: [FileRef] = []
+        for (k, nb) in nodes where k.mount == mi {
+            out += nb.clean.map { FileRef(mi, .clean, $0.description) }
+            out += nb.dirty.map { FileRef(mi, .dirty, $0.description) }
+            out += nb.filling.keys.map { FileRef(mi, .filling, $0.description) }
+            out += nb.scrubbing.map { FileRef(mi, .scrubbing, $0.description) }
+            out += nb.resume.map { FileRef(mi, .filling, $0.description) }
+        }
+        out += leases.values.filter { $0.mount == mi }.map(\.ref)
+        return out
+    }
+}

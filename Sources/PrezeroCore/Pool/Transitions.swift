@@ -1,0 +1,396 @@
+/// Work a node worker picks up.
+public enum Job: Sendable, Equatable {
+    case fill(PoolFileName, resume: Bool)
+    case scrub(PoolFileName)
+    case stop
+}
+
+/// What the reclaimer does with one lease it looked at.
+public enum ReclaimDecision: Sendable, Equatable {
+    /// The destination name is still there: the lease is live.
+    case live
+    /// Released, but some process still holds the file: look again later.
+    case held
+    /// Released and held by no one: the file becomes dirty.
+    case reclaim(PoolOp)
+}
+
+/// The pool's transitions. Each decides from the state and the observations it is
+/// given (counters, listings, holders, the clock), changes the state, and returns
+/// the `PoolOp` whose effects the caller performs.
+extension PoolState {
+    // MARK: jobs (fill and scrub)
+
+    /// The next job of a node's worker: finish cut-short fills, then scrub, then fill toward the target.
+    public mutating func nextJob(_ k: NodeKey, counters c: NodeCounters, now: Double) -> Job? {
+        if stopping { return .stop }
+        guard var nb = nodes[k] else { return .stop }
+        defer { nodes[k] = nb }
+        if !nb.resume.isEmpty {
+            let f = nb.resume.removeFirst()
+            nb.filling[f] = 0
+            return .fill(f, resume: true)
+        }
+        if !nb.dirty.isEmpty {
+            let f = nb.dirty.removeFirst()
+            nb.scrubbing.append(f)
+            return .scrub(f)
+        }
+        guard now >= nb.fillBackoffUntil else { return nil }
+        let ps = pageSize(k)
+        guard let size = FillPlanner.next(
+            target: target(k, totalBytes: c.total), held: nb.cleanBytes + nb.fillingBytes,
+            cleanSizes: nb.clean.map(\.bytes), learned: mounts[k.mount].learned.sizes, fileSize: nb.fileSize,
+            freeBytes: c.free, keepFree: keepFree(k, totalBytes: c.total, forFill: true, now: now), pageSize: ps)
+        else { return nil }
+        let f = PoolFileName(node: k.node, bytes: size, seq: nextSeq())
+        nb.filling[f] = 0
+        return .fill(f, resume: false)
+    }
+
+    /// Should a fill stop before its next chunk? (shutdown, a lower target, or pages needed by others)
+    public func fillShouldStop(_ k: NodeKey, counters c: NodeCounters, chunk: UInt64, now: Double) -> Bool {
+        guard !stopping, let nb = nodes[k] else { return true }
+        let keep = keepFree(k, totalBytes: c.total, forFill: true, now: now)
+        return nb.cleanBytes + nb.fillingBytes > target(k, totalBytes: c.total) || c.free < keep + chunk
+    }
+
+    public mutating func fillProgress(_ k: NodeKey, _ f: PoolFileName, done: UInt64) {
+        nodes[k]?.filling[f] = done
+    }
+
+    /// A fill that got no page at all waits a second before the next try.
+    public mutating func fillBackOff(_ k: NodeKey, now: Double) {
+        nodes[k]?.fillBackoffUntil = now + 1
+    }
+
+    // MARK: claim
+
+    /// Picks a clean file for a checked claim and takes it out of `clean/` in the state;
+    /// nil is a miss. The refill of its node is held back from this moment: the worker
+    /// must not start refilling while the claim is still linking the file.
+    public mutating func beginClaim(_ c: ClaimRequest, mount mi: Int, counters: [NodeKey: NodeCounters],
+                                    now: Double) throws(ControlError) -> (key: String, ticket: ClaimTicket?) {
+        var key = c.lease ?? ""
+        while key.isEmpty || (c.lease == nil && leases[key] != nil) { key = "claim-\(nextSeq())" }
+        guard leases[key] == nil else {
+            throw ControlError(.busy, "claim: lease '\(key)' is already in use; release it first or pick another key")
+        }
+        mounts[mi].learned.record(c.bytes)
+        let clean = nodes.filter { $0.key.mount == mi }.values.flatMap { $0.clean.map(CleanFile.init) }
+        var choice = ClaimPolicy.choose(bytes: c.bytes, allowedNodes: Set(c.nodes), from: clean)
+        // A partial claim extends on the file's node: only within what may be taken there.
+        if choice.outcome == .partial, let f = choice.file {
+            let k = NodeKey(mount: mi, node: f.node)
+            let cnt = counters[k] ?? NodeCounters(free: 0, total: 0)
+            let keep = keepFree(k, totalBytes: cnt.total, forFill: true, now: now)
+            if c.bytes - f.bytes > cnt.free - min(cnt.free, keep) { choice = ClaimChoice(outcome: .miss, file: nil) }
+        }
+        guard let f = choice.file else { return (key, nil) }
+        let t = ClaimTicket(key: key, mount: mi, picked: f.name, outcome: choice.outcome, request: c)
+        let k = NodeKey(mount: mi, node: f.node)
+        nodes[k]?.clean.removeAll { $0 == f.name }
+        settleRefill(k, now: now)
+        leases[key] = Lease(key: key, mount: mi, file: t.handedOut, dest: c.dest, inode: 0, claiming: true)
+        return (key, t)
+    }
+
+    mutating func settleRefill(_ k: NodeKey, now: Double) {
+        let settle = now + Double(config.refillDelayMs) / 1000
+        let until = nodes[k]?.fillBackoffUntil ?? 0
+        nodes[k]?.fillBackoffUntil = max(until, settle)
+    }
+
+    /// Counts a miss on the node it was asked for (or the mount's first).
+    public mutating func countMiss(_ c: ClaimRequest, mount mi: Int) -> Int {
+        let node = c.nodes.first ?? nodes.keys.filter { $0.mount == mi }.map(\.node).min() ?? 0
+        nodes[NodeKey(mount: mi, node: node)]?.stats.outcomes[ClaimOutcome.miss.rawValue, default: 0] += 1
+        return node
+    }
+
+    // MARK: release and reclaim
+
+    /// Leases the reclaimer may look at now.
+    public func reclaimCandidates(now: Double) -> [Lease] {
+        leases.values.filter { !$0.claiming && $0.nextScan <= now }.sorted { $0.key < $1.key }
+    }
+
+    /// A lease whose file has only its `leased/` link left (its destination name is gone)
+    /// becomes dirty once no process holds it.
+    public func reclaimDecision(_ l: Lease, file: FileInfo, holders: Holders) -> ReclaimDecision {
+        guard file.links == 1 else { return .live }
+        guard holders.isFree(file.inode) else { return .held }
+        return .reclaim(.reclaim(l, size: file.size))
+    }
+
+    /// A released lease still held: scanned for again later, backing off while it stays held.
+    public mutating func leaseHeld(_ key: String, now: Double) {
+        guard var l = leases[key] else { return }
+        l.nextScan = now + min(Double(config.reclaimIntervalMs) / 1000 * Double(1 << min(l.heldScans, 10)), 10)
+        l.heldScans += 1
+        leases[key] = l
+    }
+
+    /// `leased/<name>` is gone (an operator removed it): the lease is forgotten.
+    public mutating func leaseVanished(_ l: Lease) {
+        if leases[l.key]?.leasedName == l.leasedName { leases[l.key] = nil }
+    }
+
+    // MARK: give-back, make-room, trim
+
+    /// Takes files worth `bytes` out of the state on one node, for giving back to the kernel:
+    /// dirty files first (of no use until scrubbed), then fills cut short by a crash (they
+    /// wait for their worker), then clean ones, smallest first.
+    public mutating func beginGiveBack(_ k: NodeKey, bytes: UInt64) -> [PoolOp] {
+        guard var nb = nodes[k] else { return [] }
+        defer { nodes[k] = nb }
+        let ps = pageSize(k)
+        var need = ByteSize.roundUp(bytes, to: ps)
+        var ops: [PoolOp] = []
+        while need > 0, !nb.dirty.isEmpty {
+            let f = nb.dirty.removeLast()
+            ops.append(.giveBackWhole(k, .dirty, f))
+            need -= min(need, f.bytes)
+        }
+        // How much of its size a cut-short fill got is not known here: none is counted.
+        while need > 0, !nb.resume.isEmpty {
+            ops.append(.giveBackWhole(k, .filling, nb.resume.removeLast()))
+        }
+        let steps = YieldPlanner.plan(needBytes: need, clean: nb.clean, pageSize: ps)
+        let taken = Set(steps.map(\.file))
+        nb.clean.removeAll { taken.contains($0) }
+        return ops + steps.map { .giveBackClean(k, $0.file, keep: $0.keepBytes) }
+    }
+
+    /// Bytes to give back now because the node's free pages fell below what must stay free.
+    public func shortfall(_ k: NodeKey, counters c: NodeCounters, now: Double) -> UInt64 {
+        let keep = keepFree(k, totalBytes: c.total, forFill: false, now: now)
+        return c.free < keep ? keep - c.free : 0
+    }
+
+    /// Bytes over the target (a lowered target, a drain, or a scrubbed file coming back).
+    public func excess(_ k: NodeKey, totalBytes: UInt64) -> UInt64 {
+        guard let nb = nodes[k] else { return 0 }
+        let held = nb.cleanBytes + nb.dirtyBytes
+        let t = target(k, totalBytes: totalBytes)
+        return held > t ? held - t : 0
+    }
+
+    /// Checks a make-room request whole before anything changes, and returns per node the pages wanted.
+    public func checkMakeRoom(_ r: MakeRoomRequest, mount mi: Int,
+                              counters: [NodeKey: NodeCounters]) throws(ControlError) -> [(String, NodeKey, UInt64)] {
+        let ps = mounts[mi].pageSize
+        var wants: [(String, NodeKey, UInt64)] = []
+        for (nodeText, pages) in r.pages.sorted(by: { $0.key < $1.key }) {
+            guard let node = Int(nodeText), nodes[NodeKey(mount: mi, node: node)] != nil else {
+                throw ControlError(.badRequest, "make-room: node '\(nodeText)' is not a node of this host")
+            }
+            let k = NodeKey(mount: mi, node: node)
+            let total = (counters[k]?.total ?? 0) / ps
+            guard pages <= total else {
+                throw ControlError(.badRequest, "make-room: node \(node) has \(total) pages of \(ByteSize.format(ps)) in all; \(pages) cannot be made free")
+            }
+            wants.append((nodeText, k, pages))
+        }
+        return wants
+    }
+
+    /// Holds `pages` free on a node for `make_room_hold_s`, and says how many bytes to give
+    /// back for them, from that node's own free pages.
+    public mutating func makeRoom(_ k: NodeKey, pages: UInt64, counters: [NodeKey: NodeCounters], now: Double) -> UInt64 {
+        nodes[k]?.holdPages = pages
+        nodes[k]?.holdUntil = now + Double(config.makeRoomHoldS)
+        let have = counters[k]?.free ?? 0
+        let want = pages * pageSize(k)
+        return want > have ? want - have : 0
+    }
+
+    /// make-room for a guest bound to no node: pages free host-wide, given back from the
+    /// nodes whose pools hold the most; fills keep out of them on every node meanwhile.
+    /// Returns the bytes still to free and the nodes to free them on, in order.
+    public mutating func makeRoomAnywhere(mount mi: Int, pages: UInt64, counters: [NodeKey: NodeCounters],
+                                          now: Double) -> (need: UInt64, nodes: [NodeKey]) {
+        let want = pages * mounts[mi].pageSize
+        let free = counters.filter { $0.key.mount == mi }.values.reduce(0) { $0 + $1.free }
+        let keys = nodes.filter { $0.key.mount == mi }.sorted { ($0.value.cleanBytes, $1.key) > ($1.value.cleanBytes, $0.key) }.map(\.key)
+        for k in keys {
+            nodes[k]?.holdPages = pages
+            nodes[k]?.holdUntil = now + Double(config.makeRoomHoldS)
+        }
+        return (want - min(want, free), keys)
+    }
+
+    /// Fill sets targets; drain sets them to 0 (and the caller gives everything back).
+    public mutating func setTargets(_ keys: [NodeKey], drain: Bool, target: SizeSpec?) {
+        for k in keys {
+            if drain { nodes[k]?.target = .bytes(0) } else if let t = target { nodes[k]?.target = t }
+        }
+    }
+
+    // MARK: recovery
+
+    /// Rebuilds the state of one mount from its listing alone (see `Recovery`), with
+    /// `journal` giving each lease's destination. Files from nodes this host does not
+    /// have are quarantined: their pages cannot be placed right.
+    public mutating func recover(mount mi: Int, listing: [ListedFile], journal: (String) -> String?) -> [PoolOp] {
+        for f in listing {
+            if let n = PoolFileName(f.name) ?? LeasedName(f.name)?.file { seq = max(seq, n.seq) }
+        }
+        let inodes = Dictionary(listing.map { (FileRef(mi, $0.state, $0.name), $0.inode) }, uniquingKeysWith: { a, _ in a })
+        func step(_ a: RecoveryAction) -> RecoveryStep {
+            func unknownNode(_ state: FileState, _ name: String) -> RecoveryStep? {
+                guard let f = PoolFileName(name), nodes[NodeKey(mount: mi, node: f.node)] == nil else { return nil }
+                return .quarantine(state, name: name, as: quarantineName(state, name), reason: "node \(f.node) is not on this host")
+            }
+            switch a {
+            case .keep(.quarantine, _):
+                return .countQuarantined
+            case .keep(.leased, let name):
+                guard let ln = LeasedName(name) else { return .countQuarantined }
+                return .adoptLease(Lease(key: ln.key, mount: mi, file: ln.file, dest: journal(ln.key),
+                                         inode: inodes[FileRef(mi, .leased, name)] ?? 0, claiming: false))
+            case .keep(let state, let name):
+                if let q = unknownNode(state, name) { return q }
+                guard let f = PoolFileName(name) else { return .countQuarantined }
+                return .adopt(state, f)
+            case .move(let from, let name, let to, let newName):
+                if let q = unknownNode(from, newName) { return q }
+                return .move(from: from, name: name, to: to, newName: newName)
+            case .resumeFill(let name):
+                if let q = unknownNode(.filling, name) { return q }
+                guard let f = PoolFileName(name) else { return .countQuarantined }
+                return .adopt(.filling, f)
+            case .quarantine(let state, let name, let reason):
+                return .quarantine(state, name: name, as: quarantineName(state, name), reason: reason)
+            }
+        }
+        return Recovery.plan(listing).map { .recover(mount: mi, step($0)) }
+    }
+
+    /// A unique, safe name under quarantine/; the only way out of quarantine is an operator.
+    mutating func quarantineName(_ s: FileState, _ name: String) -> String {
+        let safe = String(name.unicodeScalars.map { c -> Character in
+            (c.isASCII && (c.properties.isAlphabetic || c.properties.numericType != nil || c == "-" || c == "_" || c == "."))
+                ? Character(c) : "_"
+        }).prefix(100)
+        return "\(s.rawValue)-\(nextSeq())-\(safe.isEmpty ? "x" : String(safe))"
+    }
+
+    // MARK: settling an operation
+
+    /// Every effect of `op` succeeded.
+    public mutating func commit(_ op: PoolOp, inode: UInt64?, now: Double) {
+        switch op {
+        case .claim(let t):
+            let k = NodeKey(mount: t.mount, node: t.node)
+            leases[t.key]?.claiming = false
+            leases[t.key]?.inode = inode ?? 0
+            nodes[k]?.stats.outcomes[t.outcome.rawValue, default: 0] += 1
+            settleRefill(k, now: now)
+        case .release(let l):
+            // Asked now: scan for its holders now, whatever the back-off said.
+            leases[l.key]?.nextScan = 0
+        case .reclaim(let l, let size):
+            leaseVanished(l)
+            nodes[NodeKey(mount: l.mount, node: l.file.node)]?.dirty.append(l.file.resized(min(size, l.file.bytes)))
+        case .fillEnd(let k, let f, let done, let fresh, let secs):
+            nodes[k]?.filling[f] = nil
+            if done > 0 { nodes[k]?.clean.append(f.resized(done)) }
+            nodes[k]?.stats.filledBytes += fresh
+            if fresh > 0, secs > 0 { nodes[k]?.stats.fillRate = Double(fresh) / secs }
+        case .discard(let k, let ref):
+            forgetInFlight(k, ref)
+        case .scrubTake:
+            break
+        case .scrubStop(let k, let f, let done, let kernel):
+            nodes[k]?.scrubbing.removeAll { $0 == f }
+            let back = kernel ? f.resized(done) : f
+            if back.bytes > 0 { nodes[k]?.dirty.append(back) }
+        case .scrubEnd(let k, let f, _, let done, let secs):
+            nodes[k]?.scrubbing.removeAll { $0 == f }
+            if done > 0 { nodes[k]?.clean.append(f.resized(done)) }
+            nodes[k]?.stats.scrubbedBytes += done
+            if done > 0, secs > 0 { nodes[k]?.stats.scrubRate = Double(done) / secs }
+        case .giveBackWhole(let k, let s, let f):
+            if s == .dirty { nodes[k]?.stats.yieldedBytes += f.bytes }
+        case .giveBackClean(let k, let f, let keep):
+            if keep > 0 { nodes[k]?.clean.append(f.resized(keep)) }
+            nodes[k]?.stats.yieldedBytes += f.bytes - keep
+        case .recover(let mi, let step):
+            switch step {
+            case .adopt(let state, let f):
+                adopt(state, f, mount: mi)
+            case .adoptLease(let l):
+                leases[l.key] = l
+            case .move(_, _, let to, let newName):
+                if let f = PoolFileName(newName) { adopt(to, f, mount: mi) }
+            case .quarantine, .countQuarantined:
+                mounts[mi].quarantined += 1
+            }
+        }
+    }
+
+    mutating func adopt(_ state: FileState, _ f: PoolFileName, mount mi: Int) {
+        let k = NodeKey(mount: mi, node: f.node)
+        switch state {
+        case .clean: nodes[k]?.clean.append(f)
+        case .dirty: nodes[k]?.dirty.append(f)
+        case .filling: nodes[k]?.resume.append(f)
+        case .leased, .scrubbing, .quarantine: break
+        }
+    }
+
+    mutating func forgetInFlight(_ k: NodeKey, _ ref: FileRef) {
+        guard let f = PoolFileName(ref.name) else { return }
+        nodes[k]?.filling[f] = nil
+        nodes[k]?.scrubbing.removeAll { $0 == f }
+    }
+
+    /// Effect `failed` of `op` failed and its compensation succeeded.
+    public mutating func compensated(_ op: PoolOp, failedAt failed: Int) {
+        switch op {
+        case .claim(let t):
+            let cut = t.outcome == .truncated && failed > 1
+            leases[t.key] = nil
+            nodes[NodeKey(mount: t.mount, node: t.node)]?.clean.append(cut ? t.handedOut : t.picked)
+        case .fillEnd(let k, let f, _, _, _):
+            nodes[k]?.filling[f] = nil
+        case .discard(let k, let ref):
+            // The file stays where it was, unknown to the state until a restart's recovery.
+            forgetInFlight(k, ref)
+            abandoned += 1
+        case .scrubTake(let k, let f):
+            nodes[k]?.scrubbing.removeAll { $0 == f }
+            nodes[k]?.dirty.append(f)
+        case .scrubStop(let k, let f, _, _), .scrubEnd(let k, let f, _, _, _):
+            nodes[k]?.scrubbing.removeAll { $0 == f }
+        case .giveBackWhole(let k, let s, let f):
+            if s == .dirty { nodes[k]?.dirty.append(f) } else { nodes[k]?.resume.append(f) }
+        case .giveBackClean(let k, let f, _):
+            // Cut but not renamed: its name no longer says its size; recovery settles it.
+            if failed == 0 { nodes[k]?.clean.append(f) } else { abandoned += 1 }
+        case .recover(_, let step):
+            // The file stays as it was found, unknown to the state until the next start.
+            if case .move = step { abandoned += 1 } else if case .quarantine = step { abandoned += 1 }
+        case .release, .reclaim:
+            break  // nothing changed in the state; a later pass tries again
+        }
+    }
+
+    /// The compensation failed too: the file is left where the failure left it, out of
+    /// every list the state hands files out from, for a restart's recovery to settle.
+    public mutating func abandon(_ op: PoolOp) {
+        abandoned += 1
+        switch op {
+        case .claim(let t):
+            // Treated as any released lease: scrubbed before reuse.
+            leases[t.key]?.claiming = false
+        case .fillEnd(let k, let f, _, _, _):
+            nodes[k]?.filling[f] = nil
+        case .scrubStop(let k, let f, _, _), .scrubEnd(let k, let f, _, _, _):
+            nodes[k]?.scrubbing.removeAll { $0 == f }
+        default:
+            compensated(op, failedAt: 0)
+        }
+    }
+}
