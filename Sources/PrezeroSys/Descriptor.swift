@@ -231,6 +231,11 @@ public enum Files {
 
     /// Reads a whole small text file (sysfs, procfs); nil if it cannot be read.
     public static func readText(_ path: String, limit: Int = 1 << 22) -> String? {
+        readBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Reads a whole file, up to `limit` bytes; nil if it cannot be read.
+    public static func readBytes(_ path: String, limit: Int = 1 << 22) -> [UInt8]? {
         let fd = pz_openat(AT_FDCWD, path, O_RDONLY | pz_flag_cloexec(), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -243,7 +248,7 @@ public enum Files {
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     /// Renames by absolute path, replacing the target (for the daemon's own state files).
@@ -252,17 +257,40 @@ public enum Files {
         try check("rename", "\(from) to \(to)") { Glibc.rename(from, to) }
     }
 
-    /// Writes a small text file (sysfs knobs, state files); never through a symlink.
+    /// Removes a directory and everything under it (a scratch directory of our own);
+    /// symlinks are removed, never followed.
+    public static func removeTree(_ path: String) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            for name in list(path: path) { removeTree(path + "/" + name) }
+            rmdir(path)
+        } else {
+            unlinkat(AT_FDCWD, path, 0)
+        }
+    }
+
     /// Removes a file by path (not a directory).
     public static func removePath(_ path: String) throws(SysError) {
         try check("unlink", path) { unlinkat(AT_FDCWD, path, 0) }
     }
 
+    /// Writes a small text file (sysfs knobs, state files); never through a symlink.
     public static func writeText(_ path: String, _ text: String, mode: UInt32 = 0o600) throws(SysError) {
+        try writeBytes(path, Array(text.utf8), mode: mode)
+    }
+
+    /// Writes a whole file (created with `mode` if new); never through a symlink.
+    public static func writeBytes(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600) throws(SysError) {
         let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), mode_t(mode)) }
         defer { close(fd) }
-        let bytes = Array(text.utf8)
-        try check("write", path) { bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+        var at = 0
+        while at < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + at, $0.count - at) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { throw SysError("write", path) }
+            at += n
+        }
     }
 
     /// statfs of an open file: (filesystem magic, block size). On hugetlbfs the block size is the page size.

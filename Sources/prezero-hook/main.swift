@@ -18,7 +18,7 @@ struct HookConfig {
 
     static func load() -> HookConfig {
         var c = HookConfig()
-        let path = getenv("PREZERO_HOOK_CONF").map { String(cString: $0) } ?? "/etc/prezero/hook.conf"
+        let path = Environment.value("PREZERO_HOOK_CONF") ?? "/etc/prezero/hook.conf"
         for raw in (Files.readText(path) ?? "").split(separator: "\n") {
             let kv = raw.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters() }
             guard kv.count == 2, !kv[0].hasPrefix("#") else { continue }
@@ -40,8 +40,7 @@ extension Substring {
 }
 
 func log(_ s: String) {
-    let line = "prezero-hook: \(s)\n"
-    _ = line.utf8CString.withUnsafeBufferPointer { write(2, $0.baseAddress, $0.count - 1) }
+    Streams.writeError("prezero-hook: \(s)\n")
 }
 
 /// A JSON string literal.
@@ -66,18 +65,6 @@ func quoted(_ s: String) -> String {
     return out + "\""
 }
 
-func readStdin(limit: Int) -> [UInt8] {
-    var out = [UInt8]()
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while out.count <= limit {
-        let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return out
-}
-
 let args = Array(CommandLine.arguments.dropFirst())
 if args.first == "--help" || args.first == "-h" {
     log("""
@@ -94,7 +81,7 @@ let forwarded: Set<[String]> = [["start", "begin"], ["stopped", "end"], ["releas
 guard args.count >= 3, forwarded.contains([args[1], args[2]]) else { exit(0) }
 let isStart = args[1] == "start"
 
-let stdinBytes = readStdin(limit: 16 << 20)
+let stdinBytes = Streams.readInput(limit: 16 << 20)
 let xml = String(decoding: stdinBytes, as: UTF8.self)
 let request = "{\"v\":1,\"op\":\"hook\",\"hook\":{\"args\":[" + args.map(quoted).joined(separator: ",")
     + "],\"stdin\":" + quoted(xml) + "}}\n"

@@ -99,7 +99,7 @@ struct BenchPool: ParsableCommand {
     func run() throws {
         let want = try parseSize(size, what: "--size")
         let rate = Double(try parseSize(budget, what: "--budget"))
-        guard getuid() == 0 else { throw CLIError("bench pool needs root: it mounts hugetlbfs and binds memory", code: 1) }
+        guard Processes.userID() == 0 else { throw CLIError("bench pool needs root: it mounts hugetlbfs and binds memory", code: 1) }
         let ps: UInt64 = 2 << 20
         let free = (HugePageCounters.host(pageSize: ps)?.free ?? 0) * ps
         let bytes = min(want, free) / ps * ps
@@ -180,7 +180,7 @@ protocol BenchOutput {
 
 extension BenchOutput {
     func note(_ s: String) {
-        if !json { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+        if !json { Streams.writeError(s + "\n") }
     }
 
     func f(_ x: Double, _ digits: Int = 3) -> String { String(format: "%.\(digits)f", x) }
@@ -230,7 +230,7 @@ struct StartBenchOptions: ParsableArguments {
 
 /// A temporary hugetlbfs mount with an in-process pool on it; everything is undone by `close()`.
 final class BenchLab {
-    let base = "/tmp/prezero-bench-\(getpid())"
+    let base = "/tmp/prezero-bench-\(Processes.current())"
     var mount: String { base + "/hugepages" }
     let pageSize: UInt64
     let method: ZeroMethod
@@ -345,6 +345,6 @@ final class BenchLab {
     func close() {
         current?.stop()
         try? Mounts.unmount(mount)
-        try? FileManager.default.removeItem(atPath: base)
+        Files.removeTree(base)
     }
 }

@@ -84,7 +84,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
             let accel = HostAccelerator.forDirectQEMU()
             let n = threads ?? HostInfo.onlineCPUs()
             let reserved = HugePageCounters.host(pageSize: mount.pageSize)?.total ?? 0
-            let work = "/tmp/prezero-bench-launch-\(getpid())"
+            let work = "/tmp/prezero-bench-launch-\(Processes.current())"
             do { try Files.makeDirectories(work, mode: 0o700) } catch { throw CLIError("cannot make \(work): \(error)") }
             defer { _ = try? ChildProcess(["rm", "-rf", work]).wait() }
             note("bench launch: accel: \(accel.accel.rawValue) (\(accel.reason)); \(reserved) x \(ByteSize.format(mount.pageSize)) pages reserved on the host")
@@ -122,7 +122,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
                 }
                 return took
             }
-            let fresh = mount.path + "/prezero-bench-stock.\(getpid())"
+            let fresh = mount.path + "/prezero-bench-stock.\(Processes.current())"
             let launch = { (b: UInt64) in
                 [Binaries.prezero, "launch", "--socket", connection.socket, "--memory", "m0=\(b >> 20)M", "--"]
                     + qemuArgs(b, backend: fileBackend(b, "{prezero:m0}"))

@@ -400,7 +400,7 @@ final class LibvirtLab {
         bootAccel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf, bootsKernel: true)
         reservedPages = HugePageCounters.host(pageSize: pageSize)?.total ?? 0
         // World-traversable: QEMU (as qemu.conf's user) opens the boot kernel and initrd beside it.
-        work = "/tmp/prezero-bench-libvirt-\(getpid())"
+        work = "/tmp/prezero-bench-libvirt-\(Processes.current())"
         do { try Files.makeDirectories(work, mode: 0o755) } catch { throw CLIError("cannot make \(work): \(error)") }
         conn = try libvirt.open()
     }
@@ -408,7 +408,7 @@ final class LibvirtLab {
     /// Defines a guest with no disk: SeaBIOS idles, which is enough to time a start; with
     /// `boot`, the kernel boots to its /init, which writes its marker on ttyS0 (a file).
     func define(_ role: String, bytes: UInt64, backing: String, boot: BootImage? = nil) throws -> String {
-        let name = "prezero-bench-\(role)-\(getpid())"
+        let name = "prezero-bench-\(role)-\(Processes.current())"
         let os = boot.map {
             "<kernel>\($0.kernel)</kernel><initrd>\($0.initrd)</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline>"
         } ?? "<boot dev='hd'/>"
@@ -515,7 +515,7 @@ final class LibvirtLab {
     func timeHookCalls(_ name: String, times: Int) throws -> [Double] {
         let xml = try libvirtCall { () throws(LibvirtError) in try conn.xml(name) }
             .replacingOccurrences(of: "<domain type='\(accel.domainType)'>", with: "<domain type='\(accel.domainType)' id='999999'>")
-        let input = "/tmp/prezero-bench-\(getpid()).xml"
+        let input = "/tmp/prezero-bench-\(Processes.current()).xml"
         do {
             try Files.writeText(input, xml)
         } catch {

@@ -37,49 +37,46 @@ struct Install: ParsableCommand {
     }
 
     func run() throws {
-        let fm = FileManager.default
         let hooksDir = root + hooksDir, configDir = root + configDir
         let target = hooksDir + "/prezero"
         var report = Report(hook: target, hookAction: "", configs: [:], restartLibvirtd: false)
         do {
             if uninstall {
-                if fm.fileExists(atPath: target) {
-                    try fm.removeItem(atPath: target)
+                if Files.status(followingPath: target) != nil {
+                    try Files.removePath(target)
                     report.hookAction = "removed"
                 } else {
                     report.hookAction = "not installed"
                 }
             } else {
                 // Beside this prezero (a build directory), or where `make install` puts it.
-                let here = URL(fileURLWithPath: Binaries.dir)
-                let candidates = [here.appendingPathComponent("prezero-hook").path,
-                                  here.deletingLastPathComponent().appendingPathComponent("libexec/prezero/prezero-hook").path]
-                let source = hook ?? candidates.first { fm.isExecutableFile(atPath: $0) } ?? candidates.first ?? ""
-                guard let bytes = fm.contents(atPath: source) else {
+                let here = Binaries.dir
+                let parent = here.split(separator: "/").dropLast().joined(separator: "/")
+                let candidates = [here + "/prezero-hook", "/" + parent + "/libexec/prezero/prezero-hook"]
+                let source = hook ?? candidates.first { Files.status(followingPath: $0).map { $0.isRegular && $0.permissions & 0o111 != 0 } ?? false }
+                    ?? candidates[0]
+                guard let bytes = Files.readBytes(source, limit: 1 << 30) else {
                     throw CLIError("cannot read the hook executable \(source); build it (make release) or pass --hook PATH")
                 }
-                try fm.createDirectory(atPath: hooksDir, withIntermediateDirectories: true)
-                if fm.contents(atPath: target) == bytes {
+                try Files.makeDirectories(hooksDir, mode: 0o755)
+                if Files.readBytes(target, limit: 1 << 30) == bytes {
                     report.hookAction = "up to date"
                 } else {
                     // Write beside it and rename, so libvirtd never runs a half-written hook.
                     let tmp = hooksDir + "/.prezero.new"
-                    guard fm.createFile(atPath: tmp, contents: bytes, attributes: [.posixPermissions: 0o755]) else {
-                        throw CLIError("cannot write \(tmp)")
-                    }
+                    try? Files.removePath(tmp)
+                    try Files.writeBytes(tmp, bytes, mode: 0o755)
                     try Files.renamePath(tmp, target)
                     report.hookAction = "installed"
                     report.restartLibvirtd = true
                 }
-                try fm.createDirectory(atPath: configDir, withIntermediateDirectories: true)
+                try Files.makeDirectories(configDir, mode: 0o755)
                 for (name, text) in [("prezerod.yaml", Self.defaultConfig), ("hook.conf", Self.defaultHookConf)] {
                     let path = configDir + "/" + name
-                    if fm.fileExists(atPath: path) {
+                    if Files.status(followingPath: path) != nil {
                         report.configs[path] = "kept"
                     } else {
-                        guard fm.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o644]) else {
-                            throw CLIError("cannot write \(path)")
-                        }
+                        try Files.writeText(path, text, mode: 0o644)
                         report.configs[path] = "created"
                     }
                 }
@@ -87,7 +84,7 @@ struct Install: ParsableCommand {
         } catch let e as CLIError {
             try guarded { throw e }
         } catch {
-            try guarded { throw CLIError("install: \(error.localizedDescription)") }
+            try guarded { throw CLIError("install: \(error)") }
         }
         if json {
             printJSON(report)

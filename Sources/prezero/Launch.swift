@@ -77,9 +77,9 @@ struct Launch: ParsableCommand {
         for r in regions {
             var c = Claimed(name: r.name, outcome: ClaimOutcome.miss.rawValue, path: mount.path, bytes: r.bytes, node: nil, lease: nil)
             if status != nil {
-                let link = "prezero-launch.\(getpid()).\(r.name)"
+                let link = "prezero-launch.\(Processes.current()).\(r.name)"
                 let req = ClaimRequest(bytes: r.bytes, pageSize: mount.pageSize, nodes: r.nodes, dest: "\(mount.path)/\(link)",
-                                       uid: uid, gid: gid, mode: 0o600, lease: "launch.\(getpid()).\(r.name)")
+                                       uid: uid, gid: gid, mode: 0o600, lease: "launch.\(Processes.current()).\(r.name)")
                 do {
                     let got = try connection.client.send(Request(op: .claim, claim: req)).claim!
                     c.outcome = got.outcome.rawValue
@@ -145,7 +145,7 @@ struct Launch: ParsableCommand {
         return ExitCode(2)
     }
 
-    func say(_ s: String) { FileHandle.standardError.write(Data("prezero: \(s)\n".utf8)) }
+    func say(_ s: String) { Streams.writeError("prezero: \(s)\n") }
 
     func sys<T>(_ body: () throws(SysError) -> T) throws -> T {
         do { return try body() } catch { throw CLIError("\(error)") }

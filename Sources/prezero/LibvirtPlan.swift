@@ -54,7 +54,7 @@ struct LibvirtPlan: ParsableCommand {
             let others = try hugetlbfsMount.map { try Self.mount($0, flag: "--hugetlbfs-mount") }
             let text: String
             if let xml {
-                guard let t = xml == "-" ? String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) : Files.readText(xml) else {
+                guard let t = xml == "-" ? String(decoding: Streams.readInput(limit: 16 << 20), as: UTF8.self) as String? : Files.readText(xml) else {
                     throw CLIError("cannot read --xml \(xml)", code: 2)
                 }
                 text = t

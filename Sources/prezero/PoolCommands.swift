@@ -83,7 +83,7 @@ enum Progress {
     /// goal, or nothing moved for 3 s while the node is settled (e.g. min_free reached).
     static func follow(_ c: Connection, scope: ScopeOptions, label: String,
                        measure: (NodeStatus) -> (UInt64, UInt64, Bool)) throws -> StatusResult {
-        let tty = isatty(2) != 0
+        let tty = Streams.errorIsTerminal
         var last: UInt64 = .max
         var still = monotonicSeconds()
         let t0 = monotonicSeconds()
@@ -97,14 +97,14 @@ enum Progress {
                 let frac = goal == 0 ? 1 : min(1, Double(done) / Double(goal))
                 let bar = String(repeating: "#", count: Int(frac * 30)).padding(toLength: 30, withPad: ".", startingAt: 0)
                 let rate = Double(done) / max(monotonicSeconds() - t0, 0.001)
-                FileHandle.standardError.write(Data("\r\(label) [\(bar)] \(ByteSize.format(done)) / \(ByteSize.format(goal))  \(ByteSize.format(UInt64(rate)))/s   ".utf8))
+                Streams.writeError("\r\(label) [\(bar)] \(ByteSize.format(done)) / \(ByteSize.format(goal))  \(ByteSize.format(UInt64(rate)))/s   ")
             }
             if done != last {
                 last = done
                 still = monotonicSeconds()
             }
             if (done >= goal && settled) || (settled && monotonicSeconds() - still > 3) {
-                if tty { FileHandle.standardError.write(Data("\n".utf8)) }
+                if tty { Streams.writeError("\n") }
                 return s
             }
             sleepSeconds(0.2)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PrezeroSys
 import PrezeroClient
 import PrezeroCore
 
@@ -23,7 +24,7 @@ extension Prezero {
             try command.run()
         } catch {
             if exitCode(for: error) == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Streams.writeError(fullMessage(for: error) + "\n")
                 Foundation.exit(2)
             }
             exit(withError: error)
@@ -80,7 +81,7 @@ extension ParsableCommand {
         do {
             try body()
         } catch let e as CLIError {
-            FileHandle.standardError.write(Data("prezero: \(e.description)\n".utf8))
+            Streams.writeError("prezero: \(e.description)\n")
             throw ExitCode(e.code)
         }
     }

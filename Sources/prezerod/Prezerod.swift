@@ -56,7 +56,7 @@ struct Prezerod: AsyncParsableCommand {
             print("config ok: \(mounts.count) pool mount(s), socket \(cfg.socket)")
             return
         }
-        guard getuid() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
+        guard Processes.userID() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
         let lacking = DaemonCapabilities.missing(effective: DaemonCapabilities.effective(status: Files.readText("/proc/self/status") ?? "") ?? 0)
         guard lacking.isEmpty else {
             throw Failure("prezerod lacks \(lacking.map(\.name).joined(separator: ", ")) (\(lacking.map(\.why).joined(separator: "; ")));"
