@@ -27,6 +27,8 @@ struct ModelFile {
     var uid: UInt32 = 0
     var gid: UInt32 = 0
     var mode: UInt32 = 0o600
+    /// Names it has: in the pool directories and at destinations.
+    var links = 1
     /// The pool state it was in before it reached `leased/` (for "handed out only from clean/").
     var cameFrom: FileState? = nil
 }
@@ -75,8 +77,13 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
 
     func inode(_ f: FileRef) -> UInt64? { dirs[f.state]?[f.name] }
 
-    func links(_ ino: UInt64) -> Int {
-        dirs.values.reduce(0) { $0 + $1.values.filter { $0 == ino }.count } + destinations.values.filter { $0 == ino }.count
+    func links(_ ino: UInt64) -> Int { files[ino]?.links ?? 0 }
+
+    /// Removes a destination name (a release, or libvirt removing the domain's directory).
+    func removeDestination(_ dest: String) {
+        guard let ino = destinations.removeValue(forKey: dest) else { return }
+        files[ino]?.links -= 1
+        collect(ino)
     }
 
     /// Frees the pages of an inode no name and no process refers to any more.
@@ -155,6 +162,7 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
         case .unlink(let f):
             guard let ino = inode(f) else { throw error(2, e) }
             dirs[f.state]![f.name] = nil
+            files[ino]?.links -= 1
             collect(ino)
         case .link(let f, let dest):
             guard let ino = inode(f) else { throw error(2, e) }
@@ -164,12 +172,10 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
                 violations.append("handed out a file that came from \(file.cameFrom?.rawValue ?? "nowhere"), not clean/: \(f)")
             }
             destinations[dest] = ino
+            files[ino]!.links += 1
             return ino
         case .unlinkLink(let f, let dest):
-            if let ino = inode(f), destinations[dest] == ino {
-                destinations[dest] = nil
-                collect(ino)
-            }
+            if let ino = inode(f), destinations[dest] == ino { removeDestination(dest) }
         case .zero(let f, let offset, let length):
             try zero(f, offset, length)
         case .verify(let f, let bytes):

@@ -181,10 +181,7 @@ final class World: @unchecked Sendable {
         case .removeDestination(let pick):
             guard !dests.isEmpty else { return }
             let (_, dest) = dests.remove(at: pick % dests.count)
-            if let ino = fs.destinations[dest] {
-                fs.destinations[dest] = nil
-                fs.collect(ino)
-            }
+            fs.removeDestination(dest)
         case .close(let pick):
             guard !holdings.isEmpty else { return }
             fs.close(holdings.remove(at: pick % holdings.count).inode)
