@@ -17,8 +17,46 @@ public struct ControlClient: Sendable {
     /// comes back as a thrown ControlError.
     public func send(_ request: Request) throws(ControlError) -> Response {
         let res = try exchange(Wire.encode(request))
-        if let e = res.error { throw e }
+        if case .error(let e) = res { throw e }
         return res
+    }
+
+    /// Sends `request` and takes the answer `pick` expects; any other answer is an error.
+    func ask<T>(_ request: Request, _ pick: (Response) -> T?) throws(ControlError) -> T {
+        let res = try send(request)
+        guard let v = pick(res) else {
+            throw ControlError(.system, "prezerod answered \(request.operation.rawValue) with \(res.kind); is it a different version?")
+        }
+        return v
+    }
+
+    public func status() throws(ControlError) -> StatusResult {
+        try ask(.status) { if case .status(let s) = $0 { s } else { nil } }
+    }
+
+    @discardableResult
+    public func claim(_ c: ClaimRequest) throws(ControlError) -> ClaimResult {
+        try ask(.claim(c)) { if case .claim(let r) = $0 { r } else { nil } }
+    }
+
+    @discardableResult
+    public func release(_ r: ReleaseRequest) throws(ControlError) -> ReleaseResult {
+        try ask(.release(r)) { if case .release(let r) = $0 { r } else { nil } }
+    }
+
+    @discardableResult
+    public func fill(_ scope: PoolScope = PoolScope()) throws(ControlError) -> StatusResult {
+        try ask(.fill(scope)) { if case .status(let s) = $0 { s } else { nil } }
+    }
+
+    @discardableResult
+    public func drain(_ scope: PoolScope = PoolScope()) throws(ControlError) -> StatusResult {
+        try ask(.drain(scope)) { if case .status(let s) = $0 { s } else { nil } }
+    }
+
+    @discardableResult
+    public func makeRoom(_ m: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
+        try ask(.makeRoom(m)) { if case .makeRoom(let r) = $0 { r } else { nil } }
     }
 
     /// Sends raw bytes (already a line) and decodes whatever comes back.
@@ -48,13 +86,13 @@ public struct ControlClient: Sendable {
     static func describe(_ e: SysError, socket: String) -> ControlError {
         switch e.errno {
         case ENOENT:
-            return ControlError(.system, "prezerod is not running: no socket at \(socket); start it with: prezerod (or pass --socket)")
+            return ControlError(.unreachable, "prezerod is not running: no socket at \(socket); start it with: prezerod (or pass --socket)")
         case EACCES, EPERM:
-            return ControlError(.forbidden, "permission denied on \(socket): the control socket is root-only; run as root or add your uid to allowed_uids")
+            return ControlError(.unreachable, "permission denied on \(socket): the control socket is root-only; run as root or add your uid to allowed_uids")
         case ECONNREFUSED:
-            return ControlError(.system, "prezerod is not listening on \(socket) (stale socket); restart prezerod")
+            return ControlError(.unreachable, "prezerod is not listening on \(socket) (stale socket); restart prezerod")
         default:
-            return ControlError(.system, "cannot reach prezerod at \(socket): \(e)")
+            return ControlError(.unreachable, "cannot reach prezerod at \(socket): \(e)")
         }
     }
 }

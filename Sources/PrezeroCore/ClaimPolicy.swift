@@ -1,5 +1,5 @@
 /// How a claim was served.
-public enum ClaimOutcome: String, Codable, Sendable, CaseIterable {
+public enum ClaimOutcome: String, Codable, CodingKeyRepresentable, Sendable, CaseIterable {
     /// A clean file of exactly the requested size.
     case hit
     /// The smallest larger clean file, cut to size; the tail went back to the kernel.

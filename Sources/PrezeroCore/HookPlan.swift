@@ -26,11 +26,11 @@ public struct DomainPlan: Equatable, Sendable {
 
     public var handOvers: [BackendPlan] { backends.filter { $0.decision == .handOver } }
 
-    /// Pages to free before QEMU starts, per page size and node ("*": any node), for the
+    /// Pages to free before QEMU starts, per page size and node, for the
     /// make-room backends, and for the hand-overs too when `includingHandOvers`
     /// (a hand-over that cannot happen at run time falls back to QEMU allocating).
-    public func makeRoom(includingHandOvers: Bool = false) -> [UInt64: [String: UInt64]] {
-        var out: [UInt64: [String: UInt64]] = [:]
+    public func makeRoom(includingHandOvers: Bool = false) -> [UInt64: [NodeChoice: UInt64]] {
+        var out: [UInt64: [NodeChoice: UInt64]] = [:]
         for p in backends where p.decision == .makeRoom || (includingHandOvers && p.decision == .handOver) {
             for (node, pages) in HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: p.backend.hostNodes, pageSize: p.pageSize) {
                 out[p.pageSize, default: [:]][node, default: 0] += pages
@@ -38,6 +38,19 @@ public struct DomainPlan: Equatable, Sendable {
         }
         return out
     }
+}
+
+/// Where pages are wanted: on a given host node, or on any (memory bound to no node).
+public enum NodeChoice: Hashable, Comparable, Sendable, CustomStringConvertible {
+    case any
+    case node(Int)
+
+    public var node: Int? {
+        if case .node(let n) = self { return n }
+        return nil
+    }
+    /// As a person reads it: "any node" or "node N".
+    public var description: String { node.map { "node \($0)" } ?? "any node" }
 }
 
 public enum HookPlanner {
@@ -90,14 +103,14 @@ public enum HookPlanner {
         }
     }
 
-    /// Pages each node must have free for `bytes`; unbound memory counts under "*".
+    /// Pages each node must have free for `bytes`; unbound memory counts under `.any`.
     /// Bound to several nodes, the kernel may take them from any: each is asked for its share, rounded up.
-    public static func pagesPerNode(bytes: UInt64, nodes: [Int], pageSize: UInt64) -> [String: UInt64] {
+    public static func pagesPerNode(bytes: UInt64, nodes: [Int], pageSize: UInt64) -> [NodeChoice: UInt64] {
         guard pageSize > 0, bytes > 0 else { return [:] }
         let pages = bytes / pageSize + (bytes % pageSize == 0 ? 0 : 1)
-        if nodes.isEmpty { return ["*": pages] }
+        if nodes.isEmpty { return [.any: pages] }
         let share = (pages + UInt64(nodes.count) - 1) / UInt64(nodes.count)
-        return Dictionary(uniqueKeysWithValues: nodes.map { (String($0), share) })
+        return Dictionary(uniqueKeysWithValues: nodes.map { (.node($0), share) })
     }
 
     public static func normalize(_ path: String) -> String {

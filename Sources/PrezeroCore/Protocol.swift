@@ -90,29 +90,71 @@ public struct HookRequest: Codable, Sendable, Equatable {
     }
 }
 
-public struct Request: Codable, Sendable {
-    public var v: Int
-    public var op: Operation
-    public var claim: ClaimRequest?
-    public var release: ReleaseRequest?
-    public var scope: PoolScope?
-    public var makeRoom: MakeRoomRequest?
-    public var hook: HookRequest?
+/// One request: an operation and its payload.
+public enum Request: Sendable, Equatable {
+    case status
+    case claim(ClaimRequest)
+    case release(ReleaseRequest)
+    /// Sets the targets of the nodes in scope (the configured ones without a target).
+    case fill(PoolScope)
+    /// Sets the targets in scope to 0 and gives their files back.
+    case drain(PoolScope)
+    case hook(HookRequest)
+    case makeRoom(MakeRoomRequest)
 
-    public init(op: Operation, claim: ClaimRequest? = nil, release: ReleaseRequest? = nil,
-                scope: PoolScope? = nil, makeRoom: MakeRoomRequest? = nil, hook: HookRequest? = nil) {
-        self.v = ControlProtocol.version
-        self.op = op
-        self.claim = claim
-        self.release = release
-        self.scope = scope
-        self.makeRoom = makeRoom
-        self.hook = hook
+    public var operation: Operation {
+        switch self {
+        case .status: .status
+        case .claim: .claim
+        case .release: .release
+        case .fill: .fill
+        case .drain: .drain
+        case .hook: .hook
+        case .makeRoom: .makeRoom
+        }
     }
+}
 
+/// On the wire: `{"v":1,"op":"claim","claim":{…}}`, the payload under its operation's key
+/// (`scope` for fill and drain, where it may be left out).
+extension Request: Codable {
     enum CodingKeys: String, CodingKey {
         case v, op, claim, release, scope, hook
         case makeRoom = "make_room"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let op = try c.decode(Operation.self, forKey: .op)
+        func payload<T: Decodable>(_ key: CodingKeys) throws -> T {
+            guard c.contains(key) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "\(op.rawValue): missing \"\(key.stringValue)\" object"))
+            }
+            return try c.decode(T.self, forKey: key)
+        }
+        switch op {
+        case .status: self = .status
+        case .claim: self = .claim(try payload(.claim))
+        case .release: self = .release(try payload(.release))
+        case .fill: self = .fill(try c.decodeIfPresent(PoolScope.self, forKey: .scope) ?? PoolScope())
+        case .drain: self = .drain(try c.decodeIfPresent(PoolScope.self, forKey: .scope) ?? PoolScope())
+        case .hook: self = .hook(try payload(.hook))
+        case .makeRoom: self = .makeRoom(try payload(.makeRoom))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ControlProtocol.version, forKey: .v)
+        try c.encode(operation, forKey: .op)
+        switch self {
+        case .status: break
+        case .claim(let r): try c.encode(r, forKey: .claim)
+        case .release(let r): try c.encode(r, forKey: .release)
+        case .fill(let s), .drain(let s): try c.encode(s, forKey: .scope)
+        case .hook(let r): try c.encode(r, forKey: .hook)
+        case .makeRoom(let r): try c.encode(r, forKey: .makeRoom)
+        }
     }
 }
 
@@ -143,6 +185,13 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
         public static let noPool = Code(rawValue: "no_pool")
         public static let busy = Code(rawValue: "busy")
         public static let system = Code(rawValue: "system")
+        /// The client could not reach prezerod (not running, a stale socket, no permission
+        /// on the socket). Never sent by the daemon.
+        public static let unreachable = Code(rawValue: "unreachable")
+
+        /// The CLI's exit status for an error with this code: 3 when prezerod could not be
+        /// reached, 1 when it answered with an error.
+        public var exitStatus: Int32 { self == .unreachable ? 3 : 1 }
     }
 
     public var code: Code
@@ -221,7 +270,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public var filledBytes: UInt64
     public var scrubbedBytes: UInt64
     public var yieldedBytes: UInt64
-    public var outcomes: [String: UInt64]
+    public var outcomes: [ClaimOutcome: UInt64]
 
     public init(node: Int) {
         self.node = node
@@ -241,7 +290,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         filledBytes = 0
         scrubbedBytes = 0
         yieldedBytes = 0
-        outcomes = Dictionary(uniqueKeysWithValues: ClaimOutcome.allCases.map { ($0.rawValue, 0) })
+        outcomes = Dictionary(uniqueKeysWithValues: ClaimOutcome.allCases.map { ($0, 0) })
     }
 
     enum CodingKeys: String, CodingKey {
@@ -290,36 +339,70 @@ public struct StatusResult: Codable, Sendable, Equatable {
     }
 }
 
-public struct Response: Codable, Sendable {
-    public var v: Int
-    public var ok: Bool
-    public var error: ControlError?
-    public var status: StatusResult?
-    public var claim: ClaimResult?
-    public var release: ReleaseResult?
-    public var makeRoom: MakeRoomResult?
-    public var hook: HookResult?
+/// One answer: the result of the request's operation (fill and drain answer with the
+/// status), or the error that refused it.
+public enum Response: Sendable, Equatable {
+    case status(StatusResult)
+    case claim(ClaimResult)
+    case release(ReleaseResult)
+    case makeRoom(MakeRoomResult)
+    case hook(HookResult)
+    case error(ControlError)
 
-    public init(error: ControlError) {
-        v = ControlProtocol.version
-        ok = false
-        self.error = error
+    /// What it is, for a message about an answer that does not fit its question.
+    public var kind: String {
+        switch self {
+        case .status: "status"
+        case .claim: "claim"
+        case .release: "release"
+        case .makeRoom: "make-room"
+        case .hook: "hook"
+        case .error(let e): "error \(e.code.rawValue)"
+        }
     }
+}
 
-    public init(status: StatusResult? = nil, claim: ClaimResult? = nil, release: ReleaseResult? = nil,
-                makeRoom: MakeRoomResult? = nil, hook: HookResult? = nil) {
-        v = ControlProtocol.version
-        ok = true
-        self.status = status
-        self.claim = claim
-        self.release = release
-        self.makeRoom = makeRoom
-        self.hook = hook
-    }
-
+/// On the wire: `{"v":1,"ok":true,"claim":{…}}` or `{"v":1,"ok":false,"error":{…}}`.
+extension Response: Codable {
     enum CodingKeys: String, CodingKey {
         case v, ok, error, status, claim, release, hook
         case makeRoom = "make_room"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if !(try c.decode(Bool.self, forKey: .ok)) {
+            self = .error(try c.decode(ControlError.self, forKey: .error))
+        } else if let r = try c.decodeIfPresent(StatusResult.self, forKey: .status) {
+            self = .status(r)
+        } else if let r = try c.decodeIfPresent(ClaimResult.self, forKey: .claim) {
+            self = .claim(r)
+        } else if let r = try c.decodeIfPresent(ReleaseResult.self, forKey: .release) {
+            self = .release(r)
+        } else if let r = try c.decodeIfPresent(MakeRoomResult.self, forKey: .makeRoom) {
+            self = .makeRoom(r)
+        } else {
+            self = .hook(try c.decode(HookResult.self, forKey: .hook))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ControlProtocol.version, forKey: .v)
+        if case .error(let e) = self {
+            try c.encode(false, forKey: .ok)
+            try c.encode(e, forKey: .error)
+            return
+        }
+        try c.encode(true, forKey: .ok)
+        switch self {
+        case .status(let r): try c.encode(r, forKey: .status)
+        case .claim(let r): try c.encode(r, forKey: .claim)
+        case .release(let r): try c.encode(r, forKey: .release)
+        case .makeRoom(let r): try c.encode(r, forKey: .makeRoom)
+        case .hook(let r): try c.encode(r, forKey: .hook)
+        case .error: break
+        }
     }
 }
 

@@ -28,7 +28,7 @@ public enum PrometheusText {
                 counter("scrubbed_bytes_total", "Bytes scrubbed", n.scrubbedBytes)
                 counter("yielded_bytes_total", "Bytes given back to the kernel for other users", n.yieldedBytes)
                 for o in ClaimOutcome.allCases {
-                    counter("claims_total", "Claims by outcome", n.outcomes[o.rawValue] ?? 0, [("outcome", o.rawValue)])
+                    counter("claims_total", "Claims by outcome", n.outcomes[o] ?? 0, [("outcome", o.rawValue)])
                 }
             }
             r.makeGauge(descriptor: descriptor("quarantined_files", "Files set aside as not understood"), labels: [("mount", m.path)])

@@ -47,7 +47,7 @@ public final class ControlServer: Sendable {
             guard active.wrappingAdd(1, ordering: .relaxed).newValue <= ControlServer.maxConnections else {
                 active.wrappingSubtract(1, ordering: .relaxed)
                 _ = try? conn.setTimeout(seconds: 0.1)
-                _ = try? conn.writeAll(Wire.encode(Response(error: ControlError(.busy, "prezerod is serving \(ControlServer.maxConnections) connections; try again"))))
+                _ = try? conn.writeAll(Wire.encode(Response.error(ControlError(.busy, "prezerod is serving \(ControlServer.maxConnections) connections; try again"))))
                 continue
             }
             do {
@@ -86,27 +86,27 @@ public final class ControlServer: Sendable {
     private func answer(_ conn: UnixConnection, peer: PeerCredentials) -> Response {
         guard allowed(peer) else {
             logger.warning("refused peer pid \(peer.pid) uid \(peer.uid) gid \(peer.gid)")
-            return Response(error: ControlError(.forbidden, "uid \(peer.uid) may not use prezerod; run as root or add the uid to allowed_uids in the prezerod config"))
+            return Response.error(ControlError(.forbidden, "uid \(peer.uid) may not use prezerod; run as root or add the uid to allowed_uids in the prezerod config"))
         }
         let max = daemon.config.maxRequestBytes
         let line: [UInt8]
         do {
             switch try conn.readLine(max: max) {
             case .line(let l): line = l
-            case .closed: return Response(error: ControlError(.badRequest, "request ended before its newline"))
-            case .tooLong: return Response(error: ControlError(.tooLarge, "request is larger than max_request_bytes (\(max))"))
+            case .closed: return Response.error(ControlError(.badRequest, "request ended before its newline"))
+            case .tooLong: return Response.error(ControlError(.tooLarge, "request is larger than max_request_bytes (\(max))"))
             }
         } catch {
             let why = error.errno == EAGAIN ? "no complete request within request_timeout_ms" : "\(error)"
-            return Response(error: ControlError(.badRequest, why))
+            return Response.error(ControlError(.badRequest, why))
         }
         switch Wire.decodeRequest(line) {
         case .failure(let e):
             logger.warning("bad request from pid \(peer.pid): \(e.message)")
-            return Response(error: e)
+            return Response.error(e)
         case .success(let r):
             let res = daemon.handle(r)
-            if let e = res.error { logger.warning("\(r.op.rawValue) from pid \(peer.pid) refused: \(e.message)") }
+            if case .error(let e) = res { logger.warning("\(r.operation.rawValue) from pid \(peer.pid) refused: \(e.message)") }
             return res
         }
     }

@@ -129,11 +129,11 @@ extension PoolDaemon {
         return DomainMemory.Owner(uid: u, gid: g)
     }
 
-    /// make-room for a launch the pool does not serve; "*" means the guest is not bound:
-    /// free pages host-wide, from the nodes whose pools hold the most.
-    func makeRoomForLaunch(pageSize: UInt64, pages: [String: UInt64], say: (String) -> Void) {
-        let perNode = pages.filter { $0.key != "*" }
-        if let any = pages["*"] {
+    /// make-room for a launch the pool does not serve; memory bound to no node needs pages
+    /// free host-wide, given back from the nodes whose pools hold the most.
+    func makeRoomForLaunch(pageSize: UInt64, pages: [NodeChoice: UInt64], say: (String) -> Void) {
+        let perNode = Dictionary(uniqueKeysWithValues: pages.compactMap { k, v in k.node.map { (String($0), v) } })
+        if let any = pages[.any] {
             guard let mi = pools.firstIndex(where: { $0.mount.pageSize == pageSize }) else {
                 say("no pool of \(ByteSize.format(pageSize)) pages: nothing to give back")
                 return

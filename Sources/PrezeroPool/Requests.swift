@@ -7,30 +7,26 @@ import PrezeroSys
 extension PoolDaemon {
     public func handle(_ r: Request) -> Response {
         do throws(ControlError) {
-            switch r.op {
+            switch r {
             case .status:
-                return Response(status: status())
-            case .claim:
-                guard let c = r.claim else { throw ControlError(.badRequest, "claim: missing \"claim\" object") }
-                return Response(claim: try claim(c))
-            case .release:
-                guard let rel = r.release else { throw ControlError(.badRequest, "release: missing \"release\" object") }
-                return Response(release: try release(rel))
-            case .fill:
-                try setTargets(r.scope ?? PoolScope(), drain: false)
-                return Response(status: status())
-            case .drain:
-                try setTargets(r.scope ?? PoolScope(), drain: true)
-                return Response(status: status())
-            case .hook:
-                guard let h = r.hook else { throw ControlError(.badRequest, "hook: missing \"hook\" object") }
-                return Response(hook: try hook(h))
-            case .makeRoom:
-                guard let m = r.makeRoom else { throw ControlError(.badRequest, "make-room: missing \"make_room\" object") }
-                return Response(makeRoom: try makeRoom(m))
+                return .status(status())
+            case .claim(let c):
+                return .claim(try claim(c))
+            case .release(let rel):
+                return .release(try release(rel))
+            case .fill(let scope):
+                try setTargets(scope, drain: false)
+                return .status(status())
+            case .drain(let scope):
+                try setTargets(scope, drain: true)
+                return .status(status())
+            case .hook(let h):
+                return .hook(try hook(h))
+            case .makeRoom(let m):
+                return .makeRoom(try makeRoom(m))
             }
         } catch {
-            return Response(error: error)
+            return .error(error)
         }
     }
 

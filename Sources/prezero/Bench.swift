@@ -60,11 +60,11 @@ struct BenchPool: ParsableCommand {
             """)
 
     @Option(name: .long, help: "Size of each file (default 8G, capped by the free 2 MiB pages).")
-    var size: String = "8G"
+    var size = Size(bytes: 8 << 30)
     @Option(name: .long, help: "Repetitions of each measurement (at least 5).")
     var runs: Int = 5
     @Option(name: .long, help: "Scrub budget for the throttle measurement, bytes per second.")
-    var budget: String = "1G"
+    var budget = Size(bytes: 1 << 30)
     @Option(name: .long, help: "Scrub zeroing method: auto (measured at start-up, as prezerod does), memset or nontemporal.")
     var method: ZeroMethod = .auto
     @Flag(name: .long, help: "Print the results as JSON.")
@@ -97,8 +97,8 @@ struct BenchPool: ParsableCommand {
     }
 
     func run() throws {
-        let want = try parseSize(size, what: "--size")
-        let rate = Double(try parseSize(budget, what: "--budget"))
+        let want = size.bytes
+        let rate = Double(budget.bytes)
         guard Processes.userID() == 0 else { throw CLIError("bench pool needs root: it mounts hugetlbfs and binds memory", code: 1) }
         let ps: UInt64 = 2 << 20
         let free = (HugePageCounters.host(pageSize: ps)?.free ?? 0) * ps
@@ -202,10 +202,10 @@ extension BenchOutput {
 /// --size, --small, --runs and --json, shared by the start benchmarks.
 struct StartBenchOptions: ParsableArguments {
     @Option(name: .long, help: "Guest size (default 8G).")
-    var size: String = "8G"
-    static let defaultSmall = "256M"
+    var size = Size(bytes: 8 << 30)
+    static let defaultSmall = Size(bytes: 256 << 20)
     @Option(name: .long, help: "Guest size for the start without memory (default 256M; one page on a mount of larger pages).")
-    var small: String = defaultSmall
+    var small = defaultSmall
     @Option(name: .long, help: "Timed rounds (at least 5).")
     var runs: Int = 5
     @Flag(name: .long, help: "Print the results as JSON.")
@@ -218,8 +218,8 @@ struct StartBenchOptions: ParsableArguments {
     /// The two sizes, in bytes, as whole pages of `pageSize`; the default SMALL becomes one
     /// page on a mount of larger pages (the smallest guest of those pages).
     func sizes(pageSize: UInt64) throws -> (UInt64, UInt64) {
-        let bytes = try parseSize(size, what: "--size")
-        var smallBytes = try parseSize(small, what: "--small")
+        let bytes = size.bytes
+        var smallBytes = small.bytes
         if smallBytes % pageSize != 0, small == Self.defaultSmall { smallBytes = pageSize }
         guard bytes % pageSize == 0, smallBytes % pageSize == 0 else {
             throw CLIError("--size and --small must be whole \(ByteSize.format(pageSize)) pages", code: 2)
@@ -285,7 +285,7 @@ final class BenchLab {
 
     func send(_ d: PoolDaemon, _ r: Request) throws -> Response {
         let res = d.handle(r)
-        if let e = res.error { throw CLIError("bench: \(e.message)") }
+        if case .error(let e) = res { throw CLIError("bench: \(e.message)") }
         return res
     }
 
@@ -293,13 +293,15 @@ final class BenchLab {
 
     /// Fills one file of `bytes` and returns the daemon's own fill rate for it.
     func fill(_ d: PoolDaemon, _ bytes: UInt64) throws -> Double {
-        _ = try send(d, Request(op: .fill, scope: PoolScope(target: .bytes(bytes))))
+        _ = try send(d, .fill(PoolScope(target: .bytes(bytes))))
         try wait("the fill") { let n = node(d); return n.cleanBytes == bytes && n.fillingBytes == 0 }
         return node(d).fillRate
     }
 
     func claim(_ d: PoolDaemon, _ bytes: UInt64) throws -> ClaimResult {
-        let c = try send(d, Request(op: .claim, claim: ClaimRequest(bytes: bytes, pageSize: pageSize, dest: mount + "/vm"))).claim!
+        guard case .claim(let c) = try send(d, .claim(ClaimRequest(bytes: bytes, pageSize: pageSize, dest: mount + "/vm"))) else {
+            throw CLIError("bench: the claim got no claim result")
+        }
         guard c.outcome == .hit else { throw CLIError("bench: expected a hit, got \(c.outcome.rawValue)") }
         return c
     }
@@ -318,7 +320,7 @@ final class BenchLab {
     func releaseAndScrub(_ d: PoolDaemon, _ c: ClaimResult, map: Mapping) throws -> Double {
         let before = node(d).scrubbedBytes
         map.unmap()
-        _ = try send(d, Request(op: .release, release: ReleaseRequest(lease: c.lease)))
+        _ = try send(d, .release(ReleaseRequest(lease: c.lease)))
         try wait("the scrub", timeout: 120) { node(d).scrubbedBytes >= before + c.bytes }
         return node(d).scrubRate
     }
@@ -326,7 +328,7 @@ final class BenchLab {
     /// Empties the pool and waits until the kernel has every page back, so that the
     /// next run's baseline starts from the same free pages.
     func drain(_ d: PoolDaemon) throws {
-        _ = try send(d, Request(op: .drain))
+        _ = try send(d, .drain(PoolScope()))
         try wait("the drain") { let n = node(d); return n.cleanBytes + n.dirtyBytes + n.scrubbingBytes + n.fillingBytes == 0 }
         try wait("the kernel to have every page back") {
             let c = HugePageCounters.host(pageSize: pageSize)

@@ -33,7 +33,7 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
     @Option(name: .long, help: "Preallocation threads of the threaded stock starts (default: the host's online CPUs).")
     var threads: Int?
     @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: the first pool mount's).")
-    var pageSize: String?
+    var pageSize: PageSize?
     @Flag(name: .long, help: "Time migration destinations (-incoming defer): ready to receive, not booting.")
     var incoming = false
     @OptionGroup var connection: Connection
@@ -75,9 +75,9 @@ struct BenchLaunch: ParsableCommand, BenchOutput {
 
     func run() throws {
         try guarded {
-            let status = try connection.send(Request(op: .status)).status!
+            let status = try connection.status()
             guard let mount = status.mounts.first else { throw CLIError("prezerod has no pool mount") }
-            if let want = try parsePageSize(pageSize), want != mount.pageSize {
+            if let want = pageSize?.bytes, want != mount.pageSize {
                 throw CLIError("--page-size \(ByteSize.format(want)): prezerod's pool mount \(mount.path) has \(ByteSize.format(mount.pageSize)) pages", code: 2)
             }
             let (bytes, smallBytes) = try options.sizes(pageSize: mount.pageSize)

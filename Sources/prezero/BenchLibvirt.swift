@@ -34,7 +34,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
     @OptionGroup var options: StartBenchOptions
     @Option(name: .long, help: "Instead: stock, stock threads and hand-over at each of these sizes, e.g. 1G,2G,4G,8G,16G.")
-    var sizes: String?
+    var sizes: SizeList?
     @Option(name: .long, help: "With --sizes: draw start time against guest size to this SVG file.")
     var plot: String?
     @Option(name: .long, help: "Preallocation threads of the threaded stock start (default: the host's online CPUs).")
@@ -44,7 +44,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
     @Flag(name: .long, help: "Also time virsh restore of a saved guest: stock, stock threads=N, hand-over.")
     var restore = false
     @Option(name: .long, help: "The page size the pool mount must have: 2M or 1G (default: whatever memory_backing_dir's mount has).")
-    var pageSize: String?
+    var pageSize: PageSize?
     @Flag(name: .long, help: "Also time the boot to guest userspace (needs --kernel and --initrd; `make bench-libvirt BENCH_ARGS=--boot` builds them).")
     var boot = false
     @Option(name: .long, help: "With --boot: the guest kernel.")
@@ -61,7 +61,6 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
         guard hookPairs >= 5 else { throw ValidationError("--hook-pairs must be at least 5") }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         if boot, kernel == nil || initrd == nil { throw ValidationError("--boot needs --kernel and --initrd (scripts/boot-guest.sh DIR builds both)") }
-        _ = try parsePageSize(pageSize)
     }
 
     struct Result: Codable {
@@ -143,7 +142,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
     func openLab() throws -> LibvirtLab {
         let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
-        if let want = try parsePageSize(pageSize), want != lab.pageSize {
+        if let want = pageSize?.bytes, want != lab.pageSize {
             lab.close()
             throw CLIError("--page-size \(ByteSize.format(want)): memory_backing_dir is on a mount of \(ByteSize.format(lab.pageSize)) pages; point it at a pool mount of \(ByteSize.format(want)) pages", code: 2)
         }
@@ -152,10 +151,10 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
     }
 
     /// --sizes: the three starts at each size, as a table, JSON and an SVG chart.
-    func sweep(_ list: String) throws {
+    func sweep(_ list: SizeList) throws {
         // Largest first: a smaller guest can always be served by cutting a larger clean file
         // (truncated), while a larger one after smaller ones might find only smaller files.
-        let sizes = try list.split(separator: ",").map { try parseSize(String($0), what: "--sizes") }.sorted(by: >)
+        let sizes = list.bytes.sorted(by: >)
         let lab = try openLab()
         defer { lab.close() }
         var points: [SweepPoint] = []
@@ -384,7 +383,7 @@ final class LibvirtLab {
             throw CLIError("no hook at \(hook); run `prezero install` and restart libvirtd (`prezero libvirt doctor` checks the setup)")
         }
         self.connection = connection
-        let status = try connection.send(Request(op: .status)).status!
+        let status = try connection.status()
         let host: HookHost
         do {
             host = try HostDiscovery.hookHost(qemuConf: libvirt.qemuConf, domain: nil,
@@ -485,7 +484,7 @@ final class LibvirtLab {
     /// A hand-over that did not happen is an error, never a figure.
     func checkHandedOver(_ name: String, _ want: UInt64?) throws {
         guard let want else { return }
-        let leased = (try? connection.client.send(Request(op: .status)).status!)?.mounts.first { $0.path == mount }?.nodes
+        let leased = (try? connection.client.status())?.mounts.first { $0.path == mount }?.nodes
             .reduce(0) { $0 + $1.leasedBytes } ?? 0
         guard leased >= want else {
             throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
@@ -553,7 +552,7 @@ final class LibvirtLab {
 func settlePool(_ connection: Connection, mount: String) throws {
     let deadline = monotonicSeconds() + 300
     while true {
-        let s = try connection.send(Request(op: .status)).status!
+        let s = try connection.status()
         let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
         let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
         if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }

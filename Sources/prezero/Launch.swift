@@ -26,9 +26,9 @@ struct Launch: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("A region: NAME=SIZE[@NODES], e.g. m0=8G or m0=8G@0 (repeatable).", valueName: "region"))
     var memory: [String] = []
     @Option(name: .long, help: "Page size of the pool to claim from: 2M or 1G. Default: the first pool mount.")
-    var pageSize: String?
-    @Option(name: .long, help: "Owner of the claimed files as UID:GID (for a VMM that drops privileges).")
-    var owner: String = "0:0"
+    var pageSize: PageSize?
+    @Option(name: .long, help: "Owner of the claimed files as numeric UID:GID (for a VMM that drops privileges).")
+    var owner: Owner = .root
     @Option(name: .long, help: "Write the claims as JSON to this file before the VMM starts.")
     var jsonClaims: String?
     @OptionGroup var connection: Connection
@@ -46,21 +46,17 @@ struct Launch: ParsableCommand {
 
     func run() throws {
         guard !command.isEmpty else { throw ValidationError("give the VMM command after --, e.g. prezero launch --memory m0=2G -- qemu-system-x86_64 ...") }
-        let ids = owner.split(separator: ":")
-        guard ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) else {
-            throw ValidationError("--owner '\(owner)' must be numeric UID:GID, e.g. 107:107")
-        }
         let regions: [LaunchRegion]
         do {
             regions = try memory.map { r throws(LaunchError) in try LaunchPlan.parseRegion(r) }
         } catch {
             throw ValidationError(error.description)
         }
-        let wantPage = try parsePageSize(pageSize)
+        let wantPage = pageSize?.bytes
         // A signal during the claims is kept and ends the launch before the VMM starts.
         Signals.forward([SIGTERM, SIGINT, SIGHUP])
 
-        let status = try? connection.client.send(Request(op: .status)).status
+        let status = try? connection.client.status()
         guard let mount = Self.mount(status: status, pageSize: wantPage) else {
             throw usage("no hugetlbfs mount\(wantPage.map { " of \(ByteSize.format($0)) pages" } ?? "") to put guest memory on; mount one or start prezerod")
         }
@@ -79,9 +75,9 @@ struct Launch: ParsableCommand {
             if status != nil {
                 let link = "prezero-launch.\(Processes.current()).\(r.name)"
                 let req = ClaimRequest(bytes: r.bytes, pageSize: mount.pageSize, nodes: r.nodes, dest: "\(mount.path)/\(link)",
-                                       uid: uid, gid: gid, mode: 0o600, lease: "launch.\(Processes.current()).\(r.name)")
+                                       uid: owner.uid, gid: owner.gid, mode: 0o600, lease: "launch.\(Processes.current()).\(r.name)")
                 do {
-                    let got = try connection.client.send(Request(op: .claim, claim: req)).claim!
+                    let got = try connection.client.claim(req)
                     c.outcome = got.outcome.rawValue
                     if got.outcome != .miss {
                         // Open for the VMM, then unlink: from here on only open descriptors hold the file.
@@ -103,7 +99,7 @@ struct Launch: ParsableCommand {
             held = []
             for c in claims {
                 guard let lease = c.lease else { continue }
-                if (try? connection.client.send(Request(op: .release, release: ReleaseRequest(lease: lease)))) == nil {
+                if (try? connection.client.release(ReleaseRequest(lease: lease))) == nil {
                     say("\(c.name): release failed; prezerod reclaims it once no process holds it")
                 }
             }

@@ -127,7 +127,7 @@ struct LibvirtDoctor: ParsableCommand {
             // Pool mounts: prezerod's own list; the host's hugetlbfs mounts if it cannot be reached.
             var poolMounts: [HookHost.Mount] = []
             do {
-                let s = try connection.client.send(Request(op: .status)).status!
+                let s = try connection.client.status()
                 poolMounts = s.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }
                 check("prezerod", true, "pid \(s.pid); pool mounts \(poolMounts.map(\.path).joined(separator: ", "))")
             } catch {

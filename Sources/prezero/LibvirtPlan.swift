@@ -78,7 +78,7 @@ struct LibvirtPlan: ParsableCommand {
                                 defaultHugepageSize: defaultSize ?? (2 << 20), machineRAMId: machineRamId)
             } else {
                 var poolMounts = pools
-                if poolMounts.isEmpty, let s = try? connection.client.send(Request(op: .status)).status {
+                if poolMounts.isEmpty, let s = try? connection.client.status() {
                     poolMounts = s.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }
                 }
                 var h: HookHost
@@ -129,7 +129,7 @@ struct LibvirtPlan: ParsableCommand {
         let room = plan.makeRoom()
         if !room.isEmpty {
             out += "\nmake room: " + room.sorted { $0.key < $1.key }.flatMap { ps, nodes in
-                nodes.sorted { $0.key < $1.key }.map { "\($0.value) × \(ByteSize.format(ps)) pages on \($0.key == "*" ? "any node" : "node \($0.key)")" }
+                nodes.sorted { $0.key < $1.key }.map { "\($0.value) × \(ByteSize.format(ps)) pages on \($0.key)" }
             }.joined(separator: ", ") + "\n"
         }
         return out
@@ -204,7 +204,7 @@ struct PlanJSON: Encodable {
                            prealloc: b.prealloc, threadContext: Nullable(b.threadContext), decision: p.decision.rawValue, reason: p.reason)
         }
         makeRoom = plan.makeRoom().sorted { $0.key < $1.key }.flatMap { ps, nodes in
-            nodes.sorted { $0.key < $1.key }.map { Room(pageSize: ps, node: Nullable(Int($0.key)), pages: $0.value) }
+            nodes.sorted { $0.key < $1.key }.map { Room(pageSize: ps, node: Nullable($0.key.node), pages: $0.value) }
         }
     }
 }

@@ -13,7 +13,7 @@ struct Metrics: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let s = try connection.send(Request(op: .status)).status!
+            let s = try connection.status()
             print(PrometheusText.render(s), terminator: "")
         }
     }
@@ -53,7 +53,7 @@ struct Doctor: ParsableCommand {
                                 detail: "no huge pages are reserved; reserve some: echo 1024 > /proc/sys/vm/nr_hugepages (1 GiB pages first, at boot if possible)"))
         }
         do {
-            let s = try connection.client.send(Request(op: .status)).status!
+            let s = try connection.client.status()
             checks.append(Check(name: "prezerod", ok: true, detail: "pid \(s.pid) on \(connection.socket), scrub \(s.scrubStrategy) (\(s.scrubMethod))"))
             for m in s.mounts {
                 let st = try? Files.status(Files.openDirectory(path: m.poolDir))

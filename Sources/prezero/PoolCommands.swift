@@ -32,7 +32,7 @@ struct Fill: ParsableCommand {
             spec = s
         }
         try guarded {
-            var s = try connection.send(Request(op: .fill, scope: PoolScope(mount: scope.mount, node: scope.node, target: spec))).status!
+            var s = try connection.fill(PoolScope(mount: scope.mount, node: scope.node, target: spec))
             if !noWait {
                 s = try Progress.follow(connection, scope: scope, label: "fill") { n in
                     (n.cleanBytes, n.targetBytes, n.fillingBytes == 0 && n.dirtyBytes == 0 && n.scrubbingBytes == 0)
@@ -56,9 +56,9 @@ struct Drain: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let before = try connection.send(Request(op: .status)).status!
+            let before = try connection.status()
             let start = Progress.select(before, scope: scope).reduce(0) { $0 + Progress.pooled($1) }
-            var s = try connection.send(Request(op: .drain, scope: PoolScope(mount: scope.mount, node: scope.node))).status!
+            var s = try connection.drain(PoolScope(mount: scope.mount, node: scope.node))
             if !noWait {
                 s = try Progress.follow(connection, scope: scope, label: "drain") { n in
                     let left = Progress.pooled(n)
@@ -88,7 +88,7 @@ enum Progress {
         var still = monotonicSeconds()
         let t0 = monotonicSeconds()
         while true {
-            let s = try c.send(Request(op: .status)).status!
+            let s = try c.status()
             let m = select(s, scope: scope).map(measure)
             let done = m.reduce(0) { $0 + $1.0 }
             let goal = m.reduce(0) { $0 + $1.1 }

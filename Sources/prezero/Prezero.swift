@@ -48,14 +48,20 @@ struct Connection: ParsableArguments {
 
     var client: ControlClient { ControlClient(socket: socket, timeout: timeout) }
 
-    /// Sends a request; a failure is printed as one line and exits with a meaningful status.
-    func send(_ r: Request) throws -> Response {
+    /// Asks prezerod; a failure is printed as one line and exits with a meaningful status.
+    func call<T>(_ body: (ControlClient) throws(ControlError) -> T) throws -> T {
         do {
-            return try client.send(r)
+            return try body(client)
         } catch {
             throw CLIError(error)
         }
     }
+
+    func status() throws -> StatusResult { try call { c throws(ControlError) in try c.status() } }
+    func claim(_ r: ClaimRequest) throws -> ClaimResult { try call { c throws(ControlError) in try c.claim(r) } }
+    func release(_ r: ReleaseRequest) throws -> ReleaseResult { try call { c throws(ControlError) in try c.release(r) } }
+    func fill(_ s: PoolScope) throws -> StatusResult { try call { c throws(ControlError) in try c.fill(s) } }
+    func drain(_ s: PoolScope) throws -> StatusResult { try call { c throws(ControlError) in try c.drain(s) } }
 }
 
 /// One line on stderr and an exit status that says what went wrong.
@@ -65,8 +71,7 @@ struct CLIError: Error, CustomStringConvertible {
 
     init(_ e: ControlError) {
         description = e.message
-        let unreachable = e.code == .system && (e.message.hasPrefix("prezerod is not") || e.message.hasPrefix("cannot reach"))
-        code = unreachable || e.code == .forbidden && e.message.hasPrefix("permission denied") ? 3 : 1
+        code = e.code.exitStatus
     }
 
     init(_ message: String, code: Int32 = 1) {
@@ -106,24 +111,3 @@ func columns(_ rows: [[String]], numbers: Bool) -> String {
     }.joined()
 }
 
-func parseSize(_ text: String, what: String) throws -> UInt64 {
-    guard let v = ByteSize.parse(text) else {
-        throw ValidationError("\(what) '\(text)' is not a size; use e.g. 2G, 512M or a byte count")
-    }
-    return v
-}
-
-func parsePageSize(_ text: String?) throws -> UInt64? {
-    guard let text else { return nil }
-    let v = try parseSize(text, what: "--page-size")
-    guard v == 2 << 20 || v == 1 << 30 else { throw ValidationError("--page-size must be 2M or 1G") }
-    return v
-}
-
-func parseNodes(_ text: [String]) throws -> [Int] {
-    try text.flatMap { t in
-        let list = ProcParsers.cpuList(t)
-        guard !list.isEmpty || t.isEmpty else { throw ValidationError("--node '\(t)' is not a node list; use e.g. 0, 2,3 or 0-3") }
-        return list
-    }
-}

@@ -12,7 +12,7 @@ struct Status: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let s = try connection.send(Request(op: .status)).status!
+            let s = try connection.status()
             if json { printJSON(s) } else { print(StatusTable.render(s)) }
         }
     }
@@ -32,8 +32,7 @@ enum StatusTable {
                     "\(n.node)", ByteSize.format(n.totalBytes), ByteSize.format(n.freeBytes), ByteSize.format(n.targetBytes),
                     ByteSize.format(n.cleanBytes), ByteSize.format(n.dirtyBytes + n.scrubbingBytes), ByteSize.format(n.leasedBytes),
                     ByteSize.format(UInt64(n.fillRate)), ByteSize.format(UInt64(n.scrubRate)),
-                    "\(o["hit"] ?? 0)", "\(o["truncated"] ?? 0)", "\(o["partial"] ?? 0)", "\(o["miss"] ?? 0)",
-                ])
+                ] + ClaimOutcome.allCases.map { "\(o[$0] ?? 0)" })
             }
             out += columns(rows, numbers: true)
         }
@@ -48,33 +47,27 @@ struct Claim: ParsableCommand {
 
     @OptionGroup var connection: Connection
     @Option(name: .long, help: "Size of the file, a multiple of the page size (e.g. 2G).")
-    var size: String
+    var size: Size
     @Option(name: .long, help: "Where to link the file: on the pool mount, inside an allowed directory, not existing yet.")
     var dest: String
     @Option(name: .long, help: "Allowed host node(s), e.g. 0 or 2,3; repeatable. Default: any node.")
-    var node: [String] = []
+    var node: [NodeList] = []
     @Option(name: .long, help: "Page size of the pool to claim from: 2M or 1G. Default: the first pool mount.")
-    var pageSize: String?
-    @Option(name: .long, help: "Owner of the file as UID:GID.")
-    var owner: String = "0:0"
-    @Option(name: .long, help: "Mode of the file, octal.")
-    var mode: String = "600"
+    var pageSize: PageSize?
+    @Option(name: .long, help: "Owner of the file as numeric UID:GID.")
+    var owner: Owner = .root
+    @Option(name: .long, help: "Mode of the file, octal, at most 777.")
+    var mode = FileMode(bits: 0o600)
     @Option(name: .long, help: "Lease key (letters, digits, - _ . : @). Default: the daemon picks one.")
     var lease: String?
     @Flag(name: .long, help: "Print the result as JSON.")
     var json = false
 
     func run() throws {
-        let bytes = try parseSize(size, what: "--size")
-        let ids = owner.split(separator: ":")
-        guard ids.count == 2, let uid = UInt32(ids[0]), let gid = UInt32(ids[1]) else {
-            throw ValidationError("--owner '\(owner)' must be numeric UID:GID, e.g. 107:107")
-        }
-        guard let m = UInt32(mode, radix: 8) else { throw ValidationError("--mode '\(mode)' is not an octal mode") }
-        let req = ClaimRequest(bytes: bytes, pageSize: try parsePageSize(pageSize), nodes: try parseNodes(node),
-                               dest: dest, uid: uid, gid: gid, mode: m, lease: lease)
+        let req = ClaimRequest(bytes: size.bytes, pageSize: pageSize?.bytes, nodes: node.flatMap(\.nodes),
+                               dest: dest, uid: owner.uid, gid: owner.gid, mode: mode.bits, lease: lease)
         try guarded {
-            let r = try connection.send(Request(op: .claim, claim: req)).claim!
+            let r = try connection.claim(req)
             if json {
                 printJSON(r)
             } else if r.outcome == .miss {
@@ -104,7 +97,7 @@ struct Release: ParsableCommand {
 
     func run() throws {
         try guarded {
-            let r = try connection.send(Request(op: .release, release: ReleaseRequest(lease: lease, dest: dest))).release!
+            let r = try connection.release(ReleaseRequest(lease: lease, dest: dest))
             if json {
                 printJSON(r)
             } else {

@@ -86,7 +86,7 @@ struct DomainShapeTests {
         ])
         let plan = try HookPlanner.plan(DomainXML.parse(syntheticDomain(memory: "<memory unit='KiB'>4194304</memory>",
             backing: backing("<hugepages><page size='2048' nodeset='1'/><page size='1048576' nodeset='0,2-3'/></hugepages>"), cells: cells)), host: host())
-        #expect(plan.makeRoom() == [1 * GiB: ["*": 3], 2 * MiB: ["*": 512]])
+        #expect(plan.makeRoom() == [1 * GiB: [.any: 3], 2 * MiB: [.any: 512]])
     }
 
     /// A cell with no <page> of its own and no page without a nodeset takes no huge pages.
@@ -196,7 +196,7 @@ struct DomainShapeTests {
         let plan = try HookPlanner.plan(DomainXML.parse(syntheticDomain(
             memory: "<maxMemory slots='4' unit='GiB'>8</maxMemory><memory unit='KiB'>3145728</memory>", cells: twoCells,
             devices: "<memory model='virtio-mem'><target><size unit='GiB'>1</size><node>0</node><requested unit='MiB'>512</requested></target></memory>")), host: host())
-        #expect(plan.makeRoom() == [2 * MiB: ["*": 256]])
+        #expect(plan.makeRoom() == [2 * MiB: [.any: 256]])
     }
 
     /// The system RAM id: the one given (libvirt's capabilities cache), else the machine type's.
@@ -253,13 +253,13 @@ struct DomainShapeTests {
             memory: "<memory unit='KiB'>3145728</memory>", backing: backing("<hugepages><page size='1' unit='GiB' nodeset='1'/></hugepages>"),
             numatune: "<numatune><memnode cellid='1' mode='strict' nodeset='0'/></numatune>", cells: cells)), host: host())
         #expect(plan.backends.map(\.decision) == [.handOver, .makeRoom, .nothing])
-        #expect(plan.makeRoom() == [1 * GiB: ["0": 1]])
-        #expect(plan.makeRoom(includingHandOvers: true) == [1 * GiB: ["0": 1], 2 * MiB: ["*": 512]])
+        #expect(plan.makeRoom() == [1 * GiB: [.node(0): 1]])
+        #expect(plan.makeRoom(includingHandOvers: true) == [1 * GiB: [.node(0): 1], 2 * MiB: [.any: 512]])
     }
 
     @Test func pagesPerNodeSharesBoundPagesRoundingUp() {
-        #expect(HookPlanner.pagesPerNode(bytes: 3 * MiB, nodes: [], pageSize: 2 * MiB) == ["*": 2])
-        #expect(HookPlanner.pagesPerNode(bytes: 5 * 2 * MiB, nodes: [0, 1], pageSize: 2 * MiB) == ["0": 3, "1": 3])
+        #expect(HookPlanner.pagesPerNode(bytes: 3 * MiB, nodes: [], pageSize: 2 * MiB) == [.any: 2])
+        #expect(HookPlanner.pagesPerNode(bytes: 5 * 2 * MiB, nodes: [0, 1], pageSize: 2 * MiB) == [.node(0): 3, .node(1): 3])
         #expect(HookPlanner.pagesPerNode(bytes: 0, nodes: [0], pageSize: 2 * MiB).isEmpty)
         #expect(HookPlanner.pagesPerNode(bytes: 1, nodes: [0], pageSize: 0).isEmpty)
     }
@@ -279,7 +279,7 @@ struct HookFixturePlanTests {
         let plan = try HookPlanner.plan(LibvirtFixtures.startBegin("p1"), host: host())
         #expect(plan.backends.map(\.decision) == [.makeRoom])
         #expect(plan.backends[0].reason.contains("private"))
-        #expect(plan.makeRoom() == [2 * MiB: ["*": 1024]])
+        #expect(plan.makeRoom() == [2 * MiB: [.any: 1024]])
     }
 
     @Test func k1IsOrdinaryMemory() throws {

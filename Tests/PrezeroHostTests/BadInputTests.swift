@@ -35,7 +35,7 @@ extension PoolTests {
     }
 
     func claimRequest(_ pool: TestPool, dest: String, lease: String? = nil) -> Request {
-        Request(op: .claim, claim: ClaimRequest(bytes: 8 * MiB, dest: dest, lease: lease))
+        Request.claim(ClaimRequest(bytes: 8 * MiB, dest: dest, lease: lease))
     }
 
     @Test("garbage, truncated and oversized messages are refused")
@@ -52,7 +52,7 @@ extension PoolTests {
         ] {
             try expectRefused(pool, code, text) {
                 let r = try pool.client.exchange(bytes)
-                if let e = r.error { throw e }
+                if case .error(let e) = r { throw e }
             }
         }
     }
@@ -95,19 +95,19 @@ extension PoolTests {
         let pool = try badInputPool()
         defer { pool.close() }
         try expectRefused(pool, .badRequest, "is not a node of this host") {
-            try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 4, "7": 1])))
+            try pool.client.makeRoom(MakeRoomRequest(pageSize: page2M, pages: ["0": 4, "7": 1]))
         }
         try expectRefused(pool, .badRequest, "cannot be made free") {
-            try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 1 << 60])))
+            try pool.client.makeRoom(MakeRoomRequest(pageSize: page2M, pages: ["0": 1 << 60]))
         }
         try expectRefused(pool, .badRequest, "more than any allowed node has") {
-            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: 1 << 62, dest: pool.mount + "/vms/huge")))
+            try pool.client.claim(ClaimRequest(bytes: 1 << 62, dest: pool.mount + "/vms/huge"))
         }
         try expectRefused(pool, .badRequest, "not a positive multiple of the page size") {
-            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: 4096, dest: pool.mount + "/vms/tiny")))
+            try pool.client.claim(ClaimRequest(bytes: 4096, dest: pool.mount + "/vms/tiny"))
         }
         try expectRefused(pool, .noPool, "no pool mount has 1 GiB pages") {
-            try pool.client.send(Request(op: .claim, claim: ClaimRequest(bytes: GiB, pageSize: GiB, dest: pool.mount + "/vms/g")))
+            try pool.client.claim(ClaimRequest(bytes: GiB, pageSize: GiB, dest: pool.mount + "/vms/g"))
         }
     }
 
@@ -120,7 +120,7 @@ extension PoolTests {
                 try pool.client.send(claimRequest(pool, dest: pool.mount + "/vms/x", lease: key))
             }
             try expectRefused(pool, .badRequest, "lease key") {
-                try pool.client.send(Request(op: .release, release: ReleaseRequest(lease: key)))
+                try pool.client.release(ReleaseRequest(lease: key))
             }
         }
     }

@@ -25,7 +25,7 @@ extension PoolTests {
         for f in try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean") {
             #expect(try FileBytes.allZero("\(pool.mount)/.prezero/clean/\(f)"))
         }
-        try pool.client.send(Request(op: .drain))
+        try pool.client.drain()
         try waitFor("every page back") { freePages(page2M) == before }
     }
 
@@ -46,7 +46,7 @@ extension PoolTests {
         let early = try pool.claim(128 * MiB, as: "early")
         if early.outcome != .miss {
             #expect(try FileBytes.allZero(early.path), "a file handed out right after the restart must be zero")
-            _ = try pool.client.send(Request(op: .release, release: ReleaseRequest(lease: early.lease)))
+            _ = try pool.client.release(ReleaseRequest(lease: early.lease))
         }
         try pool.waitClean(128 * MiB, timeout: 30)
         let again = try pool.claim(128 * MiB, as: "vm2", lease: "vm2")

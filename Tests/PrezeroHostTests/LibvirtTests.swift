@@ -83,7 +83,7 @@ extension PoolTests {
         // Hung: SIGSTOP. The start waits for the hook's timeout, then goes on.
         let pid = pool.process!.pid
         // The pool's file must not be needed: give it back first so QEMU can allocate.
-        try pool.client.send(Request(op: .drain))
+        try pool.client.drain()
         kill(pid, SIGSTOP)
         let t = monotonicSeconds()
         let hung = try lv.virsh("start", uuid)

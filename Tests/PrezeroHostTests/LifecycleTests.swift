@@ -44,7 +44,7 @@ extension PoolTests {
         defer { pool.close() }
         try pool.start()
         try waitFor("the pool to take every free page") { try pool.node0().fillingBytes == 0 && freePages(page2M) == 0 }
-        let r = try pool.client.send(Request(op: .makeRoom, makeRoom: MakeRoomRequest(pageSize: page2M, pages: ["0": 40]))).makeRoom!
+        let r = try pool.client.makeRoom(MakeRoomRequest(pageSize: page2M, pages: ["0": 40]))
         #expect(r.freed["0"]! >= 40)
         #expect(freePages(page2M) >= 40, "free pages are there when make-room returns")
         sleepSeconds(1)

@@ -20,9 +20,9 @@ extension PoolTests {
     static func waitMigrated(_ qmp: String, timeout: Double = 120) throws {
         var last = ""
         try waitFor("the migration to complete (last: \(last))", timeout: timeout) {
-            last = (try? QMP.execute(socket: qmp, "{\"execute\":\"query-migrate\"}")) ?? ""
-            if QMP.field("status", in: last) == "failed" { throw TestFailure("migration failed: \(last)") }
-            return QMP.field("status", in: last) == "completed"
+            last = (try? QMP.migrationStatus(socket: qmp)) ?? ""
+            if last == "failed" { throw TestFailure("migration failed") }
+            return last == "completed"
         }
     }
 
@@ -57,7 +57,7 @@ extension PoolTests {
         try #require(leased.count == 1)
         let leasedPath = "\(pool.mount)/.prezero/leased/\(leased[0])"
 
-        _ = try QMP.execute(socket: srcQMP, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:\(channel)\"}}")
+        _ = try QMP.execute(socket: srcQMP, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:\(channel)\"}}", as: QMP.Empty.self)
         try Self.waitMigrated(srcQMP)
         try waitFor("the destination to leave inmigrate", timeout: 60) { (try? QMP.queryStatus(socket: dstQMP)) != "inmigrate" }
         // The destination's memory, read through its leased file, is the source's byte for byte.

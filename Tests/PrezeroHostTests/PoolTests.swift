@@ -20,7 +20,7 @@ struct PoolTests {
         let clean = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean")
         #expect(clean.count == 2)
         for f in clean { #expect(try FileBytes.allZero("\(pool.mount)/.prezero/clean/\(f)")) }
-        try pool.client.send(Request(op: .drain))
+        try pool.client.drain()
         try waitFor("the pool to give its pages back") { freePages(page2M) == before }
     }
 
@@ -79,13 +79,13 @@ struct PoolTests {
         #expect(p.outcome == .partial, "a 16 MiB file extended to 24 MiB at claim time")
         #expect(Files.status(followingPath: p.path)!.size == 24 * MiB)
         #expect(try FileBytes.allZero(p.path))
-        try pool.client.send(Request(op: .drain))
+        try pool.client.drain()
         try pool.waitClean(0)
         let miss = try pool.claim(4 * MiB, as: "m")
         #expect(miss.outcome == .miss && miss.path.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: pool.mount + "/m"))
         let o = try pool.node0().outcomes
-        #expect(o["hit"] == 1 && o["truncated"] == 1 && o["partial"] == 1 && o["miss"] == 1)
+        #expect(o[.hit] == 1 && o[.truncated] == 1 && o[.partial] == 1 && o[.miss] == 1)
     }
 
     @Test("fill, claim and no-leak on a 1 GiB-page mount")

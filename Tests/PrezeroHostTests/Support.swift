@@ -107,7 +107,7 @@ final class TestPool {
         try "\(p.pid)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
         try waitFor("prezerod to listen on \(socket)", timeout: 20) {
             guard p.isRunning else { throw TestFailure("prezerod exited: \(self.log())") }
-            return (try? client.send(Request(op: .status))) != nil
+            return (try? client.status()) != nil
         }
     }
 
@@ -132,17 +132,17 @@ final class TestPool {
     var client: ControlClient { ControlClient(socket: socket, timeout: 20) }
 
     func status() throws -> MountStatus {
-        try client.send(Request(op: .status)).status!.mounts[0]
+        try client.status().mounts[0]
     }
 
     func node0() throws -> NodeStatus { try status().nodes[0] }
 
     func claim(_ bytes: UInt64, as name: String, lease: String? = nil, nodes: [Int] = []) throws -> ClaimResult {
-        try client.send(Request(op: .claim, claim: ClaimRequest(bytes: bytes, pageSize: pageSize, nodes: nodes, dest: mount + "/" + name, lease: lease))).claim!
+        try client.claim(ClaimRequest(bytes: bytes, pageSize: pageSize, nodes: nodes, dest: mount + "/" + name, lease: lease))
     }
 
     func release(lease: String) throws -> ReleaseResult {
-        try client.send(Request(op: .release, release: ReleaseRequest(lease: lease))).release!
+        try client.release(ReleaseRequest(lease: lease))
     }
 
     /// Claims a file, writes `byte` over all of it, releases it, and waits until its scrub has begun.
@@ -181,7 +181,7 @@ final class TestPool {
 
     func close() {
         if process != nil {
-            _ = try? client.send(Request(op: .drain))
+            _ = try? client.drain()
             stop()
         }
         // Whatever is left in the mount goes back to the kernel with the unmount.

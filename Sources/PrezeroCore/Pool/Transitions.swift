@@ -104,7 +104,7 @@ extension PoolState {
     /// Counts a miss on the node it was asked for (or the mount's first).
     public mutating func countMiss(_ c: ClaimRequest, mount mi: Int) -> Int {
         let node = c.nodes.first ?? nodes.keys.filter { $0.mount == mi }.map(\.node).min() ?? 0
-        nodes[NodeKey(mount: mi, node: node)]?.stats.outcomes[ClaimOutcome.miss.rawValue, default: 0] += 1
+        nodes[NodeKey(mount: mi, node: node)]?.stats.outcomes[.miss, default: 0] += 1
         return node
     }
 
@@ -285,7 +285,7 @@ extension PoolState {
             let k = NodeKey(mount: t.mount, node: t.node)
             leases[t.key]?.claiming = false
             leases[t.key]?.inode = inode ?? 0
-            nodes[k]?.stats.outcomes[t.outcome.rawValue, default: 0] += 1
+            nodes[k]?.stats.outcomes[t.outcome, default: 0] += 1
             settleRefill(k, now: now)
         case .release(let l):
             // Asked now: scan for its holders now, whatever the back-off said.
