@@ -29,17 +29,20 @@ let package = Package(
         .systemLibrary(name: "CNuma", pkgConfig: "numa", providers: [.apt(["libnuma-dev"])]),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
 
+        // The control protocol and its JSON: no Foundation, so the static hook shares it.
+        .target(name: "PrezeroProtocol", swiftSettings: strict),
         // Pure logic: no syscalls, inputs as values.
-        .target(name: "PrezeroCore", dependencies: [.product(name: "Yams", package: "Yams")], swiftSettings: strict),
+        .target(name: "PrezeroCore", dependencies: ["PrezeroProtocol", .product(name: "Yams", package: "Yams")],
+                swiftSettings: strict),
         // The one place that calls each syscall.
         .target(name: "PrezeroSys", dependencies: ["PrezeroCShims", "CNuma"], swiftSettings: strict),
         // Client side of the control socket (CLI, hook, tests).
-        .target(name: "PrezeroClient", dependencies: ["PrezeroCore", "PrezeroSys"], swiftSettings: strict),
+        .target(name: "PrezeroClient", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys"], swiftSettings: strict),
         // The daemon's engine: pool directories, node workers, scrubber, control server.
         .target(
             name: "PrezeroPool",
             dependencies: [
-                "PrezeroCore", "PrezeroSys",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroSys",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -47,7 +50,7 @@ let package = Package(
         // The status as Prometheus text, for the CLI and the daemon's textfile.
         .target(
             name: "PrezeroMetrics",
-            dependencies: ["PrezeroCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["PrezeroProtocol", "PrezeroCore", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: strict),
         // libvirt's C API, for the CLI only (never the hook: linking libvirt costs ~11 ms a process).
         .target(name: "PrezeroLibvirt", dependencies: ["CLibvirt"], swiftSettings: strict),
@@ -55,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "prezerod",
             dependencies: [
-                "PrezeroPool", "PrezeroCore", "PrezeroMetrics",
+                "PrezeroPool", "PrezeroProtocol", "PrezeroCore", "PrezeroMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -64,7 +67,8 @@ let package = Package(
         .executableTarget(
             name: "prezero",
             dependencies: [
-                "PrezeroClient", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt", "PrezeroMetrics",
+                "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt",
+                "PrezeroMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -72,20 +76,20 @@ let package = Package(
         // libvirt's hook: no libvirt, no XML parser, no Foundation.
         // Fully static: libvirt runs it several times a start, and a static executable
         // starts in ~1 ms where one with shared libraries takes ~3 (measured here).
-        .executableTarget(name: "prezero-hook", dependencies: ["PrezeroSys"], swiftSettings: strict,
+        .executableTarget(name: "prezero-hook", dependencies: ["PrezeroProtocol", "PrezeroSys"], swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
-        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroCore"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroProtocol", "PrezeroCore"], exclude: ["Fixtures"], swiftSettings: strict),
         // The pool engine over an in-memory model file system: no root, no huge pages.
         .testTarget(
             name: "PrezeroPoolTests",
-            dependencies: ["PrezeroCore", "PrezeroPool", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroPool", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // prezero-hook is not a dependency: its -static-executable would be linked into the
         // test binary. `swift build --build-tests` builds it all the same.
         .testTarget(
             name: "PrezeroHostTests",
-            dependencies: ["PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero"],
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero"],
             swiftSettings: strict),
     ]
 )

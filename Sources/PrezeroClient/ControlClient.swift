@@ -1,5 +1,6 @@
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// Talks to prezerod over its control socket.

@@ -1,5 +1,5 @@
-import Foundation
 import Glibc
+import PrezeroProtocol
 import PrezeroSys
 
 /// Just enough of QEMU's QMP to know that a VM is up and to drive a migration: connect,
@@ -88,7 +88,7 @@ public enum QMP {
     static func reply<T: Decodable>(_ c: UnixConnection, _: T.Type) throws(SysError) -> Reply<T> {
         while true {
             guard case .line(let bytes) = try c.readLine(max: 1 << 20) else { throw SysError("read", "QMP", errno: ECONNRESET) }
-            guard let r = try? JSONDecoder().decode(Reply<T>.self, from: Data(bytes)) else {
+            guard let r = try? Wire.decode(Reply<T>.self, bytes) else {
                 throw SysError("read", "QMP: not a QMP reply: \(String(decoding: bytes.prefix(200), as: UTF8.self))", errno: EPROTO)
             }
             if r.event == nil { return r }

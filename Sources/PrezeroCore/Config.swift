@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroProtocol
 import Yams
 
 /// prezerod's configuration. Every key has an embedded default, so the daemon

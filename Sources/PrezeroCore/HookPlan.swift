@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroProtocol
 
 /// What prezero does for one backend at libvirt's `start begin`.
 public enum BackendDecision: String, Equatable, Sendable, Codable {

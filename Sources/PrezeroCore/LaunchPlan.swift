@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// `prezero launch`: the memory regions asked for and the VMM arguments that name them.
 public struct LaunchRegion: Equatable, Sendable {
     public var name: String

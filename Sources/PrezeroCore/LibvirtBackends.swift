@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.
 public struct MemoryBackend: Equatable, Sendable {
     public enum Kind: String, Sendable, Codable {

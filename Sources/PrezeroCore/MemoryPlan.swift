@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
+import PrezeroProtocol
 #endif
 
 /// What a libvirt domain XML says about guest memory: the parts of libvirt 9.0's

@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// What a node worker should fill next, given what the pool holds.
 /// Pure: the caller passes the node's counters and clean files.
 public enum FillPlanner {

@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroProtocol
 
 /// A hugetlbfs mount found in `/proc/self/mountinfo`.
 public struct HugetlbfsMount: Equatable, Sendable {

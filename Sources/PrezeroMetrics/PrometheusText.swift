@@ -1,4 +1,5 @@
 import PrezeroCore
+import PrezeroProtocol
 import Prometheus
 
 /// prezerod's counters in the Prometheus text format: what `prezero metrics` prints and

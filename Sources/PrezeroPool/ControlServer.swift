@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 import Synchronization
 

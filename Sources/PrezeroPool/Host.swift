@@ -1,4 +1,5 @@
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// A hugetlbfs mount the daemon keeps a pool on, as found on this host.

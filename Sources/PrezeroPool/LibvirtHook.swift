@@ -1,5 +1,6 @@
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// The daemon side of prezero-hook: libvirt's qemu hook calls, forwarded with

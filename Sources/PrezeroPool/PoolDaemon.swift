@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// The daemon: one pool per mount, one pinned worker per (mount, node), a monitor

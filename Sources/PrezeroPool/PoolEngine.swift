@@ -1,5 +1,6 @@
 import Logging
 import PrezeroCore
+import PrezeroProtocol
 import Synchronization
 
 /// The one executor: it asks `PoolState`'s transitions what to do, performs the

@@ -1,5 +1,6 @@
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// The control requests. Each either does all of its work or, on a bad request,

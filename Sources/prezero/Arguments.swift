@@ -1,5 +1,6 @@
 import ArgumentParser
 import PrezeroCore
+import PrezeroProtocol
 
 // The CLI's typed arguments: each parsed once, where ArgumentParser reads it, with
 // its format in the usage error.

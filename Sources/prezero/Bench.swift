@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import PrezeroCore
 import PrezeroPool
+import PrezeroProtocol
 import PrezeroSys
 
 extension ZeroMethod: ExpressibleByArgument {}

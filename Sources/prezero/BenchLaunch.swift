@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import PrezeroClient
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 struct BenchLaunch: ParsableCommand, BenchOutput {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 struct Launch: ParsableCommand {
@@ -105,10 +106,8 @@ struct Launch: ParsableCommand {
             }
         }
         if let jsonClaims {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             do {
-                try Files.writeText(jsonClaims, String(decoding: try enc.encode(claims), as: UTF8.self) + "\n")
+                try Files.writeText(jsonClaims, try Wire.pretty(claims) + "\n")
             } catch {
                 releaseAll()
                 throw CLIError("cannot write --json-claims \(jsonClaims): \(error)", code: 2)

@@ -4,6 +4,7 @@ import PrezeroClient
 import PrezeroCore
 import PrezeroLibvirt
 import PrezeroPool
+import PrezeroProtocol
 import PrezeroSys
 
 struct Libvirt: ParsableCommand {

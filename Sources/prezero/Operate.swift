@@ -3,6 +3,7 @@ import Foundation
 import PrezeroMetrics
 import PrezeroClient
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 struct Metrics: ParsableCommand {

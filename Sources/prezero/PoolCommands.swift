@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
 
 /// Which part of the pool a fill or drain applies to.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PrezeroProtocol
 import PrezeroSys
 import PrezeroClient
 import PrezeroCore
@@ -93,9 +94,7 @@ extension ParsableCommand {
 }
 
 func printJSON<T: Encodable>(_ value: T) {
-    let enc = JSONEncoder()
-    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    if let d = try? enc.encode(value), let s = String(data: d, encoding: .utf8) { print(s) }
+    if let s = try? Wire.pretty(value) { print(s) }
 }
 
 /// Rows as columns two spaces apart, one line each. The first column is left-aligned; the

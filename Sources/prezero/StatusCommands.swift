@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PrezeroCore
+import PrezeroProtocol
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(

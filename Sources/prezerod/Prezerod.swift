@@ -4,6 +4,7 @@ import Logging
 import PrezeroCore
 import PrezeroMetrics
 import PrezeroPool
+import PrezeroProtocol
 import PrezeroSys
 import ServiceLifecycle
 

@@ -1,3 +1,4 @@
+import PrezeroProtocol
 import Testing
 @testable import PrezeroCore
 

@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroProtocol
 import Testing
 @testable import PrezeroCore
 

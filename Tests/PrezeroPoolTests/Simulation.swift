@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PrezeroCore
 import PrezeroPool
+import PrezeroProtocol
 import Synchronization
 import Testing
 

@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// A claim in progress: what the state set aside for it, and how it ends.
 public struct ClaimTicket: Sendable, Equatable {
     public var key: String

@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// A (mount, node) pair: the unit a worker owns.
 public struct NodeKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var mount: Int

@@ -1,3 +1,5 @@
+import PrezeroProtocol
+
 /// Work a node worker picks up.
 public enum Job: Sendable, Equatable {
     case fill(PoolFileName, resume: Bool)

@@ -1,5 +1,3 @@
-import Foundation
-
 /// The control socket protocol: one JSON object per line each way.
 /// Every request carries `v`; a daemon answers a version it does not speak
 /// with an error rather than guessing.
@@ -408,50 +406,47 @@ extension Response: Codable {
 
 /// Encoding and decoding of one line of the protocol.
 public enum Wire {
+    /// One line: compact JSON with sorted keys and a newline.
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        // Encoding our own value types cannot fail.
-        var bytes = Array((try? enc.encode(value)) ?? Data("{}".utf8))
+        // Only a non-finite rate could fail to encode; answer with an error rather than a broken line.
+        let json = (try? JSONCoding.encode(value))
+            ?? (try? JSONCoding.encode(Response.error(ControlError(.system, "prezerod could not encode its answer"))))
+            ?? .null
+        var bytes = Array(json.text.utf8)
         bytes.append(UInt8(ascii: "\n"))
         return bytes
     }
 
+    /// Indented JSON with sorted keys, for people and for `--json` output.
+    public static func pretty<T: Encodable>(_ value: T) throws -> String {
+        try JSONCoding.encode(value).prettyText
+    }
+
     /// Decodes a request line, turning every failure into a ControlError that says what was wrong.
     public static func decodeRequest(_ line: [UInt8]) -> Result<Request, ControlError> {
-        struct Envelope: Decodable { var v: Int? }
-        guard let env = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
+        guard let json = try? JSON(parsing: line), case .object(let members) = json else {
             return .failure(ControlError(.badRequest, "request is not a JSON object; send one JSON object per line"))
         }
-        guard let v = env.v else {
+        guard let v = members["v"], v != .null else {
             return .failure(ControlError(.badRequest, "request has no protocol version \"v\"; send \"v\":\(ControlProtocol.version)"))
         }
-        guard v == ControlProtocol.version else {
-            return .failure(ControlError(.version, "protocol version \(v) is not supported; this daemon speaks \(ControlProtocol.version)"))
+        guard case .number(let n) = v else {
+            return .failure(ControlError(.badRequest, "protocol version \"v\" is \(v.kind), not a number; send \"v\":\(ControlProtocol.version)"))
+        }
+        guard Int(n) == ControlProtocol.version else {
+            return .failure(ControlError(.version, "protocol version \(n) is not supported; this daemon speaks \(ControlProtocol.version)"))
         }
         do {
-            return .success(try JSONDecoder().decode(Request.self, from: Data(line)))
+            return .success(try JSONCoding.decode(Request.self, from: json))
         } catch {
             return .failure(ControlError(.badRequest, "malformed request: \(describe(error))"))
         }
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, _ line: [UInt8]) throws -> T {
-        try JSONDecoder().decode(type, from: Data(line))
+        try JSONCoding.decode(type, from: try JSON(parsing: line))
     }
 
-    /// One line for a DecodingError, naming the field.
-    public static func describe(_ error: any Error) -> String {
-        guard let e = error as? DecodingError else { return "\(error)" }
-        func path(_ c: DecodingError.Context) -> String {
-            let p = c.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-            return p.isEmpty ? "" : "\(p): "
-        }
-        switch e {
-        case .keyNotFound(let k, let c): return "\(path(c))missing field \"\(k.stringValue)\""
-        case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
-            return "\(path(c))\(c.debugDescription)"
-        @unknown default: return "\(e)"
-        }
-    }
+    /// One line for a decoding error, naming the field.
+    public static func describe(_ error: any Error) -> String { JSONCoding.describe(error) }
 }

@@ -1,10 +1,8 @@
-import Foundation
-
 /// Sizes as people write them: `8G`, `512M`, `2MiB`, `1073741824`.
 public enum ByteSize {
     /// Parses a size with an optional binary suffix (K, M, G, T; `iB`/`B` accepted).
     public static func parse(_ text: String) -> UInt64? {
-        var s = text.trimmingCharacters(in: .whitespaces).uppercased()
+        var s = trimmed(text).uppercased()
         for suffix in ["IB", "B"] where s.hasSuffix(suffix) && s.count > suffix.count {
             s.removeLast(suffix.count)
             break
@@ -45,7 +43,7 @@ public enum SizeSpec: Equatable, Sendable, Codable, CustomStringConvertible {
     case percent(Double)
 
     public init?(_ text: String) {
-        let t = text.trimmingCharacters(in: .whitespaces)
+        let t = trimmed(text)
         if t.hasSuffix("%") {
             guard let p = Double(t.dropLast()), p >= 0, p <= 100 else { return nil }
             self = .percent(p)
@@ -89,4 +87,10 @@ public enum SizeSpec: Equatable, Sendable, Codable, CustomStringConvertible {
         var c = encoder.singleValueContainer()
         try c.encode(description)
     }
+}
+
+/// `text` without the spaces and tabs around it.
+func trimmed(_ text: String) -> String {
+    let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+    return String(text.drop(while: blank).reversed().drop(while: blank).reversed())
 }

@@ -1,0 +1,51 @@
+import PrezeroProtocol
+import Testing
+
+@Suite("HookSettings and HookCall: what prezero-hook sends and how it reads the answer")
+struct HookCallTests {
+    @Test func settingsParse() {
+        let s = HookSettings(parsing: """
+            # comment
+            socket = /run/x.sock
+            timeout_ms=250\r
+            fail_closed = yes
+            unknown = 1
+            """)
+        #expect(s.socket == "/run/x.sock")
+        #expect(s.timeoutMs == 250)
+        #expect(s.failClosed)
+    }
+
+    @Test(arguments: ["", "socket", "socket =", "timeout_ms = soon", "timeout_ms = -5", "\u{0}\u{ff}", "= = ="])
+    func brokenSettingsKeepTheDefaults(text: String) {
+        let s = HookSettings(parsing: text)
+        #expect(s.socket == ControlProtocol.defaultSocket)
+        #expect(s.timeoutMs >= 1 && s.timeoutMs <= 5000)
+        #expect(!s.failClosed)
+    }
+
+    @Test func onlyTheThreeCallsAreForwarded() throws {
+        #expect(HookCall.request(args: ["vm", "prepare", "begin", "-"], stdin: []) == nil)
+        #expect(HookCall.request(args: ["vm", "start"], stdin: []) == nil)
+        #expect(HookCall.request(args: ["vm", "migrate", "begin", "-"], stdin: Array("<domain/>".utf8)) == nil)
+        let r = try #require(HookCall.request(args: ["vm", "start", "begin", "-"], stdin: Array("<domain/>".utf8)))
+        #expect(r == .hook(HookRequest(args: ["vm", "start", "begin", "-"], stdin: "<domain/>")))
+        // What goes on the wire is what the daemon decodes, quotes and control bytes included.
+        let odd = "<domain name='a\"b\\c'>\n\t\u{1}é</domain>"
+        let req = try #require(HookCall.request(args: ["a\"b", "stopped", "end", "-"], stdin: Array(odd.utf8)))
+        #expect(try Wire.decodeRequest(Wire.encode(req)).get() == req)
+    }
+
+    @Test func answersAreReadAsResponses() {
+        #expect(HookCall.refusal(Wire.encode(Response.hook(HookResult(decisions: ["ram-node0: handed over"])))) == nil)
+        #expect(HookCall.refusal(Wire.encode(Response.error(ControlError(.noPool, "no pool for 1 GiB pages")))) ==
+            "no pool for 1 GiB pages (no_pool)")
+        #expect(HookCall.refusal([]) == "no answer")
+        #expect(HookCall.refusal(Array("{\"ok\":true}".utf8))?.hasPrefix("an unreadable answer") == true)
+        // A success of the wrong kind is not a hand-over; the old substring test took it for one.
+        #expect(HookCall.refusal(Wire.encode(Response.release(ReleaseResult(lease: "k", reclaimed: true)))) ==
+            "an answer of kind release to a hook call")
+        #expect(HookCall.refusal(Array(#"{"v":1,"ok":false,"error":{"code":"x","message":"\"ok\":true"}}"#.utf8)) ==
+            "\"ok\":true (x)")
+    }
+}
