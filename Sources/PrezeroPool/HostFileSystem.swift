@@ -90,8 +90,8 @@ public final class HostFileSystem: PoolFileSystem {
     public func status(_ f: FileRef) throws(EffectError) -> FileInfo? {
         do throws(SysError) {
             guard let st = try Files.status(in: dir(f), name: f.name) else { return nil }
-            let allocated = st.isRegular ? try Files.allocatedBytes(open(f)) : 0
-            return FileInfo(inode: st.inode, links: st.links, size: st.size, allocated: allocated, uid: st.uid,
+            // One fstatat, no open: reclaim asks this of every lease on every pass.
+            return FileInfo(inode: st.inode, links: st.links, size: st.size, allocated: st.isRegular ? st.allocated : 0, uid: st.uid,
                             gid: st.gid, permissions: st.permissions, isRegular: st.isRegular)
         } catch {
             throw EffectError(errno: error.errno, message: "status of \(f): \(error)")

@@ -10,7 +10,6 @@ import Synchronization
 public final class PoolEngine: Sendable {
     public let fs: any PoolFileSystem
     public let state: Mutex<PoolState>
-    public let config: Config
     let logger: Logger
     let clock: @Sendable () -> Double
     /// Waits (bandwidth budgets, retries after errors). The simulation passes a no-op.
@@ -23,21 +22,23 @@ public final class PoolEngine: Sendable {
                 pause: @escaping @Sendable (Double) -> Void, wake: @escaping @Sendable (NodeKey) -> Void) {
         self.fs = fs
         self.state = Mutex(state)
-        config = state.config
         self.logger = logger
         self.clock = clock
         self.pause = pause
         self.wake = wake
     }
 
+    /// The daemon's configuration: the state's, which is the only copy.
+    public var config: Config { state.withLock { $0.config } }
     public var stopping: Bool { state.withLock { $0.stopping } }
     public func stop() { state.withLock { $0.stopping = true } }
 
     // MARK: the executor
 
-    /// Where an operation failed.
+    /// Where an operation failed: the effect and its error.
     public struct Failure: Error, Sendable {
         public var index: Int
+        public var effect: Effect
         public var error: EffectError
     }
 
@@ -62,7 +63,7 @@ public final class PoolEngine: Sendable {
                     }
                 }
                 state.withLock { undone ? $0.compensated(op, failedAt: i) : $0.abandon(op) }
-                return .failure(Failure(index: i, error: error))
+                return .failure(Failure(index: i, effect: e, error: error))
             }
         }
         let now = clock()
@@ -120,13 +121,12 @@ public final class PoolEngine: Sendable {
             logger.info("claim \(t.outcome.rawValue): \(t.picked) -> \(c.dest) (lease \(key), \(ByteSize.format(c.bytes)), node \(t.node))")
             return ClaimResult(outcome: t.outcome, path: c.dest, node: t.node, bytes: c.bytes, pageSize: ps, lease: key)
         case .failure(let f):
-            let effects = PoolOp.claim(t).effects
-            if case .allocate = effects[f.index], f.error.isNoSpace {
+            if case .allocate = f.effect, f.error.isNoSpace {
                 // The extension did not fit on the node: the file went back, still zero.
                 logger.info("partial claim could not extend \(t.picked) to \(ByteSize.format(c.bytes)) on node \(t.node): \(f.error)")
                 return miss(c, mount: mi)
             }
-            if case .link = effects[f.index] {
+            if case .link = f.effect {
                 let why = f.error.errno == EffectError.exists ? "something already exists there (a file or a symlink); remove it first" : "\(f.error)"
                 throw ControlError(.badDestination, "claim: cannot create \(c.dest): \(why)")
             }
@@ -235,12 +235,30 @@ public final class PoolEngine: Sendable {
         return (freed, ops.count)
     }
 
+    /// Gives back on one node, round after round, until `need` (asked again after each
+    /// round, with fresh counters) is 0 or nothing is left to give. The state's sizes are
+    /// what files were named for; a file a guest punched holes into frees fewer pages,
+    /// so one round can fall short. Returns the bytes given back.
+    @discardableResult
+    func giveBack(_ k: NodeKey, until need: () -> UInt64) -> UInt64 {
+        var got: UInt64 = 0
+        for _ in 0..<64 {
+            let n = need()
+            guard n > 0 else { break }
+            let (freed, files) = giveBackCounted(k, bytes: n)
+            got += freed
+            if files == 0 { break }
+        }
+        return got
+    }
+
     /// When a node's free pages fall below what must stay free, give pages back at once.
     public func yieldIfShort(_ k: NodeKey) -> UInt64 {
-        let c = fs.counters(k)
-        let now = clock()
-        let short = state.withLock { $0.shortfall(k, counters: c, now: now) }
-        return short > 0 ? giveBack(k, bytes: short) : 0
+        giveBack(k) {
+            let c = fs.counters(k)
+            let now = clock()
+            return state.withLock { $0.shortfall(k, counters: c, now: now) }
+        }
     }
 
     /// A pool over its target gives the excess back, so the pool never holds more than asked.
@@ -259,18 +277,10 @@ public final class PoolEngine: Sendable {
         var freed: [String: UInt64] = [:]
         var free: [String: UInt64] = [:]
         for (nodeText, k, pages) in wants {
-            // The sizes the state knows are what the files were named for; a file a guest
-            // punched holes into holds fewer pages. Look at the counters again until enough
-            // is free or nothing is left to give.
-            var got: UInt64 = 0
-            for _ in 0..<64 {
-                let counters = counters(mount: mi)
+            let got = giveBack(k) {
+                let c = fs.counters(k)
                 let now = clock()
-                let need = state.withLock { $0.makeRoom(k, pages: pages, counters: counters, now: now) }
-                guard need > 0 else { break }
-                let (freed, files) = giveBackCounted(k, bytes: need)
-                got += freed
-                if files == 0 { break }
+                return state.withLock { $0.makeRoom(k, pages: pages, counters: c, now: now) }
             }
             freed[nodeText] = got / ps
             free[nodeText] = fs.counters(k).free / ps
@@ -281,10 +291,12 @@ public final class PoolEngine: Sendable {
 
     /// make-room for a guest bound to no node (see `PoolState.makeRoomAnywhere`).
     public func makeRoomAnywhere(mount mi: Int, pages: UInt64) {
-        let counters = counters(mount: mi)
-        let now = clock()
-        var (need, keys) = state.withLock { $0.makeRoomAnywhere(mount: mi, pages: pages, counters: counters, now: now) }
-        for k in keys where need > 0 { need -= min(need, giveBack(k, bytes: need)) }
+        func need() -> (need: UInt64, nodes: [NodeKey]) {
+            let counters = counters(mount: mi)
+            let now = clock()
+            return state.withLock { $0.makeRoomAnywhere(mount: mi, pages: pages, counters: counters, now: now) }
+        }
+        for k in need().nodes { giveBack(k) { need().need } }
     }
 
     // MARK: the workers' jobs

@@ -21,6 +21,8 @@ public struct FileStatus: Sendable, Equatable {
     public var inode: UInt64
     public var links: UInt64
     public var size: UInt64
+    /// Bytes backed by pages (st_blocks): on hugetlbfs, whole huge pages; less than `size` after a hole punch.
+    public var allocated: UInt64
     public var mode: UInt32
     public var uid: UInt32
     public var gid: UInt32
@@ -32,6 +34,7 @@ public struct FileStatus: Sendable, Equatable {
         inode = UInt64(s.st_ino)
         links = UInt64(s.st_nlink)
         size = UInt64(s.st_size)
+        allocated = UInt64(s.st_blocks) * 512
         mode = UInt32(s.st_mode)
         uid = s.st_uid
         gid = s.st_gid
@@ -220,13 +223,6 @@ public enum Files {
     /// The corresponding C function is `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`.
     public static func punchHole(_ fd: Descriptor, offset: UInt64, length: UInt64) throws(SysError) {
         try check("fallocate(punch)", fd.label) { pz_fallocate(fd.raw, 1, Int64(offset), Int64(length)) }
-    }
-
-    /// Bytes actually backed by pages (st_blocks × 512): less than the size when the file has holes.
-    public static func allocatedBytes(_ fd: Descriptor) throws(SysError) -> UInt64 {
-        var s = stat()
-        try check("stat", fd.label) { fstat(fd.raw, &s) }
-        return UInt64(s.st_blocks) * 512
     }
 
     /// Reads a whole small text file (sysfs, procfs); nil if it cannot be read.

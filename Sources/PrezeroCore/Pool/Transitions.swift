@@ -199,10 +199,10 @@ extension PoolState {
 
     /// Holds `pages` free on a node for `make_room_hold_s`, and says how many bytes to give
     /// back for them, from that node's own free pages.
-    public mutating func makeRoom(_ k: NodeKey, pages: UInt64, counters: [NodeKey: NodeCounters], now: Double) -> UInt64 {
+    public mutating func makeRoom(_ k: NodeKey, pages: UInt64, counters c: NodeCounters, now: Double) -> UInt64 {
         nodes[k]?.holdPages = pages
         nodes[k]?.holdUntil = now + Double(config.makeRoomHoldS)
-        let have = counters[k]?.free ?? 0
+        let have = c.free
         let want = pages * pageSize(k)
         return want > have ? want - have : 0
     }
