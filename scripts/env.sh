@@ -22,7 +22,7 @@ conf=/etc/libvirt/qemu.conf
 hook_conf=/etc/prezero/hook.conf
 page_size=${page_size:-2M}
 reserved_pages=0
-work=; mnt=; sock=; log=; hook=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=; kvm_granted=
+work=; mnt=; sock=; log=; hook=; made_hook_dirs=; wrote_hook_conf=; pid=; started_virtlogd=; started_libvirtd=; had_libvirtd=; reserved=; kvm_granted=
 accel=; domain_type=
 
 # page_geometry ARGS...: the bench scripts' --page-size (2M or 1G) among ARGS. Sets
@@ -109,7 +109,9 @@ env_up() {
     echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
     cp "$conf" "$work/qemu.conf.orig"
     printf '\nmemory_backing_dir = "%s"\nhugetlbfs_mount = "%s"\n' "$mnt/libvirt-ram" "$mnt" >> "$conf"
-    mkdir -p "$(dirname "$hook")"
+    for d in /etc/libvirt/hooks "$(dirname "$hook")"; do
+        [ -d "$d" ] || { mkdir "$d" && made_hook_dirs="$d $made_hook_dirs"; }
+    done
     if [ "$hook_name" = prezero ]; then
         # As `prezero install` lays it out: the binary itself, configured by /etc/prezero/hook.conf
         # (saved and restored), so that what is timed is what a host runs.
@@ -140,6 +142,7 @@ env_cleanup() {
         tail -n 20 "$log" | sed 's/^/  | /' >&2
     fi
     [ -n "$hook" ] && rm -f "$hook"
+    for d in $made_hook_dirs; do rmdir "$d" 2>/dev/null; done
     if [ -n "$wrote_hook_conf" ]; then
         if [ -f "$work/hook.conf.orig" ]; then cp -p "$work/hook.conf.orig" "$hook_conf"; else rm -f "$hook_conf"; rmdir /etc/prezero 2>/dev/null; fi
     fi

@@ -18,6 +18,8 @@ final class LibvirtHost {
     var startedVirtlogd: Int32?
     var startedLibvirtd = false
     let libvirtdWasRunning: Bool
+    /// The hook directories this host did not have: removed again, once empty, on close.
+    let missingHookDirs: [String]
     var domains: [String] = []
     var backingDir: String { pool.mount + "/libvirt-ram" }
 
@@ -25,6 +27,7 @@ final class LibvirtHost {
         self.pool = pool
         hookPath = "\(LibvirtHost.hooksDir)/prezero-test-\(getpid())"
         savedQemuConf = FileManager.default.contents(atPath: LibvirtHost.qemuConf)
+        missingHookDirs = ["/etc/libvirt/hooks", LibvirtHost.hooksDir].filter { !FileManager.default.fileExists(atPath: $0) }
         libvirtdWasRunning = LibvirtHost.pid("/run/libvirtd.pid") != nil
         try FileManager.default.createDirectory(atPath: backingDir, withIntermediateDirectories: true)
         var conf = String(decoding: savedQemuConf ?? Data(), as: UTF8.self)
@@ -162,6 +165,9 @@ final class LibvirtHost {
             _ = try? virsh("undefine", d)
         }
         removeHook()
+        for d in missingHookDirs.reversed() where (try? FileManager.default.contentsOfDirectory(atPath: d))?.isEmpty == true {
+            try? FileManager.default.removeItem(atPath: d)
+        }
         if let saved = savedQemuConf { _ = FileManager.default.createFile(atPath: LibvirtHost.qemuConf, contents: saved) }
         if let p = LibvirtHost.pid("/run/libvirtd.pid") { LibvirtHost.stop(p) }
         if libvirtdWasRunning { try? LibvirtHost.spawnDaemon(["/usr/sbin/libvirtd", "-d"]) }
