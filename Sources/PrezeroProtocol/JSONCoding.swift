@@ -232,6 +232,14 @@ struct ValueDecoder: Decoder {
 
     func singleValueContainer() throws -> any SingleValueDecodingContainer { SingleDecoder(decoder: self) }
 
+    /// The value as `type`; null is an error, as a missing value is.
+    func present<T: Decodable>(_ type: T.Type) throws -> T {
+        if value == .null {
+            throw DecodingError.valueNotFound(type, .init(codingPath: codingPath, debugDescription: "expected a value, found null"))
+        }
+        return try unbox(type)
+    }
+
     func unbox<T: Decodable>(_ type: T.Type) throws -> T {
         switch type {
         case is String.Type:
@@ -282,11 +290,7 @@ struct KeyedDecoder<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decodeNil(forKey key: Key) throws -> Bool { try member(key).value == .null }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        let d = try member(key)
-        if d.value == .null {
-            throw DecodingError.valueNotFound(type, .init(codingPath: d.codingPath, debugDescription: "expected a value, found null"))
-        }
-        return try d.unbox(type)
+        try member(key).present(type)
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
@@ -332,11 +336,7 @@ struct UnkeyedDecoder: UnkeyedDecodingContainer {
     }
 
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let d = try next()
-        if d.value == .null {
-            throw DecodingError.valueNotFound(type, .init(codingPath: d.codingPath, debugDescription: "expected a value, found null"))
-        }
-        return try d.unbox(type)
+        try next().present(type)
     }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
@@ -354,9 +354,6 @@ struct SingleDecoder: SingleValueDecodingContainer {
     func decodeNil() -> Bool { decoder.value == .null }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        if decoder.value == .null {
-            throw DecodingError.valueNotFound(type, .init(codingPath: codingPath, debugDescription: "expected a value, found null"))
-        }
-        return try decoder.unbox(type)
+        try decoder.present(type)
     }
 }

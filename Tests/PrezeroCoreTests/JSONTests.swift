@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroCore
 import PrezeroProtocol
 import Testing
 
@@ -82,7 +83,7 @@ struct JSONTests {
     /// purpose: we refuse duplicate keys, and Foundation accepts a trailing comma and
     /// refuses a number beyond a Double's range (the RFC allows both; we keep the text).
     @Test func agreesWithFoundationOnAGeneratedCorpus() throws {
-        var rng = SplitMix(seed: 11)
+        var rng = SeededRandom(11)
         let seeds = [
             #"{"v":1,"op":"claim","claim":{"bytes":4294967296,"dest":"/d","nodes":[0,1]}}"#,
             #"[1,-2.5e-3,"a\u00e9\ud83d\ude00\n",true,false,null,{"k":[]}]"#,
@@ -146,18 +147,5 @@ struct JSONTests {
         case .number(let n): return (theirs as? NSNumber).map { abs($0.doubleValue - Double(n)!) <= abs(Double(n)!) * 1e-12 } ?? false
         case .bool, .null: return true
         }
-    }
-}
-
-/// A small deterministic generator, so a failing corpus entry can be replayed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -6,19 +6,6 @@ import PrezeroProtocol
 import Synchronization
 import Testing
 
-/// SplitMix64: small, fast, and the same on every machine.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// One thing that happens to the pool. The picks are resolved against what exists
 /// when the action runs, so that a sequence stays meaningful when shrunk.
 enum Action: CustomStringConvertible {
