@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test sim mutants demo bench bench-libvirt bench-launch install install-files uninstall clean
+.PHONY: all deps build release test sim mutants fuzz demo bench bench-libvirt bench-launch install install-files uninstall clean
 
 all: build
 
@@ -43,6 +43,10 @@ sim:
 # Six known pool bugs, injected one at a time: the simulation must catch each.
 mutants:
 	scripts/mutants.py --sequences $(or $(MUTANT_SEQUENCES),10000)
+
+# libFuzzer over the parsers (FUZZ_SECONDS each, default 30); see scripts/fuzz.sh.
+fuzz:
+	scripts/fuzz.sh
 
 numa: deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path $(NUMA_SCRATCH)
