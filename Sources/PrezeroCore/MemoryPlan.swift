@@ -1,8 +1,5 @@
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
 import PrezeroProtocol
-#endif
 
 /// What a libvirt domain XML says about guest memory: the parts of libvirt 9.0's
 /// `virDomainDef` (`mem`, `numa`, `mems`) that decide the backends QEMU gets.
@@ -101,41 +98,34 @@ public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
 public enum DomainXML {
     public static func parse(_ xml: String) throws(DomainXMLError) -> DomainMemory {
         // libvirt never sends a DTD; refusing one keeps entities (and their files) out.
-        // An empty or NUL-carrying text crashes FoundationXML, so it never gets there.
+        // An empty or NUL-carrying text is refused before any parser sees it.
         guard !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, !xml.contains("\0") else {
             throw DomainXMLError(description: "domain XML is empty")
         }
         guard !xml.contains("<!DOCTYPE"), !xml.contains("<!ENTITY") else {
             throw DomainXMLError(description: "domain XML carries a DTD or entities, which libvirt never sends")
         }
-        // FoundationXML recovers from broken XML; a strict parse first refuses it.
-        let strict = XMLParser(data: Data(xml.utf8))
-        strict.shouldResolveExternalEntities = false
-        guard strict.parse(), xml.trimmingCharacters(in: .whitespacesAndNewlines).hasSuffix("</domain>") else {
-            throw DomainXMLError(description: "domain XML is not well-formed (truncated?): \(strict.parserError.map { "\($0.localizedDescription)" } ?? "parse error")")
-        }
-        let doc: XMLDocument
+        let root: XMLTree.Element
         do {
-            doc = try XMLDocument(xmlString: xml, options: [])
+            root = try XMLTree.parse(xml).root
         } catch {
-            throw DomainXMLError(description: "domain XML does not parse: \(error.localizedDescription)")
+            throw DomainXMLError(description: "domain XML is not well-formed (truncated?): \(error.description)")
         }
-        guard let root = doc.rootElement(), root.name == "domain" else {
+        guard root.name == "domain" else {
             throw DomainXMLError(description: "domain XML has no <domain> root element")
         }
         return try read(root)
     }
 
-    static func read(_ root: XMLElement) throws(DomainXMLError) -> DomainMemory {
-        func elements(_ e: XMLElement, _ path: String) -> [XMLElement] {
-            ((try? e.nodes(forXPath: path)) ?? []).compactMap { $0 as? XMLElement }
+    static func read(_ root: XMLTree.Element) throws(DomainXMLError) -> DomainMemory {
+        typealias Element = XMLTree.Element
+        func elements(_ e: Element, _ path: String) -> [Element] { e.elements(path) }
+        func text(_ e: Element, _ path: String) -> String? {
+            e.first(path)?.stringValue.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        func text(_ e: XMLElement, _ path: String) -> String? {
-            elements(e, path).first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        func attr(_ e: XMLElement?, _ name: String) -> String? { e?.attribute(forName: name)?.stringValue }
+        func attr(_ e: Element?, _ name: String) -> String? { e?.attributes[name] }
         /// virDomainParseMemory: a scaled value, stored in KiB rounded up.
-        func memory(_ e: XMLElement?, value: String?, what: String) throws(DomainXMLError) -> UInt64 {
+        func memory(_ e: Element?, value: String?, what: String) throws(DomainXMLError) -> UInt64 {
             let bytes = try size(value ?? "", unit: attr(e, "unit") ?? "KiB", what: what)
             return ByteSize.roundUp(bytes, to: 1024)
         }
@@ -175,7 +165,7 @@ public enum DomainXML {
             }
         }
 
-        func tune(_ e: XMLElement) throws(DomainXMLError) -> DomainMemory.Tune {
+        func tune(_ e: Element) throws(DomainXMLError) -> DomainMemory.Tune {
             let mode = attr(e, "mode") ?? "strict"
             guard ["strict", "preferred", "interleave", "restrictive"].contains(mode) else {
                 throw DomainXMLError(description: "numatune mode '\(mode)' is not strict, preferred, interleave or restrictive")
