@@ -55,7 +55,24 @@ public struct Config: Sendable, Equatable {
             // Yams wraps errors thrown from our init(from:); keep their own words.
             throw c.underlyingError as! ConfigError
         } catch {
-            throw ConfigError(message: Wire.describe(error))
+            throw ConfigError(message: describe(error))
+        }
+    }
+
+    /// Yams quotes the offending YAML over several lines; a config error is one line
+    /// that says where.
+    static func describe(_ error: any Error) -> String {
+        func at(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
+            "line \(mark.line), column \(mark.column): " + (context.map { "\($0.text) (line \($0.mark.line)): " } ?? "") + problem
+        }
+        switch error as? YamlError {
+        case .scanner(let context, let problem, let mark, _)?, .parser(let context, let problem, let mark, _)?,
+             .composer(let context, let problem, let mark, _)?:
+            return at(context, problem, mark)
+        case .duplicatedKeysInMapping(let keys, let context)?:
+            return "line \(context.mark.line): the key\(keys.count == 1 ? "" : "s") \(keys.sorted().joined(separator: ", ")) appear\(keys.count == 1 ? "s" : "") twice"
+        default:
+            return Wire.describe(error).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
         }
     }
 }

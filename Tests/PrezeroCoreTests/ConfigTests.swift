@@ -241,6 +241,20 @@ struct ConfigTests {
         #expect(parseError("target: [unclosed") != nil)
     }
 
+    /// Yams quotes the YAML over several lines; prezerod's error is one line that says
+    /// where (found by `make fuzz`: the example's header, uncommented as prose).
+    @Test(arguments: [
+        ("prose before a key", "/etc/prezero/prezerod.yaml: every key, at its default.\nthis file; uncomment.\n\nsocket: /run/x\n", "line "),
+        ("unclosed flow", "target: [unclosed", "line "),
+        ("tab indent", "scrub:\n\tchunk: 1G\n", "line "),
+        ("duplicate key", "socket: /a\nsocket: /b\n", "socket"),
+    ])
+    func aMalformedFileIsAOneLineErrorSayingWhere(label: String, text: String, says: String) {
+        let err = parseError(text)
+        #expect(err != nil, "\(label) parsed")
+        #expect(err.map { !$0.message.contains("\n") && $0.message.contains(says) } == true, "\(label): \(err?.message ?? "")")
+    }
+
     @Test(arguments: ["''", "a/b", "/abs", "..", "../up", "..hidden", "."])
     func poolDirMustBeAPlainName(dir: String) throws {
         let e = try #require(parseError("pool_dir: \(dir)\n"), "pool_dir \(dir) accepted")
