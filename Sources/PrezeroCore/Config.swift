@@ -78,7 +78,7 @@ public struct Config: Sendable, Equatable {
 }
 
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public var message: String
+    @OneLine public var message: String
     public var description: String { message }
 }
 

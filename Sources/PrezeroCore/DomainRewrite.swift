@@ -11,7 +11,7 @@ public enum DomainRewrite {
     }
 
     public struct RewriteError: Error, Equatable, CustomStringConvertible {
-        public var description: String
+        @OneLine public var description: String
     }
 
     public static func enable(_ xml: String) throws(RewriteError) -> Result {

@@ -155,7 +155,7 @@ public struct QemuConf: Equatable, Sendable {
     }
 
     public struct ConfError: Error, Equatable, CustomStringConvertible {
-        public var description: String
+        @OneLine public var description: String
     }
 
     /// A qemu.conf libvirtd would refuse (a syntax error, or a setting of the wrong type) throws.

@@ -9,7 +9,7 @@ public struct LaunchRegion: Equatable, Sendable {
 }
 
 public struct LaunchError: Error, Equatable, CustomStringConvertible {
-    public var description: String
+    @OneLine public var description: String
 }
 
 public enum LaunchPlan {

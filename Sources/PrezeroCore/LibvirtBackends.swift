@@ -137,7 +137,7 @@ public struct HookHost: Sendable {
 }
 
 public struct PlanError: Error, Equatable, CustomStringConvertible {
-    public var description: String
+    @OneLine public var description: String
 }
 
 /// The backends libvirt 9.0 gives QEMU for a domain. Each rule names the libvirt

@@ -91,7 +91,7 @@ public struct DomainMemory: Equatable, Sendable {
 }
 
 public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
-    public var description: String
+    @OneLine public var description: String
 }
 
 /// Domain XML → `DomainMemory`. Pure: the XML comes in as text.

@@ -11,7 +11,7 @@ public enum VirConf {
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public var line: Int
-        public var message: String
+        @OneLine public var message: String
         public var description: String { "line \(line): \(message)" }
     }
 

@@ -53,7 +53,7 @@ public struct XMLTree: Equatable, Sendable {
     public var root: Element
 
     public struct ParseError: Error, Equatable, CustomStringConvertible {
-        public var description: String
+        @OneLine public var description: String
     }
 
     /// A document that is not well-formed throws, with where and why on one line.

@@ -44,3 +44,24 @@ struct XMLTreeTests {
     }
 }
 
+@Suite("OneLine: an error quoting outside input stays one bounded line")
+struct OneLineTests {
+    @Test func controlCharactersAndSeparatorsAreEscaped() {
+        #expect(OneLine.clean("a\nb\r\tc\u{0}\u{1b}d\u{2028}e\u{85}") == #"a\nb\r\tc\u{0}\u{1b}d\u{2028}e\u{85}"#)
+        #expect(OneLine.clean("plain 'text' ünïcode") == "plain 'text' ünïcode")
+    }
+
+    @Test func longTextIsCut() {
+        let cut = OneLine.clean(String(repeating: "x", count: 10_000))
+        #expect(cut == String(repeating: "x", count: OneLine.limit) + "…")
+    }
+
+    /// Found by `make fuzz` (Fuzz/corpus/rewrite/newline-in-memory-value): the value
+    /// quoted in the error carried the input's newline.
+    @Test func aDomainErrorQuotingANewlineIsOneLine() {
+        let xml = syntheticDomain().replacingOccurrences(of: "<memory unit='KiB'>", with: "<memory unit='KiB'>12\n34")
+        let err = domainXMLError(xml)
+        #expect(err?.description.contains("is not a number") == true, "\(String(describing: err))")
+        #expect(err?.description.contains("\n") == false)
+    }
+}
