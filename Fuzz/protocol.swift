@@ -1,6 +1,7 @@
 // libFuzzer harness: a control-socket request line, as the daemon decodes it, and an
-// answer line, as the CLI and the hook read it. Built with PrezeroProtocol's sources
+// answer line, as the CLI and the hook read it. Linked against PrezeroProtocol
 // (scripts/fuzz.sh). A decoded request must encode to a line that decodes back to it.
+import PrezeroProtocol
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
