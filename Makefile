@@ -20,13 +20,15 @@ release: deps
 # Where /dev/kvm works but libvirt's QEMU user cannot open it, it gets Debian's udev
 # mode for the run and its own back after (scripts/kvm.sh); the tests pass under KVM
 # and under TCG (PREZERO_ACCEL=tcg forces TCG).
-# Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries.
+# Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries,
+# and 30 s of libFuzzer on each parser of outside input.
 test: deps
 	$(SWIFT) build --build-tests
 	scripts/hugepages.sh reserve 2 512 || { scripts/hugepages.sh restore; exit 1; }
 	status=0; scripts/kvm.sh grant "$$($(SWIFT) build --show-bin-path)/prezero" && $(SWIFT) test --skip-build || status=$$?; \
 		scripts/kvm.sh restore; scripts/hugepages.sh restore; exit $$status
 	$(MAKE) numa NUMA_SCRATCH=.build
+	$(MAKE) fuzz FUZZ_SECONDS=30
 
 # Multi-node NUMA checks: a QEMU (TCG) guest with 2, then 4 fake nodes runs the release
 # binaries (Tests/numa/README.md). Its own release build, so it never races a build in .build.
@@ -44,8 +46,8 @@ sim:
 mutants:
 	scripts/mutants.py --sequences $(or $(MUTANT_SEQUENCES),10000)
 
-# libFuzzer over the parsers (FUZZ_SECONDS each, default 30); see scripts/fuzz.sh.
-fuzz:
+# libFuzzer over the parsers of outside input (FUZZ_SECONDS each, default 30); see scripts/fuzz.sh.
+fuzz: deps
 	scripts/fuzz.sh
 
 numa: deps
