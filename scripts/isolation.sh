@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# make isolation: no byte of tenant A reaches tenant B, seen from inside B.
+#
+#  1. A private prezerod keeps a pool of exactly one file of ISOLATION_SIZE_M MiB
+#     (default 256) on a private hugetlbfs mount.
+#  2. Tenant A boots Debian's kernel (KVM where it works, else TCG) through
+#     `prezero launch` on that file; its /init (scripts/isolation-init.c) writes a
+#     run-unique 64-byte marker into every 64-byte slot of all the memory it gets.
+#  3. A is destroyed; prezerod scrubs the file and puts it back in clean/.
+#  4. Tenant B boots through `prezero launch` on the same file (its inode is checked,
+#     in A's and B's QEMU) and scans its whole physical RAM through /proc/kcore for
+#     the marker. Expected: 0.
+#  5. The control: the same two tenants on a hugetlbfs file handed to QEMU directly,
+#     never scrubbed. B must see the marker there, or the detector is blind and the
+#     run fails.
+# Prints: isolation: tenant B saw 0 of A's markers in N MiB; control saw M
+# Exit status: 0 isolation held and the control saw the leak; 1 otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+size_m=${ISOLATION_SIZE_M:-256}
+timeout_s=${ISOLATION_TIMEOUT_S:-600}
+pages=$(( size_m / 2 ))
+lpid=
+
+# A tenant still running is stopped first (its launcher releases its file), then
+# env_cleanup undoes the rest; it reads the exit status from $?, so it is called
+# straight after a command that has it (under set -e, `(exit N)` would end the trap).
+cleanup() {
+    local status=$?
+    set +e
+    [ -n "$lpid" ] && stop_pid "$lpid"
+    return "$status"
+}
+trap 'cleanup; env_cleanup' EXIT
+
+# Room for one pool file and no second, so that B can only get A's file back; the
+# control runs on the same pages once the pool is drained.
+pool_up $(( pages + 4 )) "${size_m}M" "${size_m}M"
+decide_accel --boots-kernel
+cpu=max; [ "$accel" = kvm ] && cpu=host
+guest=$work/guest
+scripts/boot-guest.sh "$guest" scripts/isolation-init.c
+marker=$(od -An -tx1 -N64 /dev/urandom | tr -d ' \n')
+clean_inode() { stat -c %i "$mnt"/.prezero/clean/* 2>/dev/null || true; }
+
+# tenant NAME TASK MEMPATH: boot a guest whose /init does TASK (prezero.write=… or
+# prezero.scan=…) on MEMPATH ({prezero:m0} goes through `prezero launch`), wait for
+# its report, and destroy it. Sets `report` (the guest's line) and `inode` (of the
+# file its QEMU maps).
+tenant() {
+    local name=$1 task=$2 path=$3 serial=$work/$1.serial qpid= fd waited=0
+    local qemu=(qemu-system-x86_64 -machine q35,memory-backend=m0 -accel "$accel" -cpu "$cpu" -smp 1 -m "${size_m}M"
+        -object "memory-backend-file,id=m0,mem-path=$path,size=${size_m}M,share=on"
+        -kernel "$guest/vmlinuz" -initrd "$guest/initrd"
+        -append "console=ttyS0 panic=-1 quiet init_on_alloc=0 init_on_free=0 $task"
+        -display none -nodefaults -serial "file:$serial" -no-reboot)
+    : > "$serial"
+    if [ "$path" = "{prezero:m0}" ]; then
+        "$bin/prezero" launch --memory "m0=${size_m}M" --socket "$sock" --json-claims "$work/$name.claims" -- "${qemu[@]}" \
+            2> "$work/$name.launch" &
+    else
+        "${qemu[@]}" 2> "$work/$name.launch" &
+    fi
+    lpid=$!
+    until grep -q '^PREZERO-' "$serial"; do
+        if ! alive "$lpid" || [ "$waited" -ge $(( timeout_s * 10 )) ]; then
+            echo "isolation: tenant $name gave no report ($(alive "$lpid" && echo "in ${timeout_s} s" || echo "its QEMU exited")); its console and launcher:" >&2
+            tail -n 15 "$serial" "$work/$name.launch" >&2; exit 1
+        fi
+        sleep 0.1; waited=$(( waited + 1 ))
+    done
+    report=$(grep -m 1 '^PREZERO-' "$serial" | tr -d '\r')
+    if [ "$path" = "{prezero:m0}" ]; then
+        grep -q '"outcome" : "hit"' "$work/$name.claims" || { echo "isolation: tenant $name got no pre-zeroed file:" >&2; cat "$work/$name.claims" >&2; exit 1; }
+        fd=$(sed -n 's|.*"path" : "/proc/self/fd/\([0-9]*\)".*|\1|p' "$work/$name.claims")
+        qpid=$(pgrep -P "$lpid" -x qemu-system-x86)
+        inode=$(stat -L -c %i "/proc/$qpid/fd/$fd")
+        lease=$(sed -n 's/.*"lease" : "\(.*\)".*/\1/p' "$work/$name.claims")
+        # prezerod's log names the pool file each lease got.
+        file=$(grep "(lease $lease," "$log" | sed -n 's/.*claim hit: \([^ ]*\) .*/\1/p')
+        echo "isolation: tenant $name: $report (lease $lease, pool file $file, inode $inode)"
+    else
+        inode=$(stat -c %i "$path")
+        echo "isolation: control $name: $report (inode $inode, never scrubbed)"
+    fi
+    kill -TERM "$lpid"; wait "$lpid" || true; lpid=
+}
+
+# matches REPORT / mib REPORT: from "PREZERO-SCANNED <MiB> MiB <matches> MATCHES".
+scanned() { [[ $1 =~ ^PREZERO-SCANNED\ ([0-9]+)\ MiB\ ([0-9]+)\ MATCHES ]] || { echo "isolation: B did not scan: $1" >&2; exit 1; }; mib=${BASH_REMATCH[1]}; matches=${BASH_REMATCH[2]}; }
+wrote() { [[ $1 =~ ^PREZERO-WROTE\ ([0-9]+)\ MiB ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] || { echo "isolation: A wrote nothing: $1" >&2; exit 1; }; }
+
+pool_inode=$(clean_inode)
+[ -n "$pool_inode" ] && [ "$(echo "$pool_inode" | wc -w)" = 1 ] || { echo "isolation: the pool should hold one clean file, has: $(ls "$mnt"/.prezero/*/)" >&2; exit 1; }
+
+tenant A "prezero.write=$marker" "{prezero:m0}"; wrote "$report"
+a_inode=$inode
+# prezerod scrubs the released file (zero, in place) and files it in clean/ again.
+for _ in $(seq $(( timeout_s * 10 ))); do [ "$(clean_inode)" = "$a_inode" ] && break; sleep 0.1; done
+[ "$(clean_inode)" = "$a_inode" ] || { echo "isolation: A's file (inode $a_inode) is not back in clean/: $(ls -i "$mnt"/.prezero/*/)" >&2; exit 1; }
+tenant B "prezero.scan=$marker" "{prezero:m0}"; scanned "$report"
+[ "$inode" = "$a_inode" ] || { echo "isolation: B got inode $inode, not A's $a_inode: the run proves nothing" >&2; exit 1; }
+b_mib=$mib b_matches=$matches
+
+cli drain > /dev/null
+control=$mnt/control.ram
+tenant A-control "prezero.write=$marker" "$control"; wrote "$report"
+tenant B-control "prezero.scan=$marker" "$control"; scanned "$report"
+rm -f "$control"
+
+echo "isolation: tenant B saw $b_matches of A's markers in $b_mib MiB; control saw $matches"
+[ "$b_matches" = 0 ] || { echo "isolation: FAILED: a former tenant's memory reached a new one" >&2; exit 1; }
+[ "$matches" -gt 0 ] || { echo "isolation: FAILED: the control saw no marker, so the detector cannot see a leak" >&2; exit 1; }
