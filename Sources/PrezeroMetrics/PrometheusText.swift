@@ -34,6 +34,11 @@ public enum PrometheusText {
             }
             r.makeGauge(descriptor: descriptor("quarantined_files", "Files set aside as not understood"), labels: [("mount", m.path)])
                 .set(to: Double(m.quarantined))
+            for l in m.leases {
+                let labels = [("mount", m.path), ("page_size", "\(m.pageSize)"), ("node", "\(l.node)"), ("vm", l.vm), ("lease", l.lease)]
+                r.makeGauge(descriptor: descriptor("lease_bytes", "Bytes of a file handed out, by lease and VM (sum by vm for a VM's pool pages)"),
+                            labels: labels).set(to: Double(l.bytes))
+            }
         }
         return r.emitToString()
     }

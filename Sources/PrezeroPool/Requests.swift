@@ -53,8 +53,10 @@ extension PoolDaemon {
                     s.leasedBytes = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }.reduce(0) { $0 + $1.file.bytes }
                     return s
                 }
+                let leases = b.leases.values.filter { $0.mount == mi }.sorted { $0.key < $1.key }
+                    .map { LeaseStatus(lease: $0.key, node: $0.file.node, bytes: $0.file.bytes) }
                 return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
-                                   quarantined: b.mounts[mi].quarantined, nodes: nodes)
+                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases)
             }
             return StatusResult(pid: Processes.current(), scrubMethod: zero.rawValue,
                                 scrubStrategy: config.scrub.strategy.rawValue, mounts: mounts)

@@ -301,21 +301,53 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// A file handed out and not yet reclaimed: what accounting by VM sums, since the hugetlb
+/// cgroup charges pool pages to prezerod's cgroup, not the VM's (README, Accounting).
+public struct LeaseStatus: Codable, Sendable, Equatable {
+    public var lease: String
+    /// Who holds it, from the key: the libvirt hook's keys are `<domain uuid>.<alias>`
+    /// (the alias may hold dots: `pc.ram`), so the domain's UUID; `prezero launch`'s are
+    /// `launch.<pid>.<region>`, so `launch.<pid>`; any other key is its own.
+    public var vm: String
+    public var node: Int
+    public var bytes: UInt64
+
+    public init(lease: String, node: Int, bytes: UInt64) {
+        self.lease = lease
+        self.vm = Self.vm(lease)
+        self.node = node
+        self.bytes = bytes
+    }
+
+    static func vm(_ key: String) -> String {
+        let parts = key.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        let uuidShape = [8, 4, 4, 4, 12]
+        if parts.count >= 2, parts[0].split(separator: "-", omittingEmptySubsequences: false).map(\.count) == uuidShape,
+           parts[0].allSatisfy({ $0 == "-" || $0.isHexDigit }) {
+            return String(parts[0])
+        }
+        if parts.count == 3, parts[0] == "launch" { return "launch.\(parts[1])" }
+        return key
+    }
+}
+
 public struct MountStatus: Codable, Sendable, Equatable {
     public var path: String
     public var pageSize: UInt64
     public var poolDir: String
     public var quarantined: Int
     public var nodes: [NodeStatus]
-    public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus]) {
+    public var leases: [LeaseStatus]
+    public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus], leases: [LeaseStatus] = []) {
         self.path = path
         self.pageSize = pageSize
         self.poolDir = poolDir
         self.quarantined = quarantined
         self.nodes = nodes
+        self.leases = leases
     }
     enum CodingKeys: String, CodingKey {
-        case path, nodes, quarantined
+        case path, nodes, quarantined, leases
         case pageSize = "page_size", poolDir = "pool_dir"
     }
 }

@@ -36,6 +36,10 @@ enum StatusTable {
                 ] + ClaimOutcome.allCases.map { "\(o[$0] ?? 0)" })
             }
             out += columns(rows, numbers: true)
+            if !m.leases.isEmpty {
+                out += "\n" + columns([["lease", "vm", "node", "bytes"]]
+                    + m.leases.map { [$0.lease, $0.vm, "\($0.node)", ByteSize.format($0.bytes)] }, numbers: false)
+            }
         }
         return out
     }

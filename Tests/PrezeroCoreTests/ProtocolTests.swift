@@ -179,16 +179,31 @@ struct ResponseTests {
         node.totalBytes = 64 << 30
         node.fillRate = 1.5e9
         let status = StatusResult(pid: 42, scrubMethod: "nontemporal", scrubStrategy: "zero", mounts: [
-            MountStatus(path: "/dev/hugepages", pageSize: 2 << 20, poolDir: "/dev/hugepages/.prezero", quarantined: 0, nodes: [node]),
+            MountStatus(path: "/dev/hugepages", pageSize: 2 << 20, poolDir: "/dev/hugepages/.prezero", quarantined: 0, nodes: [node],
+                        leases: [LeaseStatus(lease: "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0", node: 1, bytes: 4 << 30)]),
         ])
         let release = ReleaseResult(lease: "k", reclaimed: true)
         let room = MakeRoomResult(freed: ["0": 2], free: ["0": 10])
         let lines = [Response.status(status), .release(release), .makeRoom(room)].map(Wire.encode)
         let s = lines.map(text).joined()
-        for key in ["scrub_method", "scrub_strategy", "pool_dir", "total_bytes", "fill_rate_bps", "make_room", "clean_files"] {
+        for key in ["scrub_method", "scrub_strategy", "pool_dir", "total_bytes", "fill_rate_bps", "make_room", "clean_files", "leases", "vm"] {
             #expect(s.contains("\"\(key)\""), "\(key)")
         }
         #expect(try lines.map { try Wire.decode(Response.self, $0) } == [.status(status), .release(release), .makeRoom(room)])
+    }
+
+    /// Accounting by VM sums leases by `vm`: the domain's UUID for the hook's keys, the
+    /// launcher for `prezero launch`'s.
+    @Test(arguments: [
+        ("3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0", "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b"),
+        ("3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.pc.ram", "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b"),
+        ("launch.4242.m0", "launch.4242"),
+        ("mine", "mine"),
+        ("my.own.key", "my.own.key"),
+        ("3f2c9a6e.pc.ram", "3f2c9a6e.pc.ram"),
+    ])
+    func aLeaseNamesItsVM(lease: String, vm: String) {
+        #expect(LeaseStatus(lease: lease, node: 0, bytes: 0).vm == vm)
     }
 
     @Test func aNewNodeStatusCountsEveryOutcome() {

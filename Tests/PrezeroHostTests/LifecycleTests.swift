@@ -95,12 +95,17 @@ extension PoolTests {
         let status = try run([cli, "status", "--json", "--socket", pool.socket])
         let s = try JSONDecoder().decode(StatusResult.self, from: Data(status.out.utf8))
         #expect(s.mounts[0].nodes[0].leasedBytes == 4 * MiB)
+        // Accounting by VM: each lease with its bytes (the hugetlb cgroup charges them to prezerod).
+        #expect(s.mounts[0].leases == [LeaseStatus(lease: lease, node: 0, bytes: 4 * MiB)])
         let table = try run([cli, "status", "--socket", pool.socket])
         #expect(table.out.contains("leased") && table.out.contains(pool.mount))
+        #expect(table.out.contains(lease))
 
         let metrics = try run([cli, "metrics", "--socket", pool.socket])
         #expect(metrics.out.contains("# TYPE prezero_pool_clean_bytes gauge"))
         #expect(metrics.out.contains("prezero_claims_total{"))
+        let leaseLine = metrics.out.split(separator: "\n").first { $0.hasPrefix("prezero_lease_bytes{") && $0.contains("lease=\"\(lease)\"") }
+        #expect(leaseLine.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } == Double(4 * MiB), "\(metrics.out)")
 
         let rel = try run([cli, "release", "--lease", lease, "--socket", pool.socket, "--json"])
         #expect(rel.status == 0, "\(rel.err)")
