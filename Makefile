@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test sim mutants fuzz isolation demo bench bench-libvirt bench-launch install install-files uninstall clean
+.PHONY: all deps build release test sim mutants fuzz isolation load demo bench bench-libvirt bench-launch install install-files uninstall clean
 
 all: build
 
@@ -52,6 +52,15 @@ mutants:
 # never scrubbed must show the marker (scripts/isolation.sh).
 isolation: release
 	scripts/isolation.sh
+
+# 32 clients against prezerod beside idle, slow and hanging-up peers, LOAD_SECONDS long
+# (default 60; make test runs the same test for 10 s).
+LOAD_SECONDS ?= 60
+load: deps
+	$(SWIFT) build --build-tests
+	scripts/hugepages.sh reserve 0 512 || { scripts/hugepages.sh restore; exit 1; }
+	status=0; LOAD_SECONDS=$(LOAD_SECONDS) $(SWIFT) test --skip-build --filter loadAndAbuse || status=$$?; \
+		scripts/hugepages.sh restore; exit $$status
 
 # libFuzzer over the parsers of outside input (FUZZ_SECONDS each, default 30); see scripts/fuzz.sh.
 fuzz: deps

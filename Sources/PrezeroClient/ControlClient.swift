@@ -16,10 +16,18 @@ public struct ControlClient: Sendable {
     @discardableResult
     /// Sends one request and returns the daemon's answer; a refusal by the daemon
     /// comes back as a thrown ControlError.
+    /// `too_many_connections` (nothing was done) is asked again until `timeout`.
     public func send(_ request: Request) throws(ControlError) -> Response {
-        let res = try exchange(Wire.encode(request))
-        if case .error(let e) = res { throw e }
-        return res
+        let line = Wire.encode(request)
+        let end = monotonicSeconds() + timeout
+        for attempt in 0... {
+            let res = try exchange(line)
+            guard case .error(let e) = res else { return res }
+            let pause = ControlProtocol.retryPause(attempt)
+            guard e.code == .tooManyConnections, monotonicSeconds() + pause < end else { throw e }
+            sleepSeconds(pause)
+        }
+        fatalError("unreachable")
     }
 
     /// Sends `request` and takes the answer `pick` expects; any other answer is an error.

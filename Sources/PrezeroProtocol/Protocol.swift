@@ -4,6 +4,18 @@
 public enum ControlProtocol {
     public static let version = 1
     public static let defaultSocket = "/run/prezero/prezerod.sock"
+
+    /// Seconds to wait before asking again after `attempt` (0, 1, …) answers of
+    /// `too_many_connections`: 5 ms doubling to 200 ms, each spread by ±50% so that
+    /// clients refused together do not come back together.
+    public static func retryPause(_ attempt: Int) -> Double {
+        min(0.005 * Double(1 << min(attempt, 6)), 0.2) * Double.random(in: 0.5...1.5)
+    }
+
+    /// Whether an answer is `too_many_connections`, which asking again may get past.
+    public static func isTooManyConnections(_ answer: [UInt8]) -> Bool {
+        if case .error(let e)? = try? Wire.decode(Response.self, answer) { e.code == .tooManyConnections } else { false }
+    }
 }
 
 public enum Operation: String, Codable, Sendable, CaseIterable {
@@ -182,6 +194,9 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
         public static let notFound = Code(rawValue: "not_found")
         public static let noPool = Code(rawValue: "no_pool")
         public static let busy = Code(rawValue: "busy")
+        /// Every connection place was taken and the request was not read: nothing was
+        /// done, and clients ask again after `ControlProtocol.retryPause`.
+        public static let tooManyConnections = Code(rawValue: "too_many_connections")
         public static let system = Code(rawValue: "system")
         /// The client could not reach prezerod (not running, a stale socket, no permission
         /// on the socket). Never sent by the daemon.

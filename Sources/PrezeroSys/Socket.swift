@@ -49,15 +49,30 @@ public final class UnixConnection: Sendable {
         case closed
         /// More than `max` bytes came without a newline.
         case tooLong
+        /// The deadline passed first.
+        case timedOut
     }
 
     /// Reads one newline-terminated line of at most `max` bytes (newline excluded).
     /// Reads one byte past a line are not expected: the protocol is one request, one answer.
-    public func readLine(max: Int) throws(SysError) -> LineResult {
+    /// With a `deadline` (monotonic seconds) the whole line must come by then, however
+    /// the peer spaces its bytes: a timeout per read alone lets a peer that sends a
+    /// byte a second hold the connection for as long as it likes.
+    public func readLine(max: Int, deadline: Double? = nil) throws(SysError) -> LineResult {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
+            if let deadline {
+                let left = deadline - monotonicSeconds()
+                guard left > 0 else { return .timedOut }
+                try setTimeout(seconds: Swift.max(left, 0.001))
+            }
+            let n: Int
+            do {
+                n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
+            } catch where deadline != nil && (error.errno == EAGAIN || error.errno == EWOULDBLOCK) {
+                return .timedOut
+            }
             if n == 0 { return .closed }
             if let nl = buf[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
                 out.append(contentsOf: buf[0..<nl])
@@ -91,7 +106,14 @@ public final class UnixConnection: Sendable {
     }
 
     /// Ends our side of the stream so the peer sees end of file.
-    public func shutdownWrite() { shutdown(fd.raw, Int32(SHUT_WR)) }
+    public func shutdownWrite() { end(Int32(SHUT_WR)) }
+
+    /// Ends our reading: a read blocked in another thread returns end of file at once,
+    /// and an answer can still be written. The descriptor stays open until its owner
+    /// is done with it.
+    public func stopReading() { end(Int32(SHUT_RD)) }
+
+    private func end(_ how: Int32) { shutdown(fd.raw, how) }
 }
 
 /// A listening Unix stream socket.

@@ -39,17 +39,29 @@ func fallback(_ why: String) -> Never {
     exit(0)
 }
 
-let answer: [UInt8]
-do {
-    let conn = try UnixConnection(connectingTo: config.socket)
-    try conn.setTimeout(seconds: Double(config.timeoutMs) / 1000)
-    try conn.writeAll(Wire.encode(request))
-    conn.shutdownWrite()
-    answer = try conn.readAll(max: 1 << 20)
-} catch {
-    let why = error.errno == EAGAIN || error.errno == EWOULDBLOCK ? "prezerod did not answer within \(config.timeoutMs) ms" : "cannot reach prezerod: \(error)"
-    fallback(why)
+/// One exchange with prezerod, asked again while it answers `too_many_connections`
+/// (nothing was done) and `timeout_ms` is not over.
+func ask() -> [UInt8] {
+    let end = monotonicSeconds() + Double(config.timeoutMs) / 1000
+    for attempt in 0... {
+        let answer: [UInt8]
+        do {
+            let conn = try UnixConnection(connectingTo: config.socket)
+            try conn.setTimeout(seconds: max(end - monotonicSeconds(), 0.001))
+            try conn.writeAll(Wire.encode(request))
+            conn.shutdownWrite()
+            answer = try conn.readAll(max: 1 << 20)
+        } catch {
+            let why = error.errno == EAGAIN || error.errno == EWOULDBLOCK ? "prezerod did not answer within \(config.timeoutMs) ms" : "cannot reach prezerod: \(error)"
+            fallback(why)
+        }
+        let pause = ControlProtocol.retryPause(attempt)
+        guard ControlProtocol.isTooManyConnections(answer), monotonicSeconds() + pause < end else { return answer }
+        sleepSeconds(pause)
+    }
+    fatalError("unreachable")
 }
+let answer = ask()
 if let why = HookCall.refusal(answer) {
     fallback("prezerod refused \(args[1]) \(args[2]): \(why)")
 }
