@@ -31,6 +31,11 @@ public enum VirConf {
         let bytes: [UInt8]
         var at = 0
         var line = 1
+        /// Lists open around the value being read. libvirt recurses without a bound;
+        /// here a list nested past `maxDepth` is an error, not a stack overflow in the
+        /// daemon (found by `make fuzz`). qemu.conf's lists hold strings.
+        var depth = 0
+        static let maxDepth = 32
 
         var cur: UInt8? { at < bytes.count ? bytes[at] : nil }
         func fail(_ m: String) -> ParseError { ParseError(line: line, message: m) }
@@ -91,6 +96,9 @@ public enum VirConf {
             case UInt8(ascii: "'"), UInt8(ascii: "\""):
                 return .string(try string())
             case UInt8(ascii: "["):
+                guard depth < Self.maxDepth else { throw fail("lists are nested deeper than \(Self.maxDepth)") }
+                depth += 1
+                defer { depth -= 1 }
                 at += 1
                 skipBlanksAndEOL()
                 var items: [Value] = []

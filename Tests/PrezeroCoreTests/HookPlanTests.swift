@@ -469,6 +469,15 @@ struct QemuConfTests {
         #expect(conf == QemuConf(memoryBackingDir: "/dev/hugepages/libvirt-ram", user: "libvirt-qemu", group: "kvm"))
     }
 
+    /// Found by `make fuzz` (Fuzz/corpus/qemuconf/deeply-nested-lists): lists nested a
+    /// few thousand deep overflowed the stack of the daemon reading qemu.conf.
+    @Test func deeplyNestedListsAreAnErrorNotACrash() throws {
+        let deep = "namespaces = " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: VirConf.ParseError.self) { try VirConf.parse(deep) }
+        let fine = "namespaces = " + String(repeating: "[", count: VirConf.Parser.maxDepth) + "\"mount\"" + String(repeating: "]", count: VirConf.Parser.maxDepth)
+        #expect(try VirConf.parse(fine).count == 1)
+    }
+
     @Test func singleQuotesAsLibvirtReadsThem() throws {
         #expect(try QemuConf.parse("memory_backing_dir = '/dev/hugepages/x'").memoryBackingDir == "/dev/hugepages/x")
         #expect(try QemuConf.parse("user = 'a\"b'").user == "a\"b")
