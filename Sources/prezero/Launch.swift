@@ -88,6 +88,9 @@ struct Launch: ParsableCommand {
                         (c.path, c.node, c.lease) = ("/proc/self/fd/\(fd.raw)", got.node, got.lease)
                     }
                 } catch {
+                    // The claim may have been made and only its answer lost (prezerod killed at that
+                    // moment): the name is this launch's own, and with it gone prezerod reclaims the file.
+                    try? Files.unlink(in: mountDir, link)
                     say("\(r.name): prezerod refused the claim (\((error as? ControlError)?.message ?? "\(error)")); the VMM allocates it itself")
                 }
             }
