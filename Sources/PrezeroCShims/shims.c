@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -61,6 +62,8 @@ int pz_thread_cpus(int *out, int cap) {
 }
 
 int pz_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int pz_set_child_subreaper(int on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0); }
 
 __attribute__((target("avx2")))
 static void zero_nt_avx2(char *p, size_t n) {

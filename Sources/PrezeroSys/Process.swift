@@ -1,4 +1,5 @@
 import Glibc
+import PrezeroCShims
 
 /// A child process started with posix_spawn and reaped with waitpid: the one place
 /// prezero starts programs. (Foundation's Process closes every descriptor up to the
@@ -100,4 +101,24 @@ public enum Processes {
 extension Processes {
     /// The real user ID of this process.
     public static func userID() -> UInt32 { getuid() }
+}
+
+extension Processes {
+    /// Makes this process the reaper of its descendants' orphans (`PR_SET_CHILD_SUBREAPER`), or
+    /// stops it: a VMM whose launcher was killed becomes this process's to wait for, not init's,
+    /// which on a host without systemd may never reap it.
+    public static func adoptOrphans(_ on: Bool) { _ = pz_set_child_subreaper(on ? 1 : 0) }
+
+    /// Waits up to `timeout` seconds for a process this one may reap (a child, or an orphan
+    /// adopted with `adoptOrphans`) to exit, and reaps it. False if it is still running.
+    public static func reap(_ pid: Int32, timeout: Double) -> Bool {
+        let end = monotonicSeconds() + timeout
+        var st: Int32 = 0
+        while true {
+            let r = waitpid(pid, &st, WNOHANG)
+            if r == pid || (r == -1 && errno == ECHILD) { return true }
+            if monotonicSeconds() > end { return false }
+            sleepSeconds(0.002)
+        }
+    }
 }

@@ -31,6 +31,8 @@ int pz_set_thread_cpus(const int *cpus, int count);
 /// CPUs the calling thread may run on, written to out (at most cap); returns the count or -1.
 int pz_thread_cpus(int *out, int cap);
 int pz_gettid(void);
+/// prctl(PR_SET_CHILD_SUBREAPER): orphans of this process's descendants are reparented to it.
+int pz_set_child_subreaper(int on);
 
 /// Non-temporal zeroing (AVX2 or SSE2 streaming stores), then a store fence.
 void pz_zero_nontemporal(void *p, size_t n);
