@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test sim mutants fuzz isolation load demo bench bench-libvirt bench-launch install install-files uninstall clean
+.PHONY: all deps build release test sim mutants fuzz isolation load soak demo bench bench-libvirt bench-launch install install-files uninstall clean
 
 all: build
 
@@ -20,12 +20,13 @@ release: deps
 # Where /dev/kvm works but libvirt's QEMU user cannot open it, it gets Debian's udev
 # mode for the run and its own back after (scripts/kvm.sh); the tests pass under KVM
 # and under TCG (PREZERO_ACCEL=tcg forces TCG).
+# They include 200 cycles of the chaos soak (make soak runs 1000).
 # Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries,
 # tenant isolation seen from inside a guest, and 30 s of libFuzzer on each parser of outside input.
 test: deps
 	$(SWIFT) build --build-tests
 	scripts/hugepages.sh reserve 2 512 || { scripts/hugepages.sh restore; exit 1; }
-	status=0; scripts/kvm.sh grant "$$($(SWIFT) build --show-bin-path)/prezero" && $(SWIFT) test --skip-build || status=$$?; \
+	status=0; scripts/kvm.sh grant "$$($(SWIFT) build --show-bin-path)/prezero" && SOAK_CYCLES=200 $(SWIFT) test --skip-build || status=$$?; \
 		scripts/kvm.sh restore; scripts/hugepages.sh restore; exit $$status
 	$(MAKE) numa NUMA_SCRATCH=.build
 	$(MAKE) isolation
@@ -53,14 +54,27 @@ mutants:
 isolation: release
 	scripts/isolation.sh
 
+# One host test, its filter $(2), with the environment $(1), on 512 reserved 2 MiB pages
+# that are given back whatever happens.
+define on_hugepages
+	$(SWIFT) build --build-tests
+	scripts/hugepages.sh reserve 0 512 || { scripts/hugepages.sh restore; exit 1; }
+	status=0; $(1) $(SWIFT) test --skip-build --filter $(2) || status=$$?; scripts/hugepages.sh restore; exit $$status
+endef
+
 # 32 clients against prezerod beside idle, slow and hanging-up peers, LOAD_SECONDS long
 # (default 60; make test runs the same test for 10 s).
 LOAD_SECONDS ?= 60
 load: deps
-	$(SWIFT) build --build-tests
-	scripts/hugepages.sh reserve 0 512 || { scripts/hugepages.sh restore; exit 1; }
-	status=0; LOAD_SECONDS=$(LOAD_SECONDS) $(SWIFT) test --skip-build --filter loadAndAbuse || status=$$?; \
-		scripts/hugepages.sh restore; exit $$status
+	$(call on_hugepages,LOAD_SECONDS=$(LOAD_SECONDS),loadAndAbuse)
+
+# The chaos soak: SOAK_CYCLES tenant turnovers (default 1000; make test runs 200) through
+# the socket, the hook and prezero launch, with kill -9 of prezerod, QEMU and the launcher;
+# SOAK_SEED replays a run (its seed is printed first).
+SOAK_CYCLES ?= 1000
+SOAK_SEED ?=
+soak: deps
+	$(call on_hugepages,SOAK_CYCLES=$(SOAK_CYCLES) SOAK_SEED=$(SOAK_SEED),chaosSoak)
 
 # libFuzzer over the parsers of outside input (FUZZ_SECONDS each, default 30); see scripts/fuzz.sh.
 fuzz: deps
