@@ -70,7 +70,7 @@ load: deps
 
 # The chaos soak: SOAK_CYCLES tenant turnovers (default 1000; make test runs 200) through
 # the socket, the hook and prezero launch, with kill -9 of prezerod, QEMU and the launcher;
-# SOAK_SEED replays a run (its seed is printed first).
+# SOAK_SEED repeats a run's tenants and kill aims (its seed is printed first; the timing is the machine's).
 SOAK_CYCLES ?= 1000
 SOAK_SEED ?=
 soak: deps
