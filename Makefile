@@ -63,10 +63,11 @@ define on_hugepages
 endef
 
 # 32 clients against prezerod beside idle, slow and hanging-up peers, LOAD_SECONDS long
-# (default 60; make test runs the same test for 10 s).
+# (default 60; make test runs the same test for 10 s). LOAD_ABUSE=0: the clients alone.
 LOAD_SECONDS ?= 60
+LOAD_ABUSE ?= 1
 load: deps
-	$(call on_hugepages,LOAD_SECONDS=$(LOAD_SECONDS),loadAndAbuse)
+	$(call on_hugepages,LOAD_SECONDS=$(LOAD_SECONDS) LOAD_ABUSE=$(LOAD_ABUSE),loadAndAbuse)
 
 # The chaos soak: SOAK_CYCLES tenant turnovers (default 1000; make test runs 200) through
 # the socket, the hook and prezero launch, with kill -9 of prezerod, QEMU and the launcher;

@@ -39,6 +39,8 @@ extension PoolTests {
     @Test("under load and abuse: 32 clients are all served beside 64 idle connections, slow writers and hang-ups; memory stays bounded; aborted requests change nothing")
     func loadAndAbuse() throws {
         let seconds = Double(ProcessInfo.processInfo.environment["LOAD_SECONDS"] ?? "") ?? 10
+        // LOAD_ABUSE=0: the 32 clients alone, the baseline for their latency.
+        let abuse = ProcessInfo.processInfo.environment["LOAD_ABUSE"] != "0"
         let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 0\nrequest_timeout_ms: 3000", mountConfig: "target: 256M\nfile_size: 4M")
         defer { pool.close() }
         try pool.start()
@@ -54,7 +56,7 @@ extension PoolTests {
 
         // 64 idle connections (prezerod's limit): they send nothing; each one cut off or
         // timed out reads why, and comes back.
-        for _ in 0..<64 {
+        for _ in 0..<(abuse ? 64 : 0) {
             spawn(group) {
                 while !c.stopped {
                     guard let conn = try? UnixConnection(connectingTo: socket) else { sleepSeconds(0.05); continue }
@@ -70,7 +72,7 @@ extension PoolTests {
             }
         }
         // Slow writers: a whole claim, a byte a second; the request timeout ends each.
-        for i in 0..<4 {
+        for i in 0..<(abuse ? 4 : 0) {
             spawn(group) {
                 var n = 0
                 while !c.stopped {
@@ -89,7 +91,7 @@ extension PoolTests {
             }
         }
         // Hang-ups: half a claim, then close.
-        for i in 0..<4 {
+        for i in 0..<(abuse ? 4 : 0) {
             spawn(group) {
                 var n = 0
                 while !c.stopped {
@@ -147,10 +149,10 @@ extension PoolTests {
         #expect(k.failures.isEmpty, "a well-behaved client was not served: \(k.failures.prefix(5))")
         #expect(k.ops > 32, "the clients got through")
         // Cut off for a newcomer, refused, or let go at the request timeout: a clear line each time.
-        #expect(k.idleCutOffMessages.contains { $0.hasPrefix("too_many_connections: cut off") }, "idle connections give way: \(k.idleCutOffMessages)")
+        #expect(!abuse || k.idleCutOffMessages.contains { $0.hasPrefix("too_many_connections: cut off") }, "idle connections give way: \(k.idleCutOffMessages)")
         #expect(k.idleCutOffMessages.allSatisfy { ($0.hasPrefix("too_many_connections: ") || $0.hasPrefix("bad_request: no complete request")) && !$0.contains("\n") },
                 "an idle connection let go reads a clear error: \(k.idleCutOffMessages)")
-        #expect(!k.slowRefused.isEmpty && k.slowRefused.allSatisfy { $0.contains("request_timeout_ms") || $0.hasPrefix("cut off") || $0.hasPrefix("prezerod is serving") },
+        #expect(!abuse || !k.slowRefused.isEmpty && k.slowRefused.allSatisfy { $0.contains("request_timeout_ms") || $0.hasPrefix("cut off") || $0.hasPrefix("prezerod is serving") },
                 "a slow writer is refused within the request timeout: \(Set(k.slowRefused))")
         #expect(last < first + 64 * MiB, "prezerod's RSS stays bounded: \(first) at start, \(last) peak")
 
