@@ -14,6 +14,8 @@ private final class SoakLedger: Sendable {
         var tenantBytes: UInt64 = 0, checkerBytes: UInt64 = 0, nonZero: UInt64 = 0
         var handOvers: [String: Int] = [:], misses: [String: Int] = [:]
         var kills: [String: Int] = [:], prezerodKills = 0, vmmKills = 0, launcherKills = 0, checks = 0
+        /// The files tenants hold right now, by inode: one handed to two at once is a leak.
+        var held: Set<UInt64> = []
         /// Requests in flight right now, by tenant kind: what a kill cuts short.
         var claiming: [String: Int] = [:], releasing: [String: Int] = [:]
         var failures: [String] = []
@@ -81,6 +83,14 @@ enum SoakBytes {
         }
     }
 
+    /// Does the mapping still hold the tenant's pattern, every byte of it? (The first 64
+    /// bytes are the pattern, and the rest repeats them.)
+    static func patternIntact(_ m: Mapping, _ tag: String) -> Bool {
+        let pattern = Array(("PREZERO-SOAK " + tag + " ").utf8.prefix(63)) + [UInt8](repeating: 0x2e, count: 64)
+        let n = min(64, m.length)
+        return pattern.withUnsafeBytes { memcmp(m.base, $0.baseAddress!, n) == 0 } && (m.length <= 64 || memcmp(m.base + 64, m.base, m.length - 64) == 0)
+    }
+
     /// Maps a file by path (a /proc/PID/fd/N link too) shared and writable.
     static func map(_ path: String) throws -> Mapping {
         let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -102,6 +112,9 @@ private struct Tenant {
     var uuid = UUID().uuidString.lowercased()
     var id = 0
     var mapping: Mapping?
+    var inode: UInt64 = 0
+    /// The lease prezerod keeps for it: the hook's key for a domain, the tenant's own otherwise.
+    var leaseKey: String { kind == .hook ? uuid + ".pc.ram" : tag }
 }
 
 /// The soak's world, shared by every tenant thread: the pool's paths and the ledger.
@@ -152,29 +165,51 @@ private final class Soak: Sendable {
     }
 
     /// The tenant's view of a handed-over file: all zero, of the size it asked for; then its pattern.
-    func use(_ t: Tenant, path: String) -> Mapping? {
-        guard let m = try? SoakBytes.map(path) else {
+    func use(_ t: inout Tenant, path: String) -> Mapping? {
+        guard let m = try? SoakBytes.map(path), let st = Files.status(followingPath: path) else {
             ledger.fail("\(t.tag): cannot map its handed-over file \(path)")
             return nil
         }
+        t.inode = st.inode
+        let inode = st.inode
+        ledger.add { if !$0.held.insert(inode).inserted { $0.failures.append("\(t.tag): handed inode \(inode), which another tenant holds") } }
         if m.length != Int(t.bytes) { ledger.fail("\(t.tag): handed a file of \(m.length) bytes for \(t.bytes)") }
         let bad = SoakBytes.nonZero(m.base, m.length)
         if bad > 0 { ledger.fail("\(t.tag) (\(t.kind)): \(bad) non-zero bytes in the file it was handed") }
         SoakBytes.writePattern(m, t.tag)
+        t.mapping = m
         ledger.add { $0.tenantBytes += UInt64(m.length); $0.nonZero += bad; $0.handOvers[t.kind.rawValue, default: 0] += 1 }
         return m
     }
     /// No file handed over: the pool had none to fit (a miss), or prezerod was down or cut off (fail-open).
+    /// The tenant lets go of its file: its pattern must still be all there (nobody scrubbed
+    /// or handed out a file it held), then it unmaps.
+    func letGo(_ t: Tenant) {
+        guard let m = t.mapping else { return }
+        if !SoakBytes.patternIntact(m, t.tag) { ledger.fail("\(t.tag) (\(t.kind)): its own pattern changed while it held the file") }
+        let inode = t.inode
+        ledger.add { _ = $0.held.remove(inode) }
+        m.unmap()
+    }
+
     func missed(_ t: Tenant, failOpen: Bool) {
         ledger.add { $0.misses[t.kind.rawValue + (failOpen ? " fail-open" : " miss"), default: 0] += 1 }
     }
 
-    /// A client of the socket: claim at a name of its own, use, release.
-    func direct(_ t: Tenant) {
+    /// A client of the socket: claim at a name of its own, use, release. One that lives on
+    /// (`endCycle` later) removes its name and holds the file by its mapping alone, across
+    /// kills, until `directEnd`.
+    func direct(_ t: inout Tenant, cycle: Int) {
         let dest = "\(mount)/\(t.tag)"
         let client = ControlClient(socket: socket, timeout: 5)
-        let claim = ledger.inFlight(t.kind) {
-            try? client.claim(ClaimRequest(bytes: t.bytes, pageSize: page2M, nodes: t.nodes, dest: dest, lease: t.tag))
+        let claim: ClaimResult?
+        do {
+            claim = try ledger.inFlight(t.kind) {
+                try client.claim(ClaimRequest(bytes: t.bytes, pageSize: page2M, nodes: t.nodes, dest: dest, lease: t.tag))
+            }
+        } catch {
+            refusedIfAnswered(t, "claim", error)
+            claim = nil
         }
         guard let claim, claim.outcome != .miss else {
             // The claim may have been made before the answer was lost: the name is ours, and
@@ -183,10 +218,28 @@ private final class Soak: Sendable {
             missed(t, failOpen: claim == nil)
             return
         }
-        let m = use(t, path: dest)
-        m?.unmap()
-        let released = ledger.inFlight(t.kind, release: true) { try? client.release(ReleaseRequest(lease: claim.lease)) }
-        if released == nil { unlink(dest) }
+        _ = use(&t, path: dest)
+        if t.endCycle > cycle && t.mapping != nil {
+            unlink(dest)
+            return
+        }
+        directEnd(t)
+    }
+    func directEnd(_ t: Tenant) {
+        let client = ControlClient(socket: socket, timeout: 5)
+        letGo(t)
+        do {
+            _ = try ledger.inFlight(t.kind, release: true) { try client.release(ReleaseRequest(lease: t.tag)) }
+        } catch {
+            refusedIfAnswered(t, "release", error)
+        }
+        unlink("\(mount)/\(t.tag)")
+    }
+    /// prezerod down, cut off or out of pages is fail-open; any other answer to a valid
+    /// request (no such lease, above all) is a failure.
+    func refusedIfAnswered(_ t: Tenant, _ what: String, _ error: any Error) {
+        guard let e = error as? ControlError, ![.unreachable, .system, .tooManyConnections].contains(e.code) else { return }
+        ledger.fail("\(t.tag): prezerod refused its \(what): \(e.code.rawValue): \(e.message)")
     }
 
     /// A libvirt domain's start: its directory, `prepare begin`, `start begin`, and the file QEMU would open.
@@ -195,11 +248,11 @@ private final class Soak: Sendable {
         hook(t, "prepare", "begin")
         let said = ledger.inFlight(t.kind) { hook(t, "start", "begin") }
         let path = domainDir(t) + "/pc.ram"
-        if Files.status(followingPath: path) != nil { t.mapping = use(t, path: path) } else { missed(t, failOpen: !said.isEmpty) }
+        if Files.status(followingPath: path) != nil { _ = use(&t, path: path) } else { missed(t, failOpen: !said.isEmpty) }
     }
     /// Its stop: QEMU gone, libvirt's directory removed, then `stopped end` and `release end`.
     func hookEnd(_ t: Tenant) {
-        t.mapping?.unmap()
+        letGo(t)
         try? FileManager.default.removeItem(atPath: domainDir(t))
         ledger.inFlight(t.kind, release: true) {
             hook(t, "stopped", "end")
@@ -210,6 +263,7 @@ private final class Soak: Sendable {
     /// `prezero launch` of a QEMU that preallocates the file; it ends by SIGTERM to the launcher
     /// (ending 0), kill -9 of QEMU (1), or kill -9 of the launcher and then of its orphaned QEMU (2).
     func launch(_ t: Tenant, ending: Int) {
+        var t = t
         let qmp = "\(base)/\(t.tag).qmp", claims = "\(base)/\(t.tag).json", err = "\(base)/\(t.tag).err"
         defer { for f in [qmp, claims, err] { unlink(f) } }
         let launcher: Child
@@ -226,19 +280,27 @@ private final class Soak: Sendable {
             ledger.fail("\(t.tag): cannot start prezero launch: \(error)")
             return
         }
-        defer { launcher.signal(SIGKILL); _ = try? launcher.wait(timeout: 30) }
+        var vmm: Int32?
+        // Whatever happened, neither the launcher nor its QEMU outlives the tenant.
+        defer {
+            launcher.signal(SIGKILL)
+            _ = try? launcher.wait(timeout: 30)
+            if let vmm { kill(vmm, SIGKILL); _ = Processes.reap(vmm, timeout: 10) }
+        }
         guard QMP.waitReady(socket: qmp, timeout: 60, alive: { launcher.isRunning }),
               let children = Files.readText("/proc/\(launcher.pid)/task/\(launcher.pid)/children"),
-              let vmm = children.split(separator: " ").first.flatMap({ Int32($0) }) else {
+              let qemu = children.split(separator: " ").first.flatMap({ Int32($0) }) else {
             ledger.fail("\(t.tag): QEMU under prezero launch did not come up: \(Files.readText(err) ?? "")")
             return
         }
+        vmm = qemu
         struct Claimed: Decodable { var outcome: String, path: String }
         let got = (try? JSONDecoder().decode([Claimed].self, from: Data(contentsOf: URL(fileURLWithPath: claims))))?.first
         if let got, got.outcome != ClaimOutcome.miss.rawValue {
             // QEMU's descriptor of the file: the only thing that holds it.
-            let m = use(t, path: got.path.replacingOccurrences(of: "/proc/self/", with: "/proc/\(vmm)/"))
-            m?.unmap()
+            _ = use(&t, path: got.path.replacingOccurrences(of: "/proc/self/", with: "/proc/\(qemu)/"))
+            sleepSeconds(Double.random(in: 0...0.05))
+            letGo(t)
         } else {
             let said = Files.readText(err) ?? ""
             missed(t, failOpen: said.contains("not reachable") || said.contains("refused the claim"))
@@ -247,15 +309,15 @@ private final class Soak: Sendable {
         case 0:
             launcher.signal(SIGTERM)
         case 1:
-            kill(vmm, SIGKILL)
+            kill(qemu, SIGKILL)
             ledger.add { $0.vmmKills += 1 }
         default:
             ledger.inFlight(t.kind, release: true) {
                 launcher.signal(SIGKILL)
                 _ = try? launcher.wait(timeout: 10)
                 sleepSeconds(Double.random(in: 0.005...0.1))
-                kill(vmm, SIGKILL)
-                if !Processes.reap(vmm, timeout: 10) { ledger.fail("\(t.tag): orphaned QEMU \(vmm) did not exit") }
+                kill(qemu, SIGKILL)
+                if !Processes.reap(qemu, timeout: 10) { ledger.fail("\(t.tag): orphaned QEMU \(qemu) did not exit") }
             }
             ledger.add { $0.launcherKills += 1; $0.vmmKills += 1 }
         }
@@ -301,9 +363,11 @@ private final class Soak: Sendable {
             ledger.fail("\(when): the kernel has \(used) pages in use, the mount's files hold \(filePages) and others \(others)")
         }
         for t in living where t.mapping != nil {
-            let there = Files.status(followingPath: domainDir(t) + "/pc.ram") != nil
-            if !there || !entries("leased").contains(where: { $0.hasPrefix(t.uuid + ".pc.ram~") }) {
-                ledger.fail("\(when): \(t.tag)'s lease is not in leased/ (its file is \(there ? "there" : "gone"))")
+            let leased = entries("leased").first { $0.hasPrefix(t.leaseKey + "~") }
+            let inode = leased.flatMap { Files.status(followingPath: "\(mount)/.prezero/leased/\($0)")?.inode }
+            if inode != t.inode { ledger.fail("\(when): \(t.tag)'s file (inode \(t.inode)) is not in leased/ (found \(leased ?? "nothing"))") }
+            if t.kind == .hook && Files.status(followingPath: domainDir(t) + "/pc.ram")?.inode != t.inode {
+                ledger.fail("\(when): \(t.tag)'s pc.ram is gone or another file")
             }
         }
         ledger.add { $0.checks += 1 }
@@ -312,8 +376,8 @@ private final class Soak: Sendable {
     /// After a restart: prezerod lists the lease of every living tenant.
     func restartCheck(_ when: String, living: [Tenant], leases: [String]?) {
         guard let leases else { return ledger.fail("\(when): no status after the restart") }
-        for t in living where t.mapping != nil && !leases.contains(t.uuid + ".pc.ram") {
-            ledger.fail("\(when): \(t.tag)'s lease \(t.uuid).pc.ram is lost after the restart (leases: \(leases))")
+        for t in living where t.mapping != nil && !leases.contains(t.leaseKey) {
+            ledger.fail("\(when): \(t.tag)'s lease \(t.leaseKey) is lost after the restart (leases: \(leases))")
         }
     }
 
@@ -394,7 +458,7 @@ extension PoolTests {
                 let bytes = UInt64([2, 4, 6, 8, 12, 16, 24, 32].randomElement(using: &rng)!) * MiB
                 let onNode = Bool.random(using: &rng) ? [] : [nodes.randomElement(using: &rng)!]
                 var t = Tenant(kind: kind, tag: "soak-\(cycle)-\(i)", bytes: bytes, nodes: onNode,
-                               endCycle: kind == .hook ? cycle + Int.random(in: 0...2, using: &rng) : cycle)
+                               endCycle: kind == .launch ? cycle : cycle + Int.random(in: 0...2, using: &rng) / (kind == .direct ? 2 : 1))
                 t.id = nextID
                 nextID += 1
                 fresh.append(t)
@@ -408,6 +472,8 @@ extension PoolTests {
                 : [.fill, .scrub, .claim(kinds.randomElement(using: &rng)!), .release(kinds.randomElement(using: &rng)!)].randomElement(using: &rng)!
             let group = DispatchGroup()
             let kept = Mutex<[Tenant]>([])
+            func failOpens() -> Int { ledger.counts.withLock { $0.misses.filter { $0.key.hasSuffix("fail-open") }.values.reduce(0, +) } }
+            let failOpensBefore = failOpens()
             for (i, t) in fresh.enumerated() {
                 let (e, delay) = (endings[i], delays[i])
                 group.enter()
@@ -415,7 +481,9 @@ extension PoolTests {
                     sleepSeconds(delay)
                     var t = t
                     switch t.kind {
-                    case .direct: soak.direct(t)
+                    case .direct:
+                        soak.direct(&t, cycle: cycle)
+                        if t.endCycle > cycle && t.mapping != nil { kept.withLock { $0.append(t) } }
                     case .launch: soak.launch(t, ending: e < 3 ? 0 : e - 2)
                     case .hook:
                         soak.hookStart(&t)
@@ -426,11 +494,15 @@ extension PoolTests {
             }
             for t in ending {
                 group.enter()
-                Thread { soak.hookEnd(t); group.leave() }.start()
+                Thread { if t.kind == .hook { soak.hookEnd(t) } else { soak.directEnd(t) }; group.leave() }.start()
             }
             if let aim { soak.crash(pool, aimingAt: aim) }
             group.wait()
             living += kept.withLock { $0 }
+            // With prezerod up all along, nobody may have had to go on without it.
+            if aim == nil && failOpens() > failOpensBefore {
+                ledger.fail("cycle \(cycle): \(failOpens() - failOpensBefore) tenants failed open with prezerod running")
+            }
             if aim != nil {
                 soak.deadCheck("cycle \(cycle), after the kill", living: living)
                 do {
@@ -449,7 +521,7 @@ extension PoolTests {
 
         // The end: every tenant stops, the pool settles with nothing leased or dirty, the
         // checks run once more with prezerod stopped, and a drain gives every page back.
-        for t in living { soak.hookEnd(t) }
+        for t in living { if t.kind == .hook { soak.hookEnd(t) } else { soak.directEnd(t) } }
         do {
             try waitFor("every lease reclaimed and scrubbed", timeout: 120) {
                 let s = try pool.status()
@@ -477,6 +549,8 @@ extension PoolTests {
               + "\(ByteSize.format(c.checkerBytes)) by the checker; \(Int(monotonicSeconds() - began)) s")
         for f in c.failures.prefix(20) { Issue.record("\(f)") }
         #expect(c.failures.isEmpty, "seed \(seed): \(c.failures.count) failures")
-        #expect(c.prezerodKills > 0 && c.handOvers.count == Tenant.Kind.allCases.count, "every path handed files over, and prezerod was killed")
+        #expect(c.handOvers.count == Tenant.Kind.allCases.count, "every path handed files over: \(c.handOvers)")
+        #expect(["mid-fill", "mid-scrub", "mid-claim", "mid-release"].allSatisfy { m in c.kills.keys.contains { $0.hasPrefix(m) } },
+                "prezerod was killed at every kind of moment: \(c.kills)")
     }
 }
