@@ -71,10 +71,14 @@ enum SoakBytes {
         return (total, bad)
     }
 
-    /// Writes a 64-byte pattern naming the tenant over the whole mapping.
+    /// The tenant's 64 bytes: its name, padded with dots.
+    static func pattern(_ tag: String) -> [UInt8] {
+        Array((Array(("PREZERO-SOAK " + tag + " ").utf8.prefix(63)) + [UInt8](repeating: 0x2e, count: 64)).prefix(64))
+    }
+
+    /// Writes the tenant's pattern over the whole mapping.
     static func writePattern(_ m: Mapping, _ tag: String) {
-        let pattern = Array(("PREZERO-SOAK " + tag + " ").utf8.prefix(63)) + [UInt8](repeating: 0x2e, count: 64)
-        pattern.withUnsafeBytes { _ = memcpy(m.base, $0.baseAddress!, min(64, m.length)) }
+        pattern(tag).withUnsafeBytes { _ = memcpy(m.base, $0.baseAddress!, min(64, m.length)) }
         var done = min(64, m.length)
         while done < m.length {
             let n = min(done, m.length - done)
@@ -86,9 +90,8 @@ enum SoakBytes {
     /// Does the mapping still hold the tenant's pattern, every byte of it? (The first 64
     /// bytes are the pattern, and the rest repeats them.)
     static func patternIntact(_ m: Mapping, _ tag: String) -> Bool {
-        let pattern = Array(("PREZERO-SOAK " + tag + " ").utf8.prefix(63)) + [UInt8](repeating: 0x2e, count: 64)
         let n = min(64, m.length)
-        return pattern.withUnsafeBytes { memcmp(m.base, $0.baseAddress!, n) == 0 } && (m.length <= 64 || memcmp(m.base + 64, m.base, m.length - 64) == 0)
+        return pattern(tag).withUnsafeBytes { memcmp(m.base, $0.baseAddress!, n) == 0 } && (m.length <= 64 || memcmp(m.base + 64, m.base, m.length - 64) == 0)
     }
 
     /// Maps a file by path (a /proc/PID/fd/N link too) shared and writable.
@@ -164,11 +167,11 @@ private final class Soak: Sendable {
         return r?.err ?? ""
     }
 
-    /// The tenant's view of a handed-over file: all zero, of the size it asked for; then its pattern.
-    func use(_ t: inout Tenant, path: String) -> Mapping? {
+    /// The tenant's view of a handed-over file: all zero, of the size it asked for, held by
+    /// no other tenant; then its pattern. It keeps the mapping in `t.mapping`.
+    func use(_ t: inout Tenant, path: String) {
         guard let m = try? SoakBytes.map(path), let st = Files.status(followingPath: path) else {
-            ledger.fail("\(t.tag): cannot map its handed-over file \(path)")
-            return nil
+            return ledger.fail("\(t.tag): cannot map its handed-over file \(path)")
         }
         t.inode = st.inode
         let inode = st.inode
@@ -179,9 +182,7 @@ private final class Soak: Sendable {
         SoakBytes.writePattern(m, t.tag)
         t.mapping = m
         ledger.add { $0.tenantBytes += UInt64(m.length); $0.nonZero += bad; $0.handOvers[t.kind.rawValue, default: 0] += 1 }
-        return m
     }
-    /// No file handed over: the pool had none to fit (a miss), or prezerod was down or cut off (fail-open).
     /// The tenant lets go of its file: its pattern must still be all there (nobody scrubbed
     /// or handed out a file it held), then it unmaps.
     func letGo(_ t: Tenant) {
@@ -192,6 +193,7 @@ private final class Soak: Sendable {
         m.unmap()
     }
 
+    /// No file handed over: the pool had none to fit (a miss), or prezerod was down or cut off (fail-open).
     func missed(_ t: Tenant, failOpen: Bool) {
         ledger.add { $0.misses[t.kind.rawValue + (failOpen ? " fail-open" : " miss"), default: 0] += 1 }
     }
@@ -218,7 +220,7 @@ private final class Soak: Sendable {
             missed(t, failOpen: claim == nil)
             return
         }
-        _ = use(&t, path: dest)
+        use(&t, path: dest)
         if t.endCycle > cycle && t.mapping != nil {
             unlink(dest)
             return
@@ -248,7 +250,7 @@ private final class Soak: Sendable {
         hook(t, "prepare", "begin")
         let said = ledger.inFlight(t.kind) { hook(t, "start", "begin") }
         let path = domainDir(t) + "/pc.ram"
-        if Files.status(followingPath: path) != nil { _ = use(&t, path: path) } else { missed(t, failOpen: !said.isEmpty) }
+        if Files.status(followingPath: path) != nil { use(&t, path: path) } else { missed(t, failOpen: !said.isEmpty) }
     }
     /// Its stop: QEMU gone, libvirt's directory removed, then `stopped end` and `release end`.
     func hookEnd(_ t: Tenant) {
@@ -258,6 +260,11 @@ private final class Soak: Sendable {
             hook(t, "stopped", "end")
             hook(t, "release", "end")
         }
+    }
+
+    /// The end of a tenant that lived on: a domain's stop, or a socket client's release.
+    func end(_ t: Tenant) {
+        if t.kind == .hook { hookEnd(t) } else { directEnd(t) }
     }
 
     /// `prezero launch` of a QEMU that preallocates the file; it ends by SIGTERM to the launcher
@@ -298,7 +305,7 @@ private final class Soak: Sendable {
         let got = (try? JSONDecoder().decode([Claimed].self, from: Data(contentsOf: URL(fileURLWithPath: claims))))?.first
         if let got, got.outcome != ClaimOutcome.miss.rawValue {
             // QEMU's descriptor of the file: the only thing that holds it.
-            _ = use(&t, path: got.path.replacingOccurrences(of: "/proc/self/", with: "/proc/\(qemu)/"))
+            use(&t, path: got.path.replacingOccurrences(of: "/proc/self/", with: "/proc/\(qemu)/"))
             sleepSeconds(Double.random(in: 0...0.05))
             letGo(t)
         } else {
@@ -362,8 +369,9 @@ private final class Soak: Sendable {
         if used != filePages + others {
             ledger.fail("\(when): the kernel has \(used) pages in use, the mount's files hold \(filePages) and others \(others)")
         }
+        let leasedNames = entries("leased")
         for t in living where t.mapping != nil {
-            let leased = entries("leased").first { $0.hasPrefix(t.leaseKey + "~") }
+            let leased = leasedNames.first { $0.hasPrefix(t.leaseKey + "~") }
             let inode = leased.flatMap { Files.status(followingPath: "\(mount)/.prezero/leased/\($0)")?.inode }
             if inode != t.inode { ledger.fail("\(when): \(t.tag)'s file (inode \(t.inode)) is not in leased/ (found \(leased ?? "nothing"))") }
             if t.kind == .hook && Files.status(followingPath: domainDir(t) + "/pc.ram")?.inode != t.inode {
@@ -494,7 +502,7 @@ extension PoolTests {
             }
             for t in ending {
                 group.enter()
-                Thread { if t.kind == .hook { soak.hookEnd(t) } else { soak.directEnd(t) }; group.leave() }.start()
+                Thread { soak.end(t); group.leave() }.start()
             }
             if let aim { soak.crash(pool, aimingAt: aim) }
             group.wait()
@@ -521,7 +529,7 @@ extension PoolTests {
 
         // The end: every tenant stops, the pool settles with nothing leased or dirty, the
         // checks run once more with prezerod stopped, and a drain gives every page back.
-        for t in living { if t.kind == .hook { soak.hookEnd(t) } else { soak.directEnd(t) } }
+        for t in living { soak.end(t) }
         do {
             try waitFor("every lease reclaimed and scrubbed", timeout: 120) {
                 let s = try pool.status()
