@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Injects each of six known pool bugs, one at a time, and shows the simulation
+"""Injects each of five known pool bugs, one at a time, and shows the simulation
 catches it: the seed and the number of steps after which it did, and what broke.
 Every source file is restored afterwards, whatever happens.
 
@@ -12,35 +12,26 @@ CORE = "Sources/PrezeroCore/"
 
 # (name, file, old, new): each a bug DESIGN.md's invariants forbid.
 MUTANTS = [
-    ("recovery moves scrubbing/ to clean/", CORE + "Recovery.swift",
-     "return .move(from: .scrubbing, name: f.name, to: .dirty,",
-     "return .move(from: .scrubbing, name: f.name, to: .clean,"),
-    ("release skips the holder check", CORE + "Pool/Transitions.swift",
-     "        guard holders.isFree(file.inode) else { return .held }\n", ""),
-    ("a scrub cut short by a shutdown still reaches clean/", CORE + "Pool/PoolOp.swift",
-     "e.append(back.bytes == 0 ? .unlink(ref) : .rename(ref, to: FileRef(k.mount, .dirty, back.description)))",
-     "e.append(back.bytes == 0 ? .unlink(ref) : .rename(ref, to: FileRef(k.mount, .clean, back.description)))"),
-    ("claim takes from dirty/ when clean/ is empty", CORE + "Pool/Transitions.swift",
-     "let clean = nodes.filter { $0.key.mount == mi }.values.flatMap { $0.clean.map(CleanFile.init) }",
-     "var source = FileState.clean\n"
-     "        var clean = nodes.filter { $0.key.mount == mi }.values.flatMap { $0.clean.map(CleanFile.init) }\n"
-     "        if clean.isEmpty { source = .dirty; clean = nodes.filter { $0.key.mount == mi }.values.flatMap { $0.dirty.map(CleanFile.init) } }"),
-    ("give-back counts free pages host-wide instead of per node", CORE + "Pool/Transitions.swift",
-     "let have = counters[k]?.free ?? 0",
-     "let have = counters.values.reduce(0) { $0 + $1.free }"),
+    ("a released file goes back to clean/ and serves the next tenant", CORE + "Pool/PoolOp.swift",
+     "l.heldRecord(l.file.bytes), .takeBack(l.ref, node: l.file.node)]",
+     "l.heldRecord(l.file.bytes), .rename(l.ref, to: FileRef(l.mount, .clean, l.file.description))]"),
+    ("pages a take-back left pinned are not counted as held", CORE + "Pool/Transitions.swift",
+     "            if tb.held > 0 { nodes[k]?.held.append(HeldPages(id: l.heldID, lease: l.key, bytes: tb.held)) }\n", ""),
+    ("held pages are not journalled before the punch (a crash forgets them)", CORE + "Pool/PoolOp.swift",
+     "l.heldRecord(l.file.bytes), .takeBack(", ".takeBack("),
+    ("recovery keeps a cut clean file under its old size", CORE + "Recovery.swift",
+     "if f.bytes != name.bytes { return .giveBack(.clean, f.name) }", ""),
     ("a truncated claim forgets to return the cut tail", CORE + "Pool/PoolOp.swift",
      "case .truncated: e.append(.truncate(t.leased, to: t.bytes))",
      "case .truncated: break"),
 ]
-# The dirty-source mutant also needs the ticket to take the file from dirty/.
+# The reuse mutant also needs the state to list the file as clean.
 EXTRA = {
-    "claim takes from dirty/ when clean/ is empty": [
+    "a released file goes back to clean/ and serves the next tenant": [
         (CORE + "Pool/Transitions.swift",
-         "let t = ClaimTicket(key: key, mount: mi, picked: f.name, outcome: choice.outcome, request: c)",
-         "let t = ClaimTicket(key: key, mount: mi, picked: f.name, outcome: choice.outcome, request: c, source: source)"),
-        (CORE + "Pool/Transitions.swift",
-         "nodes[k]?.clean.removeAll { $0 == f.name }",
-         "nodes[k]?.clean.removeAll { $0 == f.name }; nodes[k]?.dirty.removeAll { $0 == f.name }"),
+         "            leaseVanished(l)\n            guard case .tookBack(let tb)? = observed else { break }",
+         "            leaseVanished(l)\n            nodes[NodeKey(mount: l.mount, node: l.file.node)]?.clean.append(l.file)\n"
+         "            guard case .tookBack(let tb)? = observed else { break }"),
     ],
 }
 

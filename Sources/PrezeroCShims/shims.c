@@ -27,6 +27,15 @@ int pz_fallocate(int fd, int punch, int64_t offset, int64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length);
 }
 
+int pz_setlease(int fd, int write) {
+    return fcntl(fd, F_SETLEASE, write ? F_WRLCK : F_UNLCK);
+}
+
+int pz_haswritelease(int fd) {
+    int l = fcntl(fd, F_GETLEASE);
+    return l < 0 ? -1 : (l == F_WRLCK ? 1 : 0);
+}
+
 int pz_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
 }

@@ -25,7 +25,6 @@ public struct Config: Sendable, Equatable {
     public var allowedGids: [UInt32] = []
     public var maxRequestBytes = 1 << 20
     public var requestTimeoutMs = 5000
-    public var scrub = ScrubConfig()
     public var learnedShapes = 8
     public var reclaimIntervalMs = 500
     public var monitorIntervalMs = 200
@@ -115,55 +114,9 @@ public struct MountConfig: Sendable, Equatable, Codable {
     }
 }
 
-public enum ScrubStrategy: String, Codable, Sendable {
-    /// mmap and zero in place with the fastest loop measured on the host.
-    case zero
-    /// Punch the whole file out and fallocate it again: the kernel zeroes.
-    case kernel
-}
-
-public enum ZeroMethod: String, Codable, Sendable, CaseIterable {
-    case auto, memset, nontemporal
-}
-
-public enum VerifyMode: String, Codable, Sendable {
-    /// A few cache lines of every huge page.
-    case sample
-    /// Every byte.
-    case full
-}
-
-public struct ScrubConfig: Sendable, Equatable, Codable {
-    public var strategy: ScrubStrategy = .zero
-    public var method: ZeroMethod = .auto
-    /// Bytes per second per node; 0 means unlimited.
-    public var bandwidth: SizeSpec = .bytes(0)
-    public var verify: VerifyMode = .sample
-    /// Bytes zeroed between checks; large, because glibc's memset only switches to
-    /// streaming stores for large calls (measured: 64 MiB chunks ran at 0.6× of one big memset).
-    public var chunk: SizeSpec = .bytes(1 << 30)
-
-    public init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case strategy, method, bandwidth, verify, chunk
-    }
-
-    public init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, CodingKeys.self)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = ScrubConfig()
-        strategy = try c.decodeIfPresent(ScrubStrategy.self, forKey: .strategy) ?? d.strategy
-        method = try c.decodeIfPresent(ZeroMethod.self, forKey: .method) ?? d.method
-        bandwidth = try c.decodeIfPresent(SizeSpec.self, forKey: .bandwidth) ?? d.bandwidth
-        verify = try c.decodeIfPresent(VerifyMode.self, forKey: .verify) ?? d.verify
-        chunk = try c.decodeIfPresent(SizeSpec.self, forKey: .chunk) ?? d.chunk
-    }
-}
-
 extension Config: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case socket, mounts, target, scrub
+        case socket, mounts, target
         case stateDir = "state_dir", poolDir = "pool_dir", minFree = "min_free", fileSize = "file_size"
         case fillChunk = "fill_chunk", fillBandwidth = "fill_bandwidth", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
         case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
@@ -173,7 +126,14 @@ extension Config: Codable {
         case metricsTextfile = "metrics_textfile", metricsIntervalMs = "metrics_interval_ms"
     }
 
+    /// Keys of earlier versions that are gone, and what replaced them.
+    static let removedKeys = [
+        "scrub": "scrub: was removed: a released file is no longer zeroed in place for the next tenant; its pages go back to the kernel and the pool fills a new file (fill_bandwidth is the budget); delete the scrub: section",
+    ]
+
     public init(from decoder: any Decoder) throws {
+        let any = try decoder.container(keyedBy: AnyKey.self)
+        for key in any.allKeys { if let why = Self.removedKeys[key.stringValue] { throw ConfigError(message: why) } }
         try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         var d = Config()
@@ -194,7 +154,6 @@ extension Config: Codable {
         try opt(.allowedGids, &d.allowedGids)
         try opt(.maxRequestBytes, &d.maxRequestBytes)
         try opt(.requestTimeoutMs, &d.requestTimeoutMs)
-        try opt(.scrub, &d.scrub)
         try opt(.learnedShapes, &d.learnedShapes)
         try opt(.reclaimIntervalMs, &d.reclaimIntervalMs)
         try opt(.monitorIntervalMs, &d.monitorIntervalMs)

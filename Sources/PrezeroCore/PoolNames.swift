@@ -1,16 +1,15 @@
 /// The states a pool file can be in. Each is a directory under the pool root;
-/// a state change is a rename between them.
+/// a state change is a rename between them. (Pools of earlier versions also had
+/// `dirty/` and `scrubbing/`; `PoolDirectory` gives what it finds there back to the kernel.)
 public enum FileState: String, CaseIterable, Sendable, Codable {
     /// Being fallocated by a node worker (kernel-zeroed pages only).
     case filling
     /// Every byte is zero: the only state a file is handed out from.
     case clean
-    /// Second link of a file handed to a VM.
+    /// Second link of a file handed to a VM. A released one is taken back from here:
+    /// its pages punched out once the kernel says no one else has it open, its name removed.
+    /// No file ever leaves leased/ for another state: an inode serves one tenant only.
     case leased
-    /// Released; holds a former guest's memory.
-    case dirty
-    /// Being zeroed.
-    case scrubbing
     /// Not ours or not understood: kept aside, never handed out.
     case quarantine
 }

@@ -5,13 +5,11 @@ public struct ListedFile: Equatable, Sendable {
     public var isRegular: Bool
     public var links: UInt64
     public var bytes: UInt64
-    /// Some process has it open or mapped (or the scan could not tell).
-    public var held: Bool
     /// Owned by root with no group or other permissions, as the daemon leaves every pool file.
     public var rootOnly: Bool
     public var inode: UInt64
 
-    public init(state: FileState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64, held: Bool,
+    public init(state: FileState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64,
                 rootOnly: Bool = true, inode: UInt64 = 0) {
         self.inode = inode
         self.state = state
@@ -19,7 +17,6 @@ public struct ListedFile: Equatable, Sendable {
         self.isRegular = isRegular
         self.links = links
         self.bytes = bytes
-        self.held = held
         self.rootOnly = rootOnly
     }
 }
@@ -28,16 +25,18 @@ public struct ListedFile: Equatable, Sendable {
 public enum RecoveryAction: Equatable, Sendable {
     /// Leave it where it is.
     case keep(FileState, String)
-    /// Rename it into another state, under the same pool file name.
-    case move(from: FileState, name: String, to: FileState, newName: String)
     /// A fill was cut short: finish it (its pages are kernel-zeroed, never handed out).
     case resumeFill(String)
+    /// Ours but not worth keeping: its pages go back to the kernel.
+    case giveBack(FileState, String)
     /// Not understood, or unsafe to hand out: set aside, never made clean.
     case quarantine(FileState, String, reason: String)
 }
 
 /// Rebuilds pool state from the directories alone. Nothing here ever moves a
-/// file into `clean/`: the only way there is a fill or a verified scrub.
+/// file into `clean/`: the only way there is a fill of a new file. Whether a
+/// lease has ended is not decided here but by the reclaimer, with the kernel's
+/// word on who still has the file open; no `/proc` scan decides anything.
 public enum Recovery {
     public static func plan(_ files: [ListedFile]) -> [RecoveryAction] {
         files.map(action)
@@ -47,41 +46,24 @@ public enum Recovery {
         guard f.isRegular else { return .quarantine(f.state, f.name, reason: "not a regular file") }
         if f.state == .quarantine { return .keep(.quarantine, f.name) }
         if f.state == .leased {
-            guard let leased = LeasedName(f.name) else {
-                return .quarantine(f.state, f.name, reason: "not a lease name")
-            }
-            // Still linked at its destination, or still in use: an active lease.
-            if f.links > 1 || f.held { return .keep(.leased, f.name) }
-            return .move(from: .leased, name: f.name, to: .dirty, newName: leased.file.resized(f.bytes).description)
+            guard LeasedName(f.name) != nil else { return .quarantine(f.state, f.name, reason: "not a lease name") }
+            return .keep(.leased, f.name)
         }
         guard let name = PoolFileName(f.name) else {
             return .quarantine(f.state, f.name, reason: "not a pool file name")
         }
-        let exposed = f.links > 1 || f.held
-        // Every pool file outside leased/ is root's, mode 0600: anything else was put
-        // there or touched by someone else, and its content cannot be trusted.
+        // Every pool file outside leased/ is root's, mode 0600, with one name: anything else
+        // was put there or touched by someone else, and its content cannot be trusted.
         if !f.rootOnly { return .quarantine(f.state, f.name, reason: "not owned by root with mode 0600") }
+        if f.links > 1 { return .quarantine(f.state, f.name, reason: "linked elsewhere") }
         switch f.state {
         case .filling:
-            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
             return .resumeFill(f.name)
         case .clean:
-            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
-            // A cut made by a give-back that crashed before its rename: zero, but
-            // not what the name says; scrubbing settles it without trusting it.
-            if f.bytes != name.bytes {
-                return .move(from: .clean, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
-            }
+            // A cut made by a give-back that crashed before its rename: not what its name
+            // says, so it goes back to the kernel rather than be trusted.
+            if f.bytes != name.bytes { return .giveBack(.clean, f.name) }
             return .keep(.clean, f.name)
-        case .scrubbing:
-            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
-            return .move(from: .scrubbing, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
-        case .dirty:
-            if exposed { return .quarantine(f.state, f.name, reason: "linked or open elsewhere") }
-            if f.bytes != name.bytes {
-                return .move(from: .dirty, name: f.name, to: .dirty, newName: name.resized(f.bytes).description)
-            }
-            return .keep(.dirty, f.name)
         case .leased, .quarantine:
             return .keep(f.state, f.name)
         }

@@ -17,16 +17,16 @@ public enum PrometheusText {
                 gauge("hugepages_free_bytes", "Free huge pages on the node", Double(n.freeBytes))
                 gauge("pool_target_bytes", "Bytes the pool aims to hold clean", Double(n.targetBytes))
                 gauge("pool_clean_bytes", "Pre-zeroed bytes ready to hand out", Double(n.cleanBytes))
-                gauge("pool_dirty_bytes", "Released bytes waiting for or under scrubbing", Double(n.dirtyBytes + n.scrubbingBytes))
+                gauge("held_outside_bytes", "Pages of released files still pinned outside the pool (io_uring buffers, pipes): not free, never reused", Double(n.heldBytes))
                 gauge("pool_leased_bytes", "Bytes handed out to VMs", Double(n.leasedBytes))
                 gauge("pool_filling_bytes", "Bytes being filled", Double(n.fillingBytes))
                 gauge("fill_rate_bytes_per_second", "Rate of the last fill", n.fillRate)
-                gauge("scrub_rate_bytes_per_second", "Rate of the last scrub", n.scrubRate)
                 func counter(_ name: String, _ help: String, _ v: UInt64, _ extra: [(String, String)] = []) {
                     r.makeCounter(descriptor: descriptor(name, help), labels: labels + extra).increment(by: Int64(v))
                 }
                 counter("filled_bytes_total", "Bytes filled by fallocate", n.filledBytes)
-                counter("scrubbed_bytes_total", "Bytes scrubbed", n.scrubbedBytes)
+                counter("recycled_bytes_total", "Bytes of released files given back to the kernel", n.recycledBytes)
+                counter("recycled_files_total", "Released files taken back", n.recycledFiles)
                 counter("yielded_bytes_total", "Bytes given back to the kernel for other users", n.yieldedBytes)
                 for o in ClaimOutcome.allCases {
                     counter("claims_total", "Claims by outcome", n.outcomes[o] ?? 0, [("outcome", o.rawValue)])
@@ -34,6 +34,13 @@ public enum PrometheusText {
             }
             r.makeGauge(descriptor: descriptor("quarantined_files", "Files set aside as not understood"), labels: [("mount", m.path)])
                 .set(to: Double(m.quarantined))
+            for h in m.held {
+                let labels = [("mount", m.path), ("page_size", "\(m.pageSize)"), ("node", "\(h.node)"), ("lease", h.lease)]
+                r.makeGauge(descriptor: descriptor("lease_held_outside_bytes", "Pages a released lease left pinned outside the pool"),
+                            labels: labels).set(to: Double(h.bytes))
+            }
+            r.makeGauge(descriptor: descriptor("outside_names_files", "Files taken back with a name outside the pool (the last 16)"),
+                        labels: [("mount", m.path)]).set(to: Double(m.outsideNames.count))
             for l in m.leases {
                 let labels = [("mount", m.path), ("page_size", "\(m.pageSize)"), ("node", "\(l.node)"), ("vm", l.vm), ("lease", l.lease)]
                 r.makeGauge(descriptor: descriptor("lease_bytes", "Bytes of a file handed out, by lease and VM (sum by vm for a VM's pool pages)"),

@@ -1,20 +1,32 @@
 import Glibc
 import PrezeroCore
+import PrezeroProtocol
 import PrezeroSys
+import Synchronization
 
 /// The pool's file system on this host: every effect through PrezeroSys, relative to
 /// the pool's directory descriptors and never through a symlink.
 public final class HostFileSystem: PoolFileSystem {
     let pools: [PoolDirectory]
+    /// `<state_dir>/leases/<lease>`: where a lease's first link went.
     let leaseJournal: String
-    let zeroMethod: ZeroMethod
-    let verifyMode: VerifyMode
+    /// `<state_dir>/held/<lease>~<file>@<inode>`: the mount's path, the node and the bytes a taken-back lease left pinned.
+    let heldJournal: String
+    /// One lock per (mount, node): every effect that changes how many pages the node
+    /// has free holds it, so that a take-back's count of what came back is the punch's alone.
+    let nodeLocks: [NodeKey: NodeLock]
 
-    init(pools: [PoolDirectory], leaseJournal: String, zero: ZeroMethod, verify: VerifyMode) {
+    final class NodeLock: Sendable {
+        let m = Mutex(())
+    }
+
+    init(pools: [PoolDirectory], stateDir: String, nodes: [NodeKey]) throws(SysError) {
         self.pools = pools
-        self.leaseJournal = leaseJournal
-        zeroMethod = zero
-        verifyMode = verify
+        leaseJournal = stateDir + "/leases"
+        heldJournal = stateDir + "/held"
+        try Files.makeDirectories(leaseJournal, mode: 0o700)
+        try Files.makeDirectories(heldJournal, mode: 0o700)
+        nodeLocks = Dictionary(uniqueKeysWithValues: nodes.map { ($0, NodeLock()) })
     }
 
     func dir(_ f: FileRef) -> Descriptor { pools[f.mount].dir(f.state) }
@@ -23,7 +35,17 @@ public final class HostFileSystem: PoolFileSystem {
         try pools[f.mount].open(f.state, f.name, create: create)
     }
 
-    public func perform(_ e: Effect) throws(EffectError) -> UInt64? {
+    /// The node a pool file's pages were asked for, from its name.
+    func node(of f: FileRef) -> NodeKey? {
+        (PoolFileName(f.name) ?? LeasedName(f.name)?.file).map { NodeKey(mount: f.mount, node: $0.node) }
+    }
+
+    func paused<T>(_ k: NodeKey?, _ body: () throws(SysError) -> T) throws(SysError) -> T {
+        guard let k, let lock = nodeLocks[k] else { return try body() }
+        return try lock.m.withLock { _ throws(SysError) in try body() }
+    }
+
+    public func perform(_ e: Effect) throws(EffectError) -> Observed? {
         do throws(SysError) {
             return try apply(e)
         } catch {
@@ -31,52 +53,105 @@ public final class HostFileSystem: PoolFileSystem {
         }
     }
 
-    private func apply(_ e: Effect) throws(SysError) -> UInt64? {
+    private func apply(_ e: Effect) throws(SysError) -> Observed? {
         switch e {
         case .create(let f):
             _ = try open(f, create: true)
         case .allocate(let f, let offset, let length, let node):
             let fd = try open(f)
-            try Numa.withMemory(onNode: node) { () throws(SysError) in try Files.allocate(fd, offset: offset, length: length) }
+            try paused(NodeKey(mount: f.mount, node: node)) { () throws(SysError) in
+                try Numa.withMemory(onNode: node) { () throws(SysError) in try Files.allocate(fd, offset: offset, length: length) }
+            }
         case .truncate(let f, let size):
-            try Files.truncate(open(f), to: size)
+            let fd = try open(f)
+            try paused(node(of: f)) { () throws(SysError) in try Files.truncate(fd, to: size) }
         case .punch(let f, let offset, let length):
-            try Files.punchHole(open(f), offset: offset, length: length)
+            let fd = try open(f)
+            try paused(node(of: f)) { () throws(SysError) in try Files.punchHole(fd, offset: offset, length: length) }
         case .setOwner(let f, let uid, let gid, let mode):
             try Files.setOwner(open(f), uid: uid, gid: gid, mode: mode)
         case .rename(let f, let to):
             try Files.rename(in: dir(f), f.name, to: dir(to), to.name)
         case .unlink(let f):
-            try Files.unlink(in: dir(f), f.name)
+            try paused(node(of: f)) { () throws(SysError) in try Files.unlink(in: dir(f), f.name) }
         case .link(let f, let dest):
             let (destDir, name) = try destination(dest)
             try Files.link(in: dir(f), f.name, to: destDir, name)
-            return try Files.status(open(f)).inode
+            return .linked(inode: try Files.status(open(f)).inode)
         case .unlinkLink(let f, let dest):
             guard let (destDir, name) = try? destination(dest),
                   let st = try Files.status(in: destDir, name: name),
                   st.inode == (try Files.status(open(f))).inode, st.device == pools[f.mount].device.device
             else { return nil }
             try Files.unlink(in: destDir, name)
-        case .zero(let f, let offset, let length):
-            let map = try Mapping(open(f), length: Int(offset + length))
-            defer { map.unmap() }
-            Scrub.zero(zeroMethod, map.base + Int(offset), Int(length))
-        case .verify(let f, let bytes):
-            let map = try Mapping(open(f), length: Int(bytes))
-            defer { map.unmap() }
-            guard Scrub.verify(map, pageSize: Int(pools[f.mount].mount.pageSize), mode: verifyMode) else {
-                throw SysError("verify", "\(f): not all zero", errno: EBADMSG)
-            }
+        case .checkSole(let f):
+            guard let st = try Files.status(in: dir(f), name: f.name) else { throw SysError("stat", "\(f)", errno: ENOENT) }
+            guard st.links == 1 else { throw SysError("links", "\(f) has \(st.links) names", errno: EMLINK) }
+        case .takeBack(let f, let node):
+            return .tookBack(try takeBack(f, node: NodeKey(mount: f.mount, node: node)))
         case .journal(let key, let dest?):
             try Files.writeText("\(leaseJournal)/.\(key).new", dest)
             try Files.renamePath("\(leaseJournal)/.\(key).new", "\(leaseJournal)/\(key)")
         case .journal(let key, nil):
-            do throws(SysError) {
-                try Files.removePath("\(leaseJournal)/\(key)")
-            } catch where error.errno == ENOENT {}
+            try remove("\(leaseJournal)/\(key)")
+        case .journalHeld(let key, let mi, let node, let bytes?):
+            try Files.writeText("\(heldJournal)/.\(key).new", "\(pools[mi].mount.path)\n\(node)\n\(bytes)\n")
+            try Files.renamePath("\(heldJournal)/.\(key).new", "\(heldJournal)/\(key)")
+        case .journalHeld(let key, _, _, nil):
+            try remove("\(heldJournal)/\(key)")
         }
         return nil
+    }
+
+    /// See `Effect.takeBack`. The write lease is the kernel's O(1) answer to "does anyone
+    /// else have this file open?", however many processes the host runs; no /proc scan
+    /// decides. The link count is read through the same descriptor, after the file became
+    /// root's: a name made elsewhere before that is found, reported, and keeps nothing alive.
+    func takeBack(_ f: FileRef, node k: NodeKey) throws(SysError) -> TakeBack {
+        let fd = try open(f)
+        try Files.takeWriteLease(fd)
+        defer { Files.dropLease(fd) }
+        let st = try Files.status(fd)
+        let ps = pools[f.mount].mount.pageSize
+        let freeBefore: UInt64, freeAfter: UInt64
+        (freeBefore, freeAfter) = try paused(k) { () throws(SysError) in
+            let before = rawFree(k)
+            if st.size > 0 { try Files.punchHole(fd, offset: 0, length: ByteSize.roundUp(st.size, to: ps)) }
+            return (before, rawFree(k))
+        }
+        try Files.unlink(in: dir(f), f.name)
+        let back = (freeAfter - min(freeAfter, freeBefore)) * ps
+        let extra = st.links > 1 ? st.links - 1 : 0
+        return TakeBack(bytes: st.allocated, held: st.allocated - min(st.allocated, back), extraLinks: extra,
+                        names: extra > 0 ? names(of: st.inode, mount: f.mount) : [])
+    }
+
+    func rawFree(_ k: NodeKey) -> UInt64 {
+        HugePageCounters.node(k.node, pageSize: pools[k.mount].mount.pageSize)?.free ?? 0
+    }
+
+    /// Where else on the mount a file has names, for the log and `status`: a bounded walk
+    /// (a few names, 16 levels, 100,000 entries), outside the pool directory.
+    func names(of inode: UInt64, mount mi: Int) -> [String] {
+        let pool = pools[mi]
+        var found: [String] = []
+        var budget = 100_000
+        func walk(_ dir: Descriptor, _ path: String, depth: Int) {
+            guard depth < 16, let entries = try? Files.list(dir) else { return }
+            for name in entries {
+                budget -= 1
+                guard budget > 0, found.count < 8 else { return }
+                guard let st = try? Files.status(in: dir, name: name), st.device == pool.device.device else { continue }
+                let p = path == "/" ? "/\(name)" : "\(path)/\(name)"
+                if st.isRegular, st.inode == inode {
+                    found.append(p)
+                } else if st.isDirectory, st.inode != pool.device.inode, let sub = try? Files.openDirectory(in: dir, name: name) {
+                    walk(sub, p, depth: depth + 1)
+                }
+            }
+        }
+        if let root = try? Files.openDirectory(path: pool.mount.path) { walk(root, pool.mount.path, depth: 0) }
+        return found
     }
 
     /// The parent of an absolute destination, opened through no symlink, and the name in it.
@@ -85,6 +160,12 @@ public final class HostFileSystem: PoolFileSystem {
         guard path.hasPrefix("/"), parts.count >= 3, let name = parts.last else { throw SysError("link", path, errno: EINVAL) }
         let parent = "/" + parts.dropFirst().dropLast().joined(separator: "/")
         return (try Files.openDirectory(path: parent, pathOnly: true), name)
+    }
+
+    public func destinationInode(_ path: String, mount mi: Int) -> UInt64? {
+        guard let (dir, name) = try? destination(path), let st = try? Files.status(in: dir, name: name),
+              st.device == pools[mi].device.device else { return nil }
+        return st.inode
     }
 
     public func status(_ f: FileRef) throws(EffectError) -> FileInfo? {
@@ -106,9 +187,13 @@ public final class HostFileSystem: PoolFileSystem {
         }
     }
 
-    public func holders(mount mi: Int) -> Holders {
-        let h = pools[mi].holders()
-        return Holders(inodes: Set(h.files.map(\.inode)), complete: h.complete)
+    public func usage(_ k: NodeKey, files: [FileRef]) -> (inUse: UInt64, inFiles: UInt64) {
+        let ps = pools[k.mount].mount.pageSize
+        return (try? paused(k) { () throws(SysError) in
+            let c = HugePageCounters.node(k.node, pageSize: ps)
+            let inFiles = files.reduce(UInt64(0)) { sum, f in sum + ((try? Files.status(in: dir(f), name: f.name))??.allocated ?? 0) }
+            return (((c?.total ?? 0) - min(c?.total ?? 0, c?.free ?? 0)) * ps, inFiles)
+        }) ?? (0, 0)
     }
 
     /// Pages promised to mappings (reserved, not yet faulted) count as taken: the kernel
@@ -122,4 +207,18 @@ public final class HostFileSystem: PoolFileSystem {
     }
 
     public func journal(_ lease: String) -> String? { Files.readText("\(leaseJournal)/\(lease)") }
+
+    func remove(_ path: String) throws(SysError) {
+        do throws(SysError) {
+            try Files.removePath(path)
+        } catch where error.errno == ENOENT {}
+    }
+
+    public func heldJournal(mount mi: Int) -> [(id: String, node: Int, bytes: UInt64)] {
+        Files.list(path: heldJournal).filter { !$0.hasPrefix(".") }.compactMap { key in
+            let f = (Files.readText("\(heldJournal)/\(key)") ?? "").split(separator: "\n").map(String.init)
+            guard f.count == 3, f[0] == pools[mi].mount.path, let node = Int(f[1]), let bytes = UInt64(f[2]) else { return nil }
+            return (key, node, bytes)
+        }
+    }
 }

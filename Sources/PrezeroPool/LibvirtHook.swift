@@ -105,7 +105,7 @@ extension PoolDaemon {
     }
 
     /// `stopped end` / `release end`: the domain's leases (keyed by UUID) are released;
-    /// their files are scrubbed once QEMU is gone.
+    /// their files are taken back once QEMU is gone.
     func domainEnded(_ xml: String, call: String) throws(ControlError) -> HookResult {
         let d = try parseDomain(xml, call: call)
         let keys = engine.state.withLock { b in b.leases.keys.filter { $0.hasPrefix(d.uuid + ".") }.sorted() }

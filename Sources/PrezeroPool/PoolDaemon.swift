@@ -15,15 +15,11 @@ public final class PoolDaemon: Sendable {
     let engine: PoolEngine
     let wakeups: [NodeKey: DispatchSemaphore]
     let threads = DispatchGroup()
-    let zero: ZeroMethod
 
     public init(config: Config, mounts: [PoolMount], logger: Logger) throws {
         self.config = config
         self.logger = logger
         pools = try mounts.map { try PoolDirectory(mount: $0, name: config.poolDir) }
-        let leaseJournal = config.stateDir + "/leases"
-        try Files.makeDirectories(leaseJournal, mode: 0o700)
-        zero = Scrub.chooseMethod(config.scrub.method, logger: logger)
         var state = PoolState(config: config, mounts: mounts.map { ($0.pageSize, $0.nodes, $0.config) })
         var wake: [NodeKey: DispatchSemaphore] = [:]
         for k in state.keys {
@@ -36,7 +32,7 @@ public final class PoolDaemon: Sendable {
         }
         wakeups = wake
         let signals = wake
-        let fs = HostFileSystem(pools: pools, leaseJournal: leaseJournal, zero: zero, verify: config.scrub.verify)
+        let fs = try HostFileSystem(pools: pools, stateDir: config.stateDir, nodes: state.keys)
         engine = PoolEngine(fs: fs, state: state, logger: logger, clock: monotonicSeconds, pause: sleepSeconds,
                             wake: { k in signals[k]?.signal() })
         try engine.recover()
@@ -45,7 +41,7 @@ public final class PoolDaemon: Sendable {
                 (s.nodes.filter { $0.key.mount == mi }.values, s.leases.values.filter { $0.mount == mi }.count, s.mounts[mi].quarantined)
             }
             logger.info("pool \(pool.rootPath) recovered", metadata: [
-                "clean": "\(s.0.map(\.clean.count).reduce(0, +))", "dirty": "\(s.0.map(\.dirty.count).reduce(0, +))",
+                "clean": "\(s.0.map(\.clean.count).reduce(0, +))",
                 "resumed_fills": "\(s.0.map(\.resume.count).reduce(0, +))", "leases": "\(s.1)", "quarantined": "\(s.2)",
             ])
         }
@@ -110,7 +106,8 @@ public final class PoolDaemon: Sendable {
         }
     }
 
-    /// Gives pages back (min_free, the target) and reclaims released leases.
+    /// Gives pages back (min_free, the target), takes back the files of ended leases, and
+    /// notices pinned pages that came back.
     func monitorLoop() {
         var lastReclaim = 0.0
         while !stopping {
@@ -124,6 +121,7 @@ public final class PoolDaemon: Sendable {
             let now = monotonicSeconds()
             if now - lastReclaim >= Double(config.reclaimIntervalMs) / 1000 {
                 engine.reclaim()
+                engine.settleHeld()
                 lastReclaim = now
             }
             sleepSeconds(Double(config.monitorIntervalMs) / 1000)

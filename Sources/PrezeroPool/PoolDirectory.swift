@@ -2,7 +2,7 @@ import Glibc
 import PrezeroCore
 import PrezeroSys
 
-/// The pool directories on one mount: `<mount>/<pool_dir>/{filling,clean,leased,dirty,scrubbing,quarantine}`.
+/// The pool directories on one mount: `<mount>/<pool_dir>/{filling,clean,leased,quarantine}`.
 /// Every state change is a rename between two of them; every name is opened
 /// relative to these descriptors and never through a symlink.
 public final class PoolDirectory: Sendable {
@@ -27,7 +27,14 @@ public final class PoolDirectory: Sendable {
         dirs = d
         device = try Files.status(root)
         self.mount = mount
+        // Pools of earlier versions kept released files in dirty/ and scrubbing/ to zero them
+        // in place: a former guest's memory, never to be handed out. Their pages go back.
+        for legacy in Self.legacyDirectories where (try? Files.status(in: root, name: legacy)) != nil {
+            Files.removeTree("\(rootPath)/\(legacy)")
+        }
     }
+
+    static let legacyDirectories = ["dirty", "scrubbing"]
 
     public func dir(_ s: FileState) -> Descriptor { dirs[s]! }
 
@@ -43,25 +50,14 @@ public final class PoolDirectory: Sendable {
         try Files.openFile(in: dir(s), name: name, create: create)
     }
 
-    /// Files held open or mapped by any process, on this mount.
-    func holders() -> HolderScan.Holders {
-        HolderScan.scan(onDevice: device.deviceMajor, device.deviceMinor)
-    }
-
-    func fileID(_ s: FileStatus) -> FileID {
-        FileID(major: device.deviceMajor, minor: device.deviceMinor, inode: s.inode)
-    }
-
     /// Everything in the state directories, as recovery sees it.
     func listing() throws(SysError) -> [ListedFile] {
-        let held = holders()
         var out: [ListedFile] = []
         for s in FileState.allCases {
             for name in try Files.list(dir(s)) {
                 guard let st = try Files.status(in: dir(s), name: name) else { continue }
                 out.append(ListedFile(state: s, name: name, isRegular: st.isRegular, links: st.links,
-                                      bytes: st.size, held: !held.isFree(fileID(st)),
-                                      rootOnly: st.uid == 0 && st.permissions & 0o077 == 0, inode: st.inode))
+                                      bytes: st.size, rootOnly: st.uid == 0 && st.permissions & 0o077 == 0, inode: st.inode))
             }
         }
         // Anything else directly under the pool root is not ours either.

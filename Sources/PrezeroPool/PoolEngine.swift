@@ -14,7 +14,7 @@ public final class PoolEngine: Sendable {
     let clock: @Sendable () -> Double
     /// Waits (bandwidth budgets, retries after errors). The simulation passes a no-op.
     let pause: @Sendable (Double) -> Void
-    /// Tells a node's worker that there is work (a reclaimed file to scrub).
+    /// Tells a node's worker that there is work (a file taken back: fill a new one).
     let wake: @Sendable (NodeKey) -> Void
     let reclaimLock = Mutex(())
 
@@ -46,11 +46,11 @@ public final class PoolEngine: Sendable {
     /// fails: its compensation runs and the state settles as compensated; if the
     /// compensation fails too, the state abandons the file to a restart's recovery.
     @discardableResult
-    public func run(_ op: PoolOp) -> Result<UInt64?, Failure> {
-        var inode: UInt64? = nil
+    public func run(_ op: PoolOp) -> Result<Observed?, Failure> {
+        var observed: Observed? = nil
         for (i, e) in op.effects.enumerated() {
             do throws(EffectError) {
-                if let n = try fs.perform(e) { inode = n }
+                if let o = try fs.perform(e) { observed = o }
             } catch {
                 var undone = true
                 for c in op.compensation(failedAt: i) {
@@ -67,8 +67,8 @@ public final class PoolEngine: Sendable {
             }
         }
         let now = clock()
-        state.withLock { $0.commit(op, inode: inode, now: now) }
-        return .success(inode)
+        state.withLock { $0.commit(op, observed: observed, now: now) }
+        return .success(observed)
     }
 
     func counters(mount mi: Int) -> [NodeKey: NodeCounters] {
@@ -88,6 +88,9 @@ public final class PoolEngine: Sendable {
                 if let key = LeasedName(f.name)?.key { journal[key] = fs.journal(key) }
             }
             let ops = state.withLock { $0.recover(mount: mi, listing: listing, journal: { journal[$0] }) }
+            for h in fs.heldJournal(mount: mi) {
+                state.withLock { $0.restoreHeld(NodeKey(mount: mi, node: h.node), id: h.id, bytes: h.bytes) }
+            }
             for op in ops {
                 guard case .recover(_, let step) = op else { continue }
                 if case .failure(let f) = run(op) {
@@ -95,8 +98,8 @@ public final class PoolEngine: Sendable {
                     continue
                 }
                 switch step {
-                case .move(let from, let name, let to, let newName):
-                    logger.info("recovery: \(from.rawValue)/\(name) -> \(to.rawValue)/\(newName)")
+                case .giveBack(let from, let name):
+                    logger.info("recovery: \(from.rawValue)/\(name) given back to the kernel")
                 case .quarantine(let state, let name, _, let reason):
                     logger.warning("quarantined \(state.rawValue)/\(name): \(reason)")
                 default:
@@ -126,6 +129,12 @@ public final class PoolEngine: Sendable {
                 logger.info("partial claim could not extend \(t.picked) to \(ByteSize.format(c.bytes)) on node \(t.node): \(f.error)")
                 return miss(c, mount: mi)
             }
+            if case .checkSole = f.effect, f.error.errno == EffectError.otherNames {
+                let q = state.withLock { $0.quarantineClean(NodeKey(mount: mi, node: t.node), t.picked, reason: "linked elsewhere") }
+                run(q)
+                logger.critical("clean/\(t.picked) has a name outside the pool; quarantined, never handed out")
+                return miss(c, mount: mi)
+            }
             if case .link = f.effect {
                 let why = f.error.errno == EffectError.exists ? "something already exists there (a file or a symlink); remove it first" : "\(f.error)"
                 throw ControlError(.badDestination, "claim: cannot create \(c.dest): \(why)")
@@ -147,7 +156,8 @@ public final class PoolEngine: Sendable {
     // MARK: release and reclaim
 
     /// Ends a lease: the destination name is removed, the file is root's again at once,
-    /// and it goes to `dirty/` once no process holds it (now, or on a later reclaim pass).
+    /// and it is taken back once the kernel says no one else has it open (now, or on a
+    /// later reclaim pass).
     public func release(_ lease: Lease) throws(ControlError) -> ReleaseResult {
         guard !lease.claiming else { throw ControlError(.busy, "release: lease '\(lease.key)' is still being claimed; try again") }
         if case .failure(let f) = run(.release(lease)) {
@@ -159,58 +169,76 @@ public final class PoolEngine: Sendable {
         return ReleaseResult(lease: lease.key, reclaimed: done)
     }
 
-    /// Moves every lease whose destination name is gone (released, or its VMM's
-    /// directory removed) and that no process holds any more from `leased/` to `dirty/`.
-    /// Leases with one link left are made root-only before the holder scan, so that the
-    /// former owner cannot open the file again after the scan has looked.
-    /// One pass at a time: `release` and the monitor both call it.
+    /// Takes back the file of every lease that has ended (released, or its destination
+    /// name gone) and that the kernel says no one else has open: its pages are punched
+    /// out and the inode let go (`Effect.takeBack`). A file still open stays leased and
+    /// is asked for again later. One pass at a time: `release` and the monitor both call it.
     public func reclaim() {
         reclaimLock.withLock { _ in
             let now = clock()
-            let candidates = state.withLock { $0.reclaimCandidates(now: now) }
-            let mounts = state.withLock { $0.mounts.count }
-            for mi in 0..<mounts {
-                var ending: [(Lease, FileInfo)] = []
-                for l in candidates where l.mount == mi {
-                    do throws(EffectError) {
-                        guard let info = try fs.status(l.ref) else {
-                            logger.error("lease \(l.key): leased/\(l.leasedName) is gone")
-                            state.withLock { $0.leaseVanished(l) }
-                            continue
-                        }
-                        guard info.links == 1 else { continue }
-                        if !info.rootOnly { _ = try fs.perform(.setOwner(l.ref, uid: 0, gid: 0, mode: 0o600)) }
-                        ending.append((l, info))
-                    } catch {
-                        logger.error("reclaim of lease \(l.key): \(error)")
-                    }
-                }
-                guard !ending.isEmpty else { continue }
-                let holders = fs.holders(mount: mi)
-                if !holders.complete {
-                    logger.warning("reclaim: some processes could not be read in /proc; their leases stay leased")
-                }
-                for (l, info) in ending {
-                    switch state.withLock({ $0.reclaimDecision(l, file: info, holders: holders) }) {
-                    case .live:
+            for l in state.withLock({ $0.reclaimCandidates(now: now) }) {
+                let info: FileInfo
+                do throws(EffectError) {
+                    guard let i = try fs.status(l.ref) else {
+                        logger.error("lease \(l.key): leased/\(l.leasedName) is gone")
+                        state.withLock { $0.leaseVanished(l) }
                         continue
-                    case .held:
-                        state.withLock { $0.leaseHeld(l.key, now: now) }
-                    case .reclaim(let op):
-                        if case .failure(let f) = run(op) {
-                            logger.error("reclaim of lease \(l.key) failed: \(f.error)")
-                            continue
-                        }
-                        do throws(EffectError) {
-                            _ = try fs.perform(.journal(lease: l.key, destination: nil))
-                        } catch {
-                            logger.warning("lease journal: \(error)")
-                        }
-                        logger.info("lease \(l.key) reclaimed: queued for scrubbing")
-                        wake(NodeKey(mount: l.mount, node: l.file.node))
                     }
+                    info = i
+                } catch {
+                    logger.error("reclaim of lease \(l.key): \(error)")
+                    continue
+                }
+                let dest = !l.released && info.links > 1 ? l.dest.flatMap { fs.destinationInode($0, mount: l.mount) } : nil
+                guard state.withLock({ $0.leaseEnded(l, file: info, destination: dest) }) else { continue }
+                switch run(.recycle(l)) {
+                case .failure(let f) where f.error.errno == EffectError.inUse:
+                    logger.debug("lease \(l.key) ended but its file is still open somewhere (a descriptor, a mapping, a descriptor in flight, io_uring); asked again later")
+                    state.withLock { $0.leaseHeld(l.key, now: now) }
+                case .failure(let f):
+                    logger.error("take-back of lease \(l.key) failed: \(f.error)")
+                    state.withLock { $0.leaseHeld(l.key, now: now) }
+                case .success(let o):
+                    guard case .tookBack(let tb)? = o else { continue }
+                    journal(.journal(lease: l.key, destination: nil))
+                    journal(l.heldRecord(tb.held > 0 ? tb.held : nil))
+                    logger.info("lease \(l.key) taken back: \(ByteSize.format(tb.bytes - min(tb.bytes, tb.held))) to the kernel")
+                    if tb.held > 0 {
+                        logger.warning("lease \(l.key): \(ByteSize.format(tb.held)) stayed pinned outside the pool after the punch (an io_uring buffer, a pipe); counted as held outside the pool, never reused")
+                    }
+                    if tb.extraLinks > 0 {
+                        let where_ = tb.names.isEmpty ? "not found on the mount" : tb.names.joined(separator: ", ")
+                        logger.warning("lease \(l.key): its file had \(tb.extraLinks) name(s) outside the pool (\(where_)); taken back all the same, the name now leads to an empty root-only file")
+                    }
+                    wake(NodeKey(mount: l.mount, node: l.file.node))
                 }
             }
+        }
+    }
+
+    /// Pages pinned outside the pool come back unseen when their pinner lets go: each
+    /// node with held pages compares them with what it uses outside the pool's files
+    /// (see `PoolState.settleHeld`).
+    public func settleHeld() {
+        let held = state.withLock { s in s.nodes.filter { !$0.value.held.isEmpty }.map(\.key) }
+        for k in held {
+            let files = state.withLock { s in
+                s.knownFiles(mount: k.mount).filter { (PoolFileName($0.name) ?? LeasedName($0.name)?.file)?.node == k.node }
+            }
+            let u = fs.usage(k, files: files)
+            for c in state.withLock({ $0.settleHeld(k, outsideUse: u.inUse - min(u.inUse, u.inFiles)) }) {
+                journal(.journalHeld(id: c.held.id, mount: k.mount, node: k.node, bytes: c.bytes))
+                logger.info("lease \(c.held.lease): pages held outside the pool on node \(k.node) came back to the kernel; \(ByteSize.format(c.bytes ?? 0)) still held")
+            }
+        }
+    }
+
+    /// A journal write whose failure costs only what a restart remembers: logged, not fatal.
+    func journal(_ e: Effect) {
+        do throws(EffectError) {
+            _ = try fs.perform(e)
+        } catch {
+            logger.warning("journal: \(error)")
         }
     }
 
@@ -226,7 +254,6 @@ public final class PoolEngine: Sendable {
         let ops = state.withLock { $0.beginGiveBack(k, bytes: bytes) }
         for op in ops {
             switch (run(op), op) {
-            case (.success, .giveBackWhole(_, let s, let f)): freed += s == .dirty ? f.bytes : 0
             case (.success, .giveBackClean(_, let f, let keep)): freed += f.bytes - keep
             case (.failure(let f), _): logger.error("\(op) failed: \(f.error)")
             default: break
@@ -313,9 +340,9 @@ public final class PoolEngine: Sendable {
         while let wait = advance(&run) { pause(wait) }
     }
 
-    /// Performs one effect of a job; a failure discards the job's file (its pages go
-    /// back to the kernel, never to `clean/`). ENOSPC on an allocation is reported as
-    /// `false`, not as a failure.
+    /// Performs one effect of a fill; a failure discards its file (its pages go back to
+    /// the kernel, never to `clean/`). ENOSPC on an allocation is reported as `false`,
+    /// not as a failure.
     func step(_ e: Effect, _ run: JobRun, _ what: String) -> Bool? {
         do throws(EffectError) {
             _ = try fs.perform(e)
@@ -336,12 +363,6 @@ public final class PoolEngine: Sendable {
             let budget = config.fillBandwidth.resolve(totalBytes: 0)
             let chunk = WorkChunk.bytes(configured: config.fillChunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
             return JobRun(key: k, job: job, file: f, ref: FileRef(k.mount, .filling, f.description), phase: resume ? .resume : .create,
-                          chunk: chunk, bucket: TokenBucket(rate: Double(budget), burst: Double(chunk), now: clock(), full: false),
-                          started: clock(), pageSize: ps)
-        case .scrub(let f):
-            let budget = config.scrub.bandwidth.resolve(totalBytes: 0)
-            let chunk = WorkChunk.bytes(configured: config.scrub.chunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
-            return JobRun(key: k, job: job, file: f, ref: FileRef(k.mount, .scrubbing, f.description), phase: .take,
                           chunk: chunk, bucket: TokenBucket(rate: Double(budget), burst: Double(chunk), now: clock(), full: false),
                           started: clock(), pageSize: ps)
         case .stop:
@@ -399,80 +420,6 @@ public final class PoolEngine: Sendable {
             }
             return r.over()
 
-        // Scrub: moved to `scrubbing/`, holes filled on its node, zeroed within the
-        // bandwidth budget, verified, then moved to `clean/`. A shutdown stops it at a
-        // chunk boundary and it goes back to `dirty/`. A file that cannot be scrubbed is
-        // given back to the kernel, never made clean.
-        case .take:
-            if case .failure(let e) = run(.scrubTake(k, f)) {
-                logger.error("scrub: cannot take dirty/\(f): \(e.error); retrying later")
-                pause(1)
-                return r.over()
-            }
-            do throws(EffectError) {
-                guard let info = try fs.status(ref) else { throw EffectError(errno: 2, message: "\(ref) is gone") }
-                r.size = info.size
-                // A file the VMM discarded whole (QEMU <discard/> punches every page at exit)
-                // holds nothing of its guest: refilled, its pages come zeroed by the kernel.
-                r.discarded = config.scrub.strategy == .zero && info.size > 0 && info.allocated == 0
-            } catch {
-                logger.error("scrub of \(f): \(error)")
-                run(.discard(k, ref))
-                return r.over()
-            }
-            r.phase = config.scrub.strategy == .zero ? .refill : .punchAll
-        case .refill:
-            // A VMM that discarded pages leaves holes: refill them first, on this node and in
-            // chunks (pages already there are skipped), so that no write below faults a page in.
-            guard r.at < r.size, !stopping else {
-                r.done = r.discarded && !stopping ? r.size : 0
-                if r.discarded && r.done == r.size {
-                    logger.info("scrub of \(f): every page was discarded; refilled by the kernel, nothing to zero")
-                }
-                r.phase = .zero
-                break
-            }
-            let n = min(r.chunk, r.size - r.at)
-            guard let got = step(.allocate(ref, offset: r.at, length: n, node: k.node), r, "scrub") else { return r.over() }
-            guard got else {
-                logger.info("scrub of \(f): no free page to refill its holes; giving it back to the kernel")
-                run(.discard(k, ref))
-                return r.over()
-            }
-            r.at += n
-        case .punchAll:
-            if r.size > 0, step(.punch(ref, offset: 0, length: r.size), r, "scrub") == nil { return r.over() }
-            r.phase = .zero
-        case .zero:
-            guard r.done < r.size else { r.phase = .scrubEnd; break }
-            if stopping {
-                let kernel = config.scrub.strategy == .kernel
-                if case .failure(let e) = run(.scrubStop(k, f, done: r.done, kernel: kernel)) {
-                    logger.error("scrub of \(f) could not stop cleanly: \(e.error); given back to the kernel")
-                } else {
-                    logger.info("scrub of \(f) stopped at \(r.done) of \(r.size) bytes for shutdown; it stays dirty")
-                }
-                return r.over()
-            }
-            let n = min(r.chunk, r.size - r.done)
-            if let wait = r.pace(n, now: clock()) { return wait }
-            let e: Effect = config.scrub.strategy == .zero
-                ? .zero(ref, offset: r.done, length: n) : .allocate(ref, offset: r.done, length: n, node: k.node)
-            guard let got = step(e, r, "scrub") else { return r.over() }
-            // Someone took the pages meanwhile: keep the zeroed prefix only.
-            if got { r.done += n } else { r.phase = .scrubEnd }
-        case .scrubEnd:
-            let secs = clock() - r.started
-            if case .failure(let e) = run(.scrubEnd(k, f, size: r.size, done: r.done, seconds: secs)) {
-                if e.error.errno == EffectError.notZero {
-                    logger.critical("scrub of \(f) did not read back as zero; its pages went back to the kernel")
-                } else {
-                    logger.error("scrub of \(f) failed: \(e.error); its pages went back to the kernel")
-                }
-            } else {
-                logger.debug("scrubbed \(f) on node \(k.node)", metadata: ["seconds": "\(secs)", "strategy": "\(config.scrub.strategy.rawValue)"])
-            }
-            return r.over()
         }
         return 0
     }
@@ -480,7 +427,7 @@ public final class PoolEngine: Sendable {
 
 /// A worker's job in progress, advanced one step at a time by `PoolEngine.advance`.
 public struct JobRun: Sendable {
-    enum Phase: Sendable { case create, resume, fill, fillEnd, take, refill, punchAll, zero, scrubEnd, over }
+    enum Phase: Sendable { case create, resume, fill, fillEnd, over }
     public let key: NodeKey
     public let job: Job
     let file: PoolFileName
@@ -492,9 +439,6 @@ public struct JobRun: Sendable {
     let pageSize: UInt64
     var done: UInt64 = 0
     var had: UInt64 = 0
-    var size: UInt64 = 0
-    var at: UInt64 = 0
-    var discarded = false
     /// The budget's wait before the next chunk has been served.
     var paced = false
 

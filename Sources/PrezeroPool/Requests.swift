@@ -47,19 +47,20 @@ extension PoolDaemon {
                     s.minFreeBytes = b.keepFree(k, totalBytes: c.total, forFill: false, now: now)
                     s.cleanBytes = nb.cleanBytes
                     s.cleanFiles = nb.clean.count
-                    s.dirtyBytes = nb.dirtyBytes
                     s.fillingBytes = nb.fillingBytes
-                    s.scrubbingBytes = nb.scrubbingBytes
+                    s.heldBytes = nb.heldBytes
                     s.leasedBytes = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }.reduce(0) { $0 + $1.file.bytes }
                     return s
                 }
                 let leases = b.leases.values.filter { $0.mount == mi }.sorted { $0.key < $1.key }
                     .map { LeaseStatus(lease: $0.key, node: $0.file.node, bytes: $0.file.bytes) }
+                let held = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key < $1.key }
+                    .flatMap { k, nb in nb.held.map { HeldStatus(lease: $0.lease, node: k.node, bytes: $0.bytes) } }
+                let outside = b.mounts[mi].outsideNames.map { OutsideNameStatus(lease: $0.lease, names: $0.names, extraLinks: $0.extraLinks) }
                 return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
-                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases)
+                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: outside)
             }
-            return StatusResult(pid: Processes.current(), scrubMethod: zero.rawValue,
-                                scrubStrategy: config.scrub.strategy.rawValue, mounts: mounts)
+            return StatusResult(pid: Processes.current(), mounts: mounts)
         }
     }
 

@@ -244,8 +244,9 @@ public struct ClaimResult: Codable, Sendable, Equatable {
 
 public struct ReleaseResult: Codable, Sendable, Equatable {
     public var lease: String
-    /// True once no process holds the file and it is queued for scrubbing;
-    /// false while it stays leased because something still has it open or mapped.
+    /// True once the kernel granted prezerod a write lease on the file (no other open file
+    /// description of it exists anywhere) and its pages went back to the kernel; false while
+    /// it stays leased because something still has it open or mapped.
     public var reclaimed: Bool
     public init(lease: String, reclaimed: Bool) {
         self.lease = lease
@@ -273,15 +274,18 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public var targetBytes: UInt64
     public var minFreeBytes: UInt64
     public var cleanBytes: UInt64
-    public var dirtyBytes: UInt64
     public var leasedBytes: UInt64
     public var fillingBytes: UInt64
-    public var scrubbingBytes: UInt64
+    /// Pages of released files that something outside the pool still pins (an io_uring
+    /// buffer, a pipe): punched out of their file, not back in the kernel's free pool,
+    /// never reused by the pool. Counted until the pages are seen free again.
+    public var heldBytes: UInt64
     public var cleanFiles: Int
     public var fillRate: Double
-    public var scrubRate: Double
     public var filledBytes: UInt64
-    public var scrubbedBytes: UInt64
+    /// Bytes of released files whose pages went back to the kernel.
+    public var recycledBytes: UInt64
+    public var recycledFiles: UInt64
     public var yieldedBytes: UInt64
     public var outcomes: [ClaimOutcome: UInt64]
 
@@ -293,15 +297,14 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         targetBytes = 0
         minFreeBytes = 0
         cleanBytes = 0
-        dirtyBytes = 0
         leasedBytes = 0
         fillingBytes = 0
-        scrubbingBytes = 0
+        heldBytes = 0
         cleanFiles = 0
         fillRate = 0
-        scrubRate = 0
         filledBytes = 0
-        scrubbedBytes = 0
+        recycledBytes = 0
+        recycledFiles = 0
         yieldedBytes = 0
         outcomes = Dictionary(uniqueKeysWithValues: ClaimOutcome.allCases.map { ($0, 0) })
     }
@@ -309,10 +312,11 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case node, cpus, outcomes
         case totalBytes = "total_bytes", freeBytes = "free_bytes", targetBytes = "target_bytes"
-        case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", dirtyBytes = "dirty_bytes"
-        case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes", scrubbingBytes = "scrubbing_bytes"
-        case cleanFiles = "clean_files", fillRate = "fill_rate_bps", scrubRate = "scrub_rate_bps"
-        case filledBytes = "filled_bytes", scrubbedBytes = "scrubbed_bytes", yieldedBytes = "yielded_bytes"
+        case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", heldBytes = "held_outside_bytes"
+        case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes"
+        case cleanFiles = "clean_files", fillRate = "fill_rate_bps"
+        case filledBytes = "filled_bytes", recycledBytes = "recycled_bytes", recycledFiles = "recycled_files"
+        case yieldedBytes = "yielded_bytes"
     }
 }
 
@@ -346,6 +350,39 @@ public struct LeaseStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// Pages of a released file that something outside the pool still pins after its punch:
+/// the file's allocated bytes before the punch less the rise of the node's free pages
+/// across it, measured with the node's fills paused.
+public struct HeldStatus: Codable, Sendable, Equatable {
+    public var lease: String
+    public var node: Int
+    public var bytes: UInt64
+    public init(lease: String, node: Int, bytes: UInt64) {
+        self.lease = lease
+        self.node = node
+        self.bytes = bytes
+    }
+}
+
+/// A released file that carried a name outside the pool when it was taken back: its
+/// pages were punched all the same, and the name now leads to an empty root-only file.
+public struct OutsideNameStatus: Codable, Sendable, Equatable {
+    public var lease: String
+    /// Where the names were found on the mount (empty when none was found in the walk).
+    public var names: [String]
+    /// Links the file had beyond its own `leased/` name.
+    public var extraLinks: UInt64
+    public init(lease: String, names: [String], extraLinks: UInt64) {
+        self.lease = lease
+        self.names = names
+        self.extraLinks = extraLinks
+    }
+    enum CodingKeys: String, CodingKey {
+        case lease, names
+        case extraLinks = "extra_links"
+    }
+}
+
 public struct MountStatus: Codable, Sendable, Equatable {
     public var path: String
     public var pageSize: UInt64
@@ -353,34 +390,32 @@ public struct MountStatus: Codable, Sendable, Equatable {
     public var quarantined: Int
     public var nodes: [NodeStatus]
     public var leases: [LeaseStatus]
-    public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus], leases: [LeaseStatus] = []) {
+    public var held: [HeldStatus]
+    /// The last files taken back with a name outside the pool (at most 16).
+    public var outsideNames: [OutsideNameStatus]
+    public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus], leases: [LeaseStatus] = [],
+                held: [HeldStatus] = [], outsideNames: [OutsideNameStatus] = []) {
         self.path = path
         self.pageSize = pageSize
         self.poolDir = poolDir
         self.quarantined = quarantined
         self.nodes = nodes
         self.leases = leases
+        self.held = held
+        self.outsideNames = outsideNames
     }
     enum CodingKeys: String, CodingKey {
         case path, nodes, quarantined, leases
-        case pageSize = "page_size", poolDir = "pool_dir"
+        case pageSize = "page_size", poolDir = "pool_dir", held = "held_outside", outsideNames = "outside_names"
     }
 }
 
 public struct StatusResult: Codable, Sendable, Equatable {
     public var pid: Int32
-    public var scrubMethod: String
-    public var scrubStrategy: String
     public var mounts: [MountStatus]
-    public init(pid: Int32, scrubMethod: String, scrubStrategy: String, mounts: [MountStatus]) {
+    public init(pid: Int32, mounts: [MountStatus]) {
         self.pid = pid
-        self.scrubMethod = scrubMethod
-        self.scrubStrategy = scrubStrategy
         self.mounts = mounts
-    }
-    enum CodingKeys: String, CodingKey {
-        case pid, mounts
-        case scrubMethod = "scrub_method", scrubStrategy = "scrub_strategy"
     }
 }
 

@@ -225,6 +225,21 @@ public enum Files {
         try check("fallocate(punch)", fd.label) { pz_fallocate(fd.raw, 1, Int64(offset), Int64(length)) }
     }
 
+    /// Takes a write lease on an open file. The kernel grants it only while no other open
+    /// file description of the inode exists anywhere: another descriptor, a shared mapping,
+    /// a descriptor in flight in a Unix socket, an io_uring registered file. Refused: EAGAIN.
+    /// The corresponding C function is `fcntl(F_SETLEASE, F_WRLCK)`.
+    public static func takeWriteLease(_ fd: Descriptor) throws(SysError) {
+        try check("fcntl(F_SETLEASE, F_WRLCK)", fd.label) { pz_setlease(fd.raw, 1) }
+    }
+
+    /// Is the write lease still this descriptor's? An open by anyone else breaks it.
+    /// The corresponding C function is `fcntl(F_GETLEASE)`.
+    public static func holdsWriteLease(_ fd: Descriptor) -> Bool { pz_haswritelease(fd.raw) == 1 }
+
+    /// The corresponding C function is `fcntl(F_SETLEASE, F_UNLCK)`.
+    public static func dropLease(_ fd: Descriptor) { _ = pz_setlease(fd.raw, 0) }
+
     /// Reads a whole small text file (sysfs, procfs); nil if it cannot be read.
     public static func readText(_ path: String, limit: Int = 1 << 22) -> String? {
         readBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }

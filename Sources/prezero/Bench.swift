@@ -7,8 +7,6 @@ import PrezeroPool
 import PrezeroProtocol
 import PrezeroSys
 
-extension ZeroMethod: ExpressibleByArgument {}
-
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks, each against its baseline measured in the same run.",
@@ -49,25 +47,25 @@ struct Spread: Codable {
 struct BenchPool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pool",
-        abstract: "Hand-over, scrub, fill and throttle of a private pool, each against its baseline in the same run.",
+        abstract: "Hand-over, recycle, fill and fill budget of a private pool, each against its baseline in the same run.",
         discussion: """
             Runs an in-process pool on a temporary hugetlbfs mount of 2 MiB pages (root needed) and reports
             the median and range over --runs repetitions:
-              hand-over: mmap + MADV_POPULATE_WRITE of a fresh file / of a pool file (target ≥ 100×)
-              scrub:     prezero's scrub rate / a plain memset over the same mapping (target ≥ 0.9×)
-              fill:      prezero's fill rate / one raw fallocate of the same size (target ≥ 0.95×)
-              throttle:  |scrub rate under a budget − budget| / budget (target ≤ 0.10)
-            The size is capped by the free huge pages; the one used is printed.
+              hand-over:   mmap + MADV_POPULATE_WRITE of a fresh file / of a pool file (target ≥ 100×)
+              recycle:     a raw fallocate of a new file / prezero's release to a new file in clean/, the
+                           released file's pages taken back and a new one filled (target ≥ 0.8×)
+              fill:        prezero's fill rate / one raw fallocate of the same size (target ≥ 0.95×)
+              fill budget: |fill rate under fill_bandwidth − the budget| / the budget (target ≤ 0.10)
+            The size is capped by the free huge pages; the one used is printed. The recycle uses half of it,
+            so that the pool holds two files.
             """)
 
     @Option(name: .long, help: "Size of each file (default 8G, capped by the free 2 MiB pages).")
     var size = Size(bytes: 8 << 30)
     @Option(name: .long, help: "Repetitions of each measurement (at least 5).")
     var runs: Int = 5
-    @Option(name: .long, help: "Scrub budget for the throttle measurement, bytes per second.")
+    @Option(name: .long, help: "Fill budget (fill_bandwidth) for the budget measurement, bytes per second.")
     var budget = Size(bytes: 1 << 30)
-    @Option(name: .long, help: "Scrub zeroing method: auto (measured at start-up, as prezerod does), memset or nontemporal.")
-    var method: ZeroMethod = .auto
     @Flag(name: .long, help: "Print the results as JSON.")
     var json = false
 
@@ -78,22 +76,24 @@ struct BenchPool: ParsableCommand {
     struct Result: Codable {
         var pageSize: UInt64
         var bytes: UInt64
-        var throttleBytes: UInt64
-        var throttleBudgetBps: Double
-        var scrubMethod: String
+        var recycleBytes: UInt64
+        var budgetBytes: UInt64
+        var budgetBps: Double
         var handoverRatio: Spread
         var handoverFreshS: Spread
         var handoverPoolS: Spread
-        var scrubVsMemset: Spread
+        var recycleS: Spread
+        var recycleFallocateS: Spread
+        var recycleVsFallocate: Spread
         var fillVsFallocate: Spread
-        var throttleError: Spread
+        var budgetError: Spread
 
         enum CodingKeys: String, CodingKey {
             case bytes
-            case pageSize = "page_size", throttleBytes = "throttle_bytes", throttleBudgetBps = "throttle_budget_bps"
-            case scrubMethod = "scrub_method", handoverRatio = "handover_ratio", handoverFreshS = "handover_fresh_s"
-            case handoverPoolS = "handover_pool_s", scrubVsMemset = "scrub_vs_memset"
-            case fillVsFallocate = "fill_vs_fallocate", throttleError = "throttle_error"
+            case pageSize = "page_size", recycleBytes = "recycle_bytes", budgetBytes = "budget_bytes", budgetBps = "budget_bps"
+            case handoverRatio = "handover_ratio", handoverFreshS = "handover_fresh_s", handoverPoolS = "handover_pool_s"
+            case recycleS = "recycle_s", recycleFallocateS = "recycle_fallocate_s", recycleVsFallocate = "recycle_vs_fallocate"
+            case fillVsFallocate = "fill_vs_fallocate", budgetError = "budget_error"
         }
     }
 
@@ -107,69 +107,86 @@ struct BenchPool: ParsableCommand {
         guard bytes >= 64 << 20 else {
             throw CLIError("bench pool needs at least 64 MiB of free 2 MiB pages (\(ByteSize.format(free)) free); reserve some: scripts/hugepages.sh reserve 0 4096")
         }
-        let lab = try BenchLab(pageSize: ps, method: method)
+        let half = bytes / 2 / ps * ps
+        let lab = try BenchLab(pageSize: ps)
         defer { lab.close() }
         note("bench pool: \(ByteSize.format(bytes)) of \(ByteSize.format(ps)) pages, \(runs) runs; warming the pages once")
         try lab.warm(bytes)
 
-        var ratio: [Double] = [], fresh: [Double] = [], pooled: [Double] = [], scrub: [Double] = [], fill: [Double] = []
-        var d = try lab.daemon(bandwidth: 0, fileSize: bytes)
+        // Hand-over and fill: no refill while a file is out (refill_delay_ms of a minute).
+        var ratio: [Double] = [], fresh: [Double] = [], pooled: [Double] = [], fill: [Double] = [], halfFallocate: [Double] = []
+        var d = try lab.daemon(bandwidth: 0, fileSize: bytes, refillDelayMs: 60_000)
         for r in 1...runs {
             let fallocateS = try lab.timeFreshFile(bytes, populate: false)
+            halfFallocate.append(try lab.timeFreshFile(half, populate: false))
             let freshS = try lab.timeFreshFile(bytes, populate: true)
             let fillRate = try lab.fill(d, bytes)
             let c = try lab.claim(d, bytes)
             let (map, poolS) = try lab.mapAndPopulate(c.path)
-            // memset over the very mapping prezero will scrub, with the same content written first.
-            Zeroing.fill(map.base, map.length, byte: 0xA5)
-            let t = monotonicSeconds()
-            Zeroing.memsetZero(map.base, map.length)
-            let memsetRate = Double(bytes) / (monotonicSeconds() - t)
-            Zeroing.fill(map.base, map.length, byte: 0xA5)
-            let scrubRate = try lab.releaseAndScrub(d, c, map: map)
+            map.unmap()
+            _ = try lab.send(d, .release(ReleaseRequest(lease: c.lease)))
             fresh.append(freshS)
             pooled.append(poolS)
             ratio.append(freshS / poolS)
             fill.append(fillRate / (Double(bytes) / fallocateS))
-            scrub.append(scrubRate / memsetRate)
             try lab.drain(d)
-            note("  run \(r): hand-over \(String(format: "%.4f", freshS)) s → \(String(format: "%.5f", poolS)) s, scrub/memset \(String(format: "%.3f", scrub.last!)), fill/fallocate \(String(format: "%.3f", fill.last!))")
+            note("  run \(r): hand-over \(String(format: "%.4f", freshS)) s → \(String(format: "%.5f", poolS)) s, fill/fallocate \(String(format: "%.3f", fill.last!))")
         }
-        let method = d.status().scrubMethod
         d.stop()
 
-        // Throttle: a daemon with a scrub budget; long enough a scrub that the bucket's burst is noise.
+        // Recycle: a pool of two files of half the size, every page in them, refill_delay_ms 0.
+        // A claimed file is written over by its tenant and released; the time runs from the
+        // release to a new file in clean/: the old one's pages punched back, a new one filled.
+        d = try lab.daemon(bandwidth: 0, fileSize: half, refillDelayMs: 0)
+        var recycle: [Double] = []
+        _ = try lab.fill(d, 2 * half)
+        for r in 1...runs {
+            let c = try lab.claim(d, half)
+            let (map, _) = try lab.mapAndPopulate(c.path)
+            Zeroing.fill(map.base, map.length, byte: 0xA5)
+            map.unmap()
+            let taken = lab.node(d).recycledFiles
+            let t = monotonicSeconds()
+            _ = try lab.send(d, .release(ReleaseRequest(lease: c.lease)))
+            try lab.wait("the recycle", timeout: 120) {
+                let n = lab.node(d)
+                return n.recycledFiles > taken && n.cleanBytes == 2 * half && n.fillingBytes == 0
+            }
+            recycle.append(monotonicSeconds() - t)
+            note("  recycle run \(r): release to a new clean file \(String(format: "%.4f", recycle.last!)) s, a raw fallocate \(String(format: "%.4f", halfFallocate[r - 1])) s")
+        }
+        try lab.drain(d)
+        d.stop()
+
+        // Fill budget: a fill long enough (2 s at the budget) that the bucket's burst is noise.
         let tBytes = min(bytes, UInt64(rate * 2) / ps * ps)
-        d = try lab.daemon(bandwidth: UInt64(rate), fileSize: tBytes)
+        d = try lab.daemon(bandwidth: UInt64(rate), fileSize: tBytes, refillDelayMs: 60_000)
         var errors: [Double] = []
         for r in 1...runs {
-            _ = try lab.fill(d, tBytes)
-            let c = try lab.claim(d, tBytes)
-            let (map, _) = try lab.mapAndPopulate(c.path)
-            Zeroing.fill(map.base, map.length, byte: 0x3C)
-            let got = try lab.releaseAndScrub(d, c, map: map)
+            let got = try lab.fill(d, tBytes)
             errors.append(abs(got - rate) / rate)
             try lab.drain(d)
-            note("  throttle run \(r): \(ByteSize.format(UInt64(got)))/s against a budget of \(ByteSize.format(UInt64(rate)))/s")
+            note("  budget run \(r): filled at \(ByteSize.format(UInt64(got)))/s against a budget of \(ByteSize.format(UInt64(rate)))/s")
         }
         d.stop()
 
-        let res = Result(pageSize: ps, bytes: bytes, throttleBytes: tBytes, throttleBudgetBps: rate, scrubMethod: method,
+        let res = Result(pageSize: ps, bytes: bytes, recycleBytes: half, budgetBytes: tBytes, budgetBps: rate,
                          handoverRatio: Spread(ratio), handoverFreshS: Spread(fresh), handoverPoolS: Spread(pooled),
-                         scrubVsMemset: Spread(scrub), fillVsFallocate: Spread(fill), throttleError: Spread(errors))
+                         recycleS: Spread(recycle), recycleFallocateS: Spread(halfFallocate),
+                         recycleVsFallocate: Spread(zip(halfFallocate, recycle).map { $0 / $1 }),
+                         fillVsFallocate: Spread(fill), budgetError: Spread(errors))
         if json {
             printJSON(res)
         } else {
             print("""
                 prezero bench pool: \(ByteSize.format(bytes)) of \(ByteSize.format(ps)) pages, \(runs) runs, median [min–max]
-                hand-over  fresh \(res.handoverFreshS.text(4)) s  pool \(res.handoverPoolS.text(5)) s  ratio \(res.handoverRatio.text(1))×  (target ≥ 100×)
-                scrub      prezero (\(method)) / memset  \(res.scrubVsMemset.text())×  (target ≥ 0.9×)
-                fill       prezero / fallocate  \(res.fillVsFallocate.text())×  (target ≥ 0.95×)
-                throttle   budget \(ByteSize.format(UInt64(rate)))/s over \(ByteSize.format(tBytes))  error \(res.throttleError.text())  (target ≤ 0.10)
+                hand-over    fresh \(res.handoverFreshS.text(4)) s  pool \(res.handoverPoolS.text(5)) s  ratio \(res.handoverRatio.text(1))×  (target ≥ 100×)
+                recycle      \(ByteSize.format(half)): fallocate \(res.recycleFallocateS.text(4)) s  release to clean \(res.recycleS.text(4)) s  ratio \(res.recycleVsFallocate.text())×  (target ≥ 0.8×)
+                fill         prezero / fallocate  \(res.fillVsFallocate.text())×  (target ≥ 0.95×)
+                fill budget  \(ByteSize.format(UInt64(rate)))/s over \(ByteSize.format(tBytes))  error \(res.budgetError.text())  (target ≤ 0.10)
                 """)
         }
     }
-
 }
 
 extension BenchPool: BenchOutput {}
@@ -234,17 +251,15 @@ final class BenchLab {
     let base = "/tmp/prezero-bench-\(Processes.current())"
     var mount: String { base + "/hugepages" }
     let pageSize: UInt64
-    let method: ZeroMethod
     var current: PoolDaemon?
 
-    init(pageSize: UInt64, method: ZeroMethod) throws {
+    init(pageSize: UInt64) throws {
         self.pageSize = pageSize
-        self.method = method
         try Files.makeDirectories(mount, mode: 0o755)
         try Mounts.mountHugetlbfs(at: mount, pageSize: pageSize)
     }
 
-    func daemon(bandwidth: UInt64, fileSize: UInt64) throws -> PoolDaemon {
+    func daemon(bandwidth: UInt64, fileSize: UInt64, refillDelayMs: Int) throws -> PoolDaemon {
         var c = Config()
         c.fileSize = .bytes(fileSize)
         c.socket = base + "/unused.sock"
@@ -252,8 +267,8 @@ final class BenchLab {
         c.minFree = .bytes(0)
         c.target = .bytes(0)
         c.learnedShapes = 0
-        c.scrub.bandwidth = .bytes(bandwidth)
-        c.scrub.method = method
+        c.fillBandwidth = .bytes(bandwidth)
+        c.refillDelayMs = refillDelayMs
         c.mounts = [MountConfig(path: mount)]
         var logger = Logger(label: "prezero-bench")
         logger.logLevel = .warning
@@ -317,20 +332,11 @@ final class BenchLab {
         return (m, monotonicSeconds() - t)
     }
 
-    /// Unmaps, releases, waits for the scrub, and returns the daemon's scrub rate for it.
-    func releaseAndScrub(_ d: PoolDaemon, _ c: ClaimResult, map: Mapping) throws -> Double {
-        let before = node(d).scrubbedBytes
-        map.unmap()
-        _ = try send(d, .release(ReleaseRequest(lease: c.lease)))
-        try wait("the scrub", timeout: 120) { node(d).scrubbedBytes >= before + c.bytes }
-        return node(d).scrubRate
-    }
-
     /// Empties the pool and waits until the kernel has every page back, so that the
     /// next run's baseline starts from the same free pages.
     func drain(_ d: PoolDaemon) throws {
         _ = try send(d, .drain(PoolScope()))
-        try wait("the drain") { let n = node(d); return n.cleanBytes + n.dirtyBytes + n.scrubbingBytes + n.fillingBytes == 0 }
+        try wait("the drain") { let n = node(d); return n.cleanBytes + n.fillingBytes + n.leasedBytes == 0 }
         try wait("the kernel to have every page back") {
             let c = HugePageCounters.host(pageSize: pageSize)
             return c.map { $0.free == $0.total } ?? true

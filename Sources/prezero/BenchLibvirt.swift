@@ -548,17 +548,17 @@ final class LibvirtLab {
     }
 }
 
-/// Waits for the pool on `mount` to be back at its target with nothing leased, dirty or
+/// Waits for the pool on `mount` to be back at its target with nothing leased or
 /// filling, so that no start is timed against the pool's own work.
 func settlePool(_ connection: Connection, mount: String) throws {
     let deadline = monotonicSeconds() + 300
     while true {
         let s = try connection.status()
         let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
-        let busy = nodes.reduce(0) { $0 + $1.dirtyBytes + $1.scrubbingBytes + $1.fillingBytes + $1.leasedBytes }
+        let busy = nodes.reduce(UInt64(0)) { $0 + $1.fillingBytes + $1.leasedBytes }
         if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }
         guard monotonicSeconds() < deadline else {
-            throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing dirty or filling); see `prezero status`")
+            throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing leased or filling); see `prezero status`")
         }
         sleepSeconds(0.1)
     }

@@ -55,7 +55,7 @@ struct Doctor: ParsableCommand {
         }
         do {
             let s = try connection.client.status()
-            checks.append(Check(name: "prezerod", ok: true, detail: "pid \(s.pid) on \(connection.socket), scrub \(s.scrubStrategy) (\(s.scrubMethod))"))
+            checks.append(Check(name: "prezerod", ok: true, detail: "pid \(s.pid) on \(connection.socket)"))
             for m in s.mounts {
                 let st = try? Files.status(Files.openDirectory(path: m.poolDir))
                 let rootOnly = st.map { $0.uid == 0 && $0.permissions == 0o700 } ?? false

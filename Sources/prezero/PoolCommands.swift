@@ -36,7 +36,7 @@ struct Fill: ParsableCommand {
             var s = try connection.fill(PoolScope(mount: scope.mount, node: scope.node, target: spec))
             if !noWait {
                 s = try Progress.follow(connection, scope: scope, label: "fill") { n in
-                    (n.cleanBytes, n.targetBytes, n.fillingBytes == 0 && n.dirtyBytes == 0 && n.scrubbingBytes == 0)
+                    (n.cleanBytes, n.targetBytes, n.fillingBytes == 0)
                 }
             }
             if json { printJSON(s) } else { print(StatusTable.render(s)) }
@@ -73,7 +73,7 @@ struct Drain: ParsableCommand {
 
 /// Polls status until the selected nodes are done, drawing a bar on a terminal.
 enum Progress {
-    static func pooled(_ n: NodeStatus) -> UInt64 { n.cleanBytes + n.dirtyBytes + n.fillingBytes + n.scrubbingBytes }
+    static func pooled(_ n: NodeStatus) -> UInt64 { n.cleanBytes + n.fillingBytes }
 
     static func select(_ s: StatusResult, scope: ScopeOptions) -> [NodeStatus] {
         s.mounts.filter { scope.mount == nil || $0.path == scope.mount }

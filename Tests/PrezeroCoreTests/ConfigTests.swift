@@ -31,12 +31,6 @@ struct ConfigTests {
         #expect(c.allowedDirs.isEmpty && c.allowedUids.isEmpty && c.allowedGids.isEmpty)
         #expect(c.maxRequestBytes == 1 << 20)
         #expect(c.requestTimeoutMs == 5000)
-        #expect(c.scrub == ScrubConfig())
-        #expect(c.scrub.strategy == .zero)
-        #expect(c.scrub.method == .auto)
-        #expect(c.scrub.bandwidth == .bytes(0))
-        #expect(c.scrub.verify == .sample)
-        #expect(c.scrub.chunk == .bytes(GiB))
         #expect(c.learnedShapes == 8)
         #expect(c.reclaimIntervalMs == 500)
         #expect(c.monitorIntervalMs == 200)
@@ -87,12 +81,6 @@ struct ConfigTests {
         allowed_gids: [64055]
         max_request_bytes: 65536
         request_timeout_ms: 2500
-        scrub:
-          strategy: kernel
-          method: nontemporal
-          bandwidth: 1G
-          verify: full
-          chunk: 32M
         learned_shapes: 4
         reclaim_interval_ms: 250
         monitor_interval_ms: 100
@@ -123,11 +111,6 @@ struct ConfigTests {
         #expect(c.allowedGids == [64055])
         #expect(c.maxRequestBytes == 65536)
         #expect(c.requestTimeoutMs == 2500)
-        #expect(c.scrub.strategy == .kernel)
-        #expect(c.scrub.method == .nontemporal)
-        #expect(c.scrub.bandwidth == .bytes(GiB))
-        #expect(c.scrub.verify == .full)
-        #expect(c.scrub.chunk == .bytes(32 * MiB))
         #expect(c.learnedShapes == 4)
         #expect(c.reclaimIntervalMs == 250)
         #expect(c.monitorIntervalMs == 100)
@@ -143,19 +126,16 @@ struct ConfigTests {
         for key in Config.CodingKeys.allCases {
             #expect(Self.full.contains("\n\(key.stringValue):"), "full file lacks \(key.stringValue)")
         }
-        for key in ScrubConfig.CodingKeys.allCases {
-            #expect(Self.full.contains("  \(key.stringValue):"), "full file lacks scrub.\(key.stringValue)")
-        }
         for key in MountConfig.CodingKeys.allCases {
             #expect(Self.full.contains(" \(key.stringValue):"), "full file lacks mounts.\(key.stringValue)")
         }
     }
 
     @Test func unsetKeysKeepTheirDefaults() throws {
-        let c = try Config.parse(yaml: "target: 16G\nscrub:\n  verify: full\n")
+        let c = try Config.parse(yaml: "target: 16G\nrefill_delay_ms: 10\n")
         var expected = Config()
         expected.target = .bytes(16 * GiB)
-        expected.scrub.verify = .full
+        expected.refillDelayMs = 10
         #expect(c == expected)
     }
 
@@ -166,20 +146,17 @@ struct ConfigTests {
     }
 
     @Test func nullKeepsTheDefault() throws {
-        #expect(try Config.parse(yaml: "socket: ~\nscrub:\n") == Config())
+        #expect(try Config.parse(yaml: "socket: ~\nmetrics_textfile:\n") == Config())
     }
 
-    @Test func nestedScrubKeys() throws {
-        let c = try Config.parse(yaml: """
-            scrub:
-              strategy: kernel
-              bandwidth: 50%
-            """)
-        #expect(c.scrub.strategy == .kernel)
-        #expect(c.scrub.bandwidth == .percent(50))
-        #expect(c.scrub.method == .auto)
-        #expect(c.scrub.verify == .sample)
-        #expect(c.scrub.chunk == .bytes(GiB))
+    /// Zeroing a released file in place for the next tenant is gone: a config that still asks
+    /// for it must say so, not start with a setting that no longer means anything.
+    @Test(arguments: ["scrub:\n  strategy: kernel\n", "scrub:\n  strategy: zero\n  bandwidth: 1G\n", "scrub: {}\n", "scrub:\n"])
+    func aScrubSectionIsAnErrorNamingWhatReplacedIt(_ yaml: String) throws {
+        let e = try #require(parseError("target: 8G\n" + yaml))
+        #expect(e.message.hasPrefix("scrub: was removed"), "\(e)")
+        #expect(e.message.contains("fill_bandwidth") && e.message.contains("kernel"), "\(e)")
+        #expect(!e.message.contains("\n"))
     }
 
     @Test func anUnknownKeyIsAnErrorNamingIt() throws {
@@ -195,11 +172,11 @@ struct ConfigTests {
         #expect(e.message.contains("'tagret'"), "\(e)")
     }
 
-    @Test func anUnknownKeyInsideScrubIsAnError() throws {
-        let e = try #require(parseError("scrub:\n  strategy: zero\n  bandwith: 1G\n"))
-        #expect(e.message.contains("'bandwith'"), "\(e)")
-        #expect(e.message.contains("scrub"), "\(e)")
-        #expect(e.message.contains("bandwidth"), "the known keys are listed: \(e)")
+    @Test func anUnknownKeyInsideAMountNamesWhere() throws {
+        let e = try #require(parseError("mounts:\n  - path: /h\n    tagret: 1G\n"))
+        #expect(e.message.contains("'tagret'"), "\(e)")
+        #expect(e.message.contains("mounts"), "\(e)")
+        #expect(e.message.contains("min_free"), "the known keys are listed: \(e)")
     }
 
     @Test func anUnknownKeyInsideAMountIsAnError() throws {
@@ -215,7 +192,7 @@ struct ConfigTests {
 
     @Test(arguments: [
         ("target: lots", "target"), ("min_free: 150%", "min_free"), ("file_size: 1.5G", "file_size"),
-        ("fill_chunk: -1", "fill_chunk"), ("scrub:\n  chunk: 8 M", "chunk"),
+        ("fill_chunk: -1", "fill_chunk"), ("fill_bandwidth: 8 M", "fill_bandwidth"),
         ("mounts:\n  - path: /h\n    nodes:\n      0: huge", "huge"),
     ])
     func aBadSizeIsAnError(text: String, mentions: String) throws {
@@ -224,13 +201,8 @@ struct ConfigTests {
         #expect(e.message.contains("not a size") || e.message.contains("Expected"), "\(e)")
     }
 
-    @Test(arguments: ["scrub:\n  strategy: fast", "scrub:\n  method: avx9000", "scrub:\n  verify: maybe"])
-    func aBadChoiceIsAnError(text: String) {
-        #expect(parseError(text) != nil)
-    }
-
     @Test(arguments: ["learned_shapes: many", "allowed_uids: [-1]", "allowed_dirs: /one", "mounts: /dev/hugepages",
-                      "scrub: fast", "request_timeout_ms: 1.5"])
+                      "pool_dir: [a]", "request_timeout_ms: 1.5"])
     func aBadTypeIsAnError(text: String) {
         #expect(parseError(text) != nil, "\(text) parsed")
     }
@@ -246,7 +218,7 @@ struct ConfigTests {
     @Test(arguments: [
         ("prose before a key", "/etc/prezero/prezerod.yaml: every key, at its default.\nthis file; uncomment.\n\nsocket: /run/x\n", "line "),
         ("unclosed flow", "target: [unclosed", "line "),
-        ("tab indent", "scrub:\n\tchunk: 1G\n", "line "),
+        ("tab indent", "mounts:\n\t- path: /h\n", "line "),
         ("duplicate key", "socket: /a\nsocket: /b\n", "socket"),
     ])
     func aMalformedFileIsAOneLineErrorSayingWhere(label: String, text: String, says: String) {
@@ -285,8 +257,7 @@ struct ConfigTests {
         c.mounts = [MountConfig(path: "/dev/hugepages", target: .percent(12.5), nodes: ["1": .bytes(2 * GiB)])]
         c.target = .bytes(3 * GiB)
         c.allowedUids = [1, 2]
-        c.scrub.strategy = .kernel
-        c.scrub.bandwidth = .bytes(100 * MiB)
+        c.fillBandwidth = .bytes(100 * MiB)
         c.makeRoomHoldS = 5
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -321,6 +292,5 @@ struct ExampleConfigTests {
 
     @Test func itNamesEveryKey() {
         for key in Config.CodingKeys.allCases { #expect(Self.text.contains("# \(key.stringValue):"), "\(key.stringValue)") }
-        for key in ScrubConfig.CodingKeys.allCases { #expect(Self.text.contains("#   \(key.stringValue):"), "\(key.stringValue)") }
     }
 }

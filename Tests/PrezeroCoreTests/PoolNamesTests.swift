@@ -6,7 +6,7 @@ private let uuidKey = "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0"
 @Suite("FileState")
 struct PoolStateTests {
     @Test func directoryNames() {
-        #expect(FileState.allCases.map(\.rawValue) == ["filling", "clean", "leased", "dirty", "scrubbing", "quarantine"])
+        #expect(FileState.allCases.map(\.rawValue) == ["filling", "clean", "leased", "quarantine"])
     }
 }
 

@@ -178,15 +178,18 @@ struct ResponseTests {
         node.cpus = [0, 1, 2]
         node.totalBytes = 64 << 30
         node.fillRate = 1.5e9
-        let status = StatusResult(pid: 42, scrubMethod: "nontemporal", scrubStrategy: "zero", mounts: [
+        node.heldBytes = 8 << 20
+        let status = StatusResult(pid: 42, mounts: [
             MountStatus(path: "/dev/hugepages", pageSize: 2 << 20, poolDir: "/dev/hugepages/.prezero", quarantined: 0, nodes: [node],
-                        leases: [LeaseStatus(lease: "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0", node: 1, bytes: 4 << 30)]),
+                        leases: [LeaseStatus(lease: "3f2c9a6e-1b4d-4e8f-9a0b-5c6d7e8f9a0b.ram-node0", node: 1, bytes: 4 << 30)],
+                        held: [HeldStatus(lease: "k", node: 1, bytes: 8 << 20)],
+                        outsideNames: [OutsideNameStatus(lease: "j", names: ["/dev/hugepages/t/keep"], extraLinks: 1)]),
         ])
         let release = ReleaseResult(lease: "k", reclaimed: true)
         let room = MakeRoomResult(freed: ["0": 2], free: ["0": 10])
         let lines = [Response.status(status), .release(release), .makeRoom(room)].map(Wire.encode)
         let s = lines.map(text).joined()
-        for key in ["scrub_method", "scrub_strategy", "pool_dir", "total_bytes", "fill_rate_bps", "make_room", "clean_files", "leases", "vm"] {
+        for key in ["held_outside", "held_outside_bytes", "outside_names", "extra_links", "recycled_bytes", "pool_dir", "total_bytes", "fill_rate_bps", "make_room", "clean_files", "leases", "vm"] {
             #expect(s.contains("\"\(key)\""), "\(key)")
         }
         #expect(try lines.map { try Wire.decode(Response.self, $0) } == [.status(status), .release(release), .makeRoom(room)])

@@ -4,10 +4,8 @@ import Testing
 private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30
 
-private func listed(
-    _ state: FileState, _ name: String, regular: Bool = true, links: UInt64 = 1, bytes: UInt64, held: Bool = false
-) -> ListedFile {
-    ListedFile(state: state, name: name, isRegular: regular, links: links, bytes: bytes, held: held)
+private func listed(_ state: FileState, _ name: String, regular: Bool = true, links: UInt64 = 1, bytes: UInt64) -> ListedFile {
+    ListedFile(state: state, name: name, isRegular: regular, links: links, bytes: bytes)
 }
 
 private func only(_ f: ListedFile) -> RecoveryAction? {
@@ -31,9 +29,9 @@ struct RecoveryTests {
         #expect(only(listed(.filling, "n0-1073741824-3", bytes: 256 * MiB)) == .resumeFill("n0-1073741824-3"))
     }
 
-    @Test(arguments: [(2 as UInt64, false), (1, true), (3, true)])
-    func fillingLinkedOrHeldIsQuarantined(links: UInt64, held: Bool) {
-        let a = only(listed(.filling, "n0-1073741824-3", links: links, bytes: GiB, held: held))
+    @Test(arguments: [2 as UInt64, 3])
+    func fillingLinkedElsewhereIsQuarantined(links: UInt64) {
+        let a = only(listed(.filling, "n0-1073741824-3", links: links, bytes: GiB))
         #expect(isQuarantine(a))
         if case .quarantine(let s, let n, _) = a {
             #expect(s == .filling)
@@ -41,45 +39,14 @@ struct RecoveryTests {
         }
     }
 
-    // MARK: scrubbing
-
-    @Test func scrubbingGoesBackToDirty() {
-        #expect(only(listed(.scrubbing, "n1-2147483648-8", bytes: 2 * GiB))
-            == .move(from: .scrubbing, name: "n1-2147483648-8", to: .dirty, newName: "n1-2147483648-8"))
-    }
-
-    @Test func scrubbingCutShortIsRenamedToItsRealSize() {
-        #expect(only(listed(.scrubbing, "n1-2147483648-8", bytes: 1 * GiB))
-            == .move(from: .scrubbing, name: "n1-2147483648-8", to: .dirty, newName: "n1-1073741824-8"))
-    }
-
-    @Test func scrubbingHeldIsQuarantined() {
-        #expect(isQuarantine(only(listed(.scrubbing, "n1-2147483648-8", bytes: 2 * GiB, held: true))))
-        #expect(isQuarantine(only(listed(.scrubbing, "n1-2147483648-8", links: 2, bytes: 2 * GiB))))
-    }
-
     // MARK: leased
 
-    @Test func aReleasedLeaseGoesToDirtyWithoutItsKey() {
+    /// Whether a lease has ended is the reclaimer's to decide, with the kernel's write lease:
+    /// recovery keeps every leased file, released or not, whatever its size or links.
+    @Test(arguments: [(1 as UInt64, 4 * GiB), (2 as UInt64, 4 * GiB), (3 as UInt64, 4 * GiB), (1 as UInt64, 2 * GiB), (0 as UInt64, 0 as UInt64)])
+    func everyLeaseIsKeptForTheReclaimer(links: UInt64, bytes: UInt64) {
         let name = "\(uuidKey)~n0-4294967296-17"
-        #expect(only(listed(.leased, name, links: 1, bytes: 4 * GiB, held: false))
-            == .move(from: .leased, name: name, to: .dirty, newName: "n0-4294967296-17"))
-    }
-
-    @Test func aLeasedFileOfAnotherSizeThanItsNameGoesToDirtyUnderItsRealSize() {
-        // A claim that crashed between the rename into leased/ and the truncate
-        // (or the extension) leaves a file whose name is the claimed size.
-        // Every other state is renamed to the real size (see scrubbing, clean,
-        // dirty); leased should be too.
-        let name = "k~n0-2147483648-17"
-        #expect(only(listed(.leased, name, links: 1, bytes: 4 * GiB))
-            == .move(from: .leased, name: name, to: .dirty, newName: "n0-4294967296-17"))
-    }
-
-    @Test(arguments: [(2 as UInt64, false), (3, false), (1, true), (2, true)])
-    func anActiveLeaseIsKept(links: UInt64, held: Bool) {
-        let name = "\(uuidKey)~n0-4294967296-17"
-        #expect(only(listed(.leased, name, links: links, bytes: 4 * GiB, held: held)) == .keep(.leased, name))
+        #expect(only(listed(.leased, name, links: links, bytes: bytes)) == .keep(.leased, name))
     }
 
     @Test(arguments: ["n0-4294967296-17", ".hidden~n0-1-2", "~n0-1-2", "a/b~n0-1-2", "key~junk", "key~", "a~b~n0-1-2"])
@@ -99,9 +66,9 @@ struct RecoveryTests {
         #expect(only(listed(.clean, "n0-1073741824-4", bytes: GiB)) == .keep(.clean, "n0-1073741824-4"))
     }
 
-    @Test(arguments: [(2 as UInt64, false), (1, true), (5, true)])
-    func cleanLinkedOrHeldIsQuarantined(links: UInt64, held: Bool) {
-        let a = only(listed(.clean, "n0-1073741824-4", links: links, bytes: GiB, held: held))
+    @Test(arguments: [2 as UInt64, 5])
+    func cleanLinkedElsewhereIsQuarantined(links: UInt64) {
+        let a = only(listed(.clean, "n0-1073741824-4", links: links, bytes: GiB))
         #expect(isQuarantine(a))
         if case .quarantine(let s, let n, _) = a {
             #expect(s == .clean)
@@ -109,11 +76,9 @@ struct RecoveryTests {
         }
     }
 
-    @Test func cleanOfAnotherSizeThanItsNameGoesToDirty() {
-        #expect(only(listed(.clean, "n0-1073741824-4", bytes: 512 * MiB))
-            == .move(from: .clean, name: "n0-1073741824-4", to: .dirty, newName: "n0-536870912-4"))
-        #expect(only(listed(.clean, "n0-1073741824-4", bytes: 2 * GiB))
-            == .move(from: .clean, name: "n0-1073741824-4", to: .dirty, newName: "n0-2147483648-4"))
+    @Test func cleanOfAnotherSizeThanItsNameIsGivenBack() {
+        #expect(only(listed(.clean, "n0-1073741824-4", bytes: 512 * MiB)) == .giveBack(.clean, "n0-1073741824-4"))
+        #expect(only(listed(.clean, "n0-1073741824-4", bytes: 2 * GiB)) == .giveBack(.clean, "n0-1073741824-4"))
     }
 
     @Test(arguments: ["n01-1073741824-4", "n+0-1073741824-4", "n0-01073741824-4", "n0-1073741824-04"])
@@ -123,31 +88,14 @@ struct RecoveryTests {
         #expect(only(listed(.clean, name, bytes: GiB)) != .keep(.clean, name))
     }
 
-    // MARK: dirty
-
-    @Test func dirtyIsKept() {
-        #expect(only(listed(.dirty, "n2-2097152-1", bytes: 2 * MiB)) == .keep(.dirty, "n2-2097152-1"))
-    }
-
-    @Test func dirtyOfAnotherSizeIsRenamedInPlace() {
-        #expect(only(listed(.dirty, "n2-4194304-1", bytes: 2 * MiB))
-            == .move(from: .dirty, name: "n2-4194304-1", to: .dirty, newName: "n2-2097152-1"))
-    }
-
-    @Test func dirtyHeldIsQuarantined() {
-        #expect(isQuarantine(only(listed(.dirty, "n2-2097152-1", bytes: 2 * MiB, held: true))))
-        #expect(isQuarantine(only(listed(.dirty, "n2-2097152-1", links: 2, bytes: 2 * MiB))))
-    }
-
     // MARK: quarantine, unknown names, non-regular files
 
     @Test func quarantinedFilesStayPut() {
         #expect(only(listed(.quarantine, "whatever it was", bytes: 1)) == .keep(.quarantine, "whatever it was"))
-        #expect(only(listed(.quarantine, "n0-1073741824-4", links: 3, bytes: GiB, held: true))
-            == .keep(.quarantine, "n0-1073741824-4"))
+        #expect(only(listed(.quarantine, "n0-1073741824-4", links: 3, bytes: GiB)) == .keep(.quarantine, "n0-1073741824-4"))
     }
 
-    @Test(arguments: [FileState.filling, .clean, .dirty, .scrubbing])
+    @Test(arguments: [FileState.filling, .clean])
     func unknownNamesAreQuarantined(state: FileState) {
         for name in ["core", "n0-1-2.tmp", "n0-1", "x0-1-2", "n4096-1-2", "n-1-1-2", "", ".n0-1-2", "k~n0-1-2"] {
             let a = only(listed(state, name, bytes: GiB))
@@ -168,22 +116,21 @@ struct RecoveryTests {
         let files = [
             listed(.clean, "n0-1073741824-4", bytes: GiB),
             listed(.filling, "n0-1073741824-5", bytes: 0),
-            listed(.dirty, "junk", bytes: 1),
+            listed(.clean, "junk", bytes: 1),
         ]
         #expect(Recovery.plan(files) == [
             .keep(.clean, "n0-1073741824-4"),
             .resumeFill("n0-1073741824-5"),
-            .quarantine(.dirty, "junk", reason: "not a pool file name"),
+            .quarantine(.clean, "junk", reason: "not a pool file name"),
         ])
         #expect(Recovery.plan([]).isEmpty)
     }
 
     // MARK: the invariant
 
-    /// Every combination of state, name shape, file type, link count, holder and
-    /// size: recovery never moves anything into clean/, keeps in clean/ only an
-    /// unexposed regular clean file whose size matches its name, and every action
-    /// concerns the file it was made for.
+    /// Every combination of state, name shape, file type, link count and size: recovery
+    /// never moves anything into clean/, keeps in clean/ only a regular file with one name
+    /// whose size matches its name, and every action concerns the file it was made for.
     @Test func nothingIsEverMovedIntoClean() {
         let names = [
             "n0-1073741824-4", "n1-2097152-0", "n4095-1073741824-18446744073709551615",
@@ -196,10 +143,8 @@ struct RecoveryTests {
             for name in names {
                 for regular in [true, false] {
                     for links: UInt64 in [0, 1, 2, 3] {
-                        for held in [false, true] {
-                            for bytes: UInt64 in [0, 2 * MiB, 1 * GiB, 2 * GiB] {
-                                files.append(listed(state, name, regular: regular, links: links, bytes: bytes, held: held))
-                            }
+                        for bytes: UInt64 in [0, 2 * MiB, 1 * GiB, 2 * GiB] {
+                            files.append(listed(state, name, regular: regular, links: links, bytes: bytes))
                         }
                     }
                 }
@@ -209,20 +154,17 @@ struct RecoveryTests {
         #expect(plan.count == files.count)
         for (f, a) in zip(files, plan) {
             switch a {
-            case .move(let from, let name, let to, let newName):
-                #expect(to != .clean, "\(f) -> \(a)")
-                #expect(from == f.state && name == f.name, "\(f) -> \(a)")
-                #expect(f.isRegular && f.links <= 1 && !f.held, "\(f) -> \(a)")
-                #expect(PoolFileName(newName) != nil, "\(f) -> \(a)")
             case .keep(let state, let name):
                 #expect(state == f.state && name == f.name, "\(f) -> \(a)")
                 if state == .clean {
                     let parsed = PoolFileName(f.name)
-                    #expect(f.isRegular && f.links <= 1 && !f.held && parsed?.bytes == f.bytes, "\(f) -> \(a)")
+                    #expect(f.isRegular && f.links <= 1 && parsed?.bytes == f.bytes, "\(f) -> \(a)")
                 }
             case .resumeFill(let name):
                 #expect(f.state == .filling && name == f.name, "\(f) -> \(a)")
-                #expect(f.isRegular && f.links <= 1 && !f.held, "\(f) -> \(a)")
+                #expect(f.isRegular && f.links <= 1, "\(f) -> \(a)")
+            case .giveBack(let state, let name):
+                #expect(state == f.state && name == f.name, "\(f) -> \(a)")
             case .quarantine(let state, let name, let reason):
                 #expect(state == f.state && name == f.name && !reason.isEmpty, "\(f) -> \(a)")
             }
@@ -297,10 +239,9 @@ struct TokenBucketTests {
 
 @Suite("Recovery: ownership")
 struct RecoveryOwnershipTests {
-    @Test(arguments: [FileState.clean, .filling, .dirty, .scrubbing])
+    @Test(arguments: [FileState.clean, .filling])
     func aPoolFileNotRootOnlyIsQuarantined(state: FileState) {
-        let f = ListedFile(state: state, name: "n0-2097152-7", isRegular: true, links: 1, bytes: 2097152,
-                           held: false, rootOnly: false)
+        let f = ListedFile(state: state, name: "n0-2097152-7", isRegular: true, links: 1, bytes: 2097152, rootOnly: false)
         guard case .quarantine = Recovery.plan([f])[0] else {
             Issue.record("a \(state.rawValue) file owned by someone else must be quarantined")
             return
@@ -309,7 +250,7 @@ struct RecoveryOwnershipTests {
 
     @Test func aLeaseIsOwnedByItsGuestAndThatIsFine() {
         let f = ListedFile(state: .leased, name: "dom.ram-node0~n0-2097152-7", isRegular: true, links: 2,
-                           bytes: 2097152, held: true, rootOnly: false)
+                           bytes: 2097152, rootOnly: false)
         #expect(Recovery.plan([f]) == [.keep(.leased, "dom.ram-node0~n0-2097152-7")])
     }
 }

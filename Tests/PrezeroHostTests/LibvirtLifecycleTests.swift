@@ -39,16 +39,12 @@ extension PoolTests {
         return true
     }
 
-    /// After a domain's QEMU is gone: no lease of it left, the file `inode` scrubbed back to clean/ all zero.
-    func expectScrubbedBack(_ pool: TestPool, _ uuid: String, inode: UInt64, bytes: UInt64) throws {
+    /// After a domain's QEMU is gone: no lease of it left, the file `inode` taken back and new ones clean, all zero.
+    func expectTakenBack(_ pool: TestPool, _ uuid: String, inode: UInt64, bytes: UInt64) throws {
         try waitFor("\(uuid)'s leases to go", timeout: 30) {
             try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").allSatisfy { !$0.hasPrefix(uuid + ".") }
         }
-        try pool.waitClean(bytes, timeout: 60)
-        let clean = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/clean")
-        let back = clean.first { Files.status(followingPath: "\(pool.mount)/.prezero/clean/\($0)")?.inode == inode }
-        let name = try #require(back, "the old file is back in clean/")
-        #expect(try FileBytes.allZero("\(pool.mount)/.prezero/clean/\(name)"), "the old guest's memory is scrubbed")
+        try pool.expectRecycled(inode: inode, bytes: bytes)
     }
 
     /// A pool of two 128 MiB files and an eligible 128 MiB domain running on one of them.
@@ -61,7 +57,7 @@ extension PoolTests {
     }
 
     /// save/restore and managedsave/start: the restored guest runs on a new pre-zeroed file that
-    /// holds the saved memory, and the old file is scrubbed.
+    /// holds the saved memory, and the old file is taken back.
     func saveAndRestore(managed: Bool) throws {
         let (pool, lv, uuid) = try lifecycleDomain(managed ? "pz-e2e-managedsave" : "pz-e2e-save")
         defer { lv.close(); pool.close() }
@@ -72,7 +68,7 @@ extension PoolTests {
         let image = pool.base + "/save.img"
         let saved = managed ? try lv.virsh("managedsave", uuid) : try lv.virsh("save", uuid, image)
         try #require(saved.status == 0, "\(saved.err)")
-        try expectScrubbedBack(pool, uuid, inode: firstInode, bytes: 256 * MiB)
+        try expectTakenBack(pool, uuid, inode: firstInode, bytes: 256 * MiB)
         let before = hostFreePages(page2M)
         let restored = managed ? try lv.virsh("start", uuid, "--paused") : try lv.virsh("restore", image, "--paused")
         try #require(restored.status == 0, "\(restored.err)")
@@ -83,16 +79,16 @@ extension PoolTests {
         #expect(pool.log().components(separatedBy: "pc.ram: handed over 128 MiB").count - 1 == 2, "start begin handed over at the start and at the restore")
         let secondInode = try #require(Files.status(followingPath: second)?.inode)
         #expect(try lv.virsh("destroy", uuid).status == 0)
-        try expectScrubbedBack(pool, uuid, inode: secondInode, bytes: 256 * MiB)
+        try expectTakenBack(pool, uuid, inode: secondInode, bytes: 256 * MiB)
     }
 
-    @Test("virsh save + restore: the restored guest is handed a pre-zeroed file holding the saved memory; the old file is scrubbed")
+    @Test("virsh save + restore: the restored guest is handed a pre-zeroed file holding the saved memory; the old file is taken back")
     func libvirtSaveRestore() throws { try saveAndRestore(managed: false) }
 
     @Test("virsh managedsave + start: the same through libvirt's managed save image")
     func libvirtManagedSave() throws { try saveAndRestore(managed: true) }
 
-    @Test("virsh reset and reboot keep QEMU, its lease and its mapping: no hook call, nothing scrubbed")
+    @Test("virsh reset and reboot keep QEMU, its lease and its mapping: no hook call, nothing taken back")
     func libvirtResetReboot() throws {
         let (pool, lv, uuid) = try lifecycleDomain("pz-e2e-reset")
         defer { lv.close(); pool.close() }
@@ -109,7 +105,7 @@ extension PoolTests {
         }
         #expect(!pool.log().contains("stopped end: released"), "no stop was seen")
         #expect(try lv.virsh("destroy", uuid).status == 0)
-        try expectScrubbedBack(pool, uuid, inode: inode, bytes: 256 * MiB)
+        try expectTakenBack(pool, uuid, inode: inode, bytes: 256 * MiB)
     }
 
     @Test("virsh destroy while start begin runs: whatever libvirt does, nothing stays leased and no page is lost")

@@ -24,9 +24,9 @@ struct PoolTests {
         try waitFor("the pool to give its pages back") { freePages(page2M) == before }
     }
 
-    @Test("no leak: a pattern written by one holder never reaches the next", arguments: [ScrubStrategy.zero, .kernel])
-    func noLeak(strategy: ScrubStrategy) throws {
-        let pool = try TestPool(config: "min_free: 0\nscrub:\n  strategy: \(strategy.rawValue)\n  verify: full",
+    @Test("no leak: a released file's pages go back to the kernel and the next tenant gets a new inode")
+    func noLeak() throws {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 0",
                                 mountConfig: "target: 32M\nfile_size: 32M", mountOptions: "size=32M")
         defer { pool.close() }
         try pool.start()
@@ -37,13 +37,11 @@ struct PoolTests {
         try FileBytes.fill(first.path, byte: 0xA5)
         #expect(try pool.release(lease: "vm-a").reclaimed)
         #expect(!FileManager.default.fileExists(atPath: first.path), "release removes the destination name")
-        try pool.waitClean(32 * MiB)
-        #expect(try pool.node0().scrubbedBytes == 32 * MiB)
+        try pool.expectRecycled(inode: inode, bytes: 32 * MiB)
+        #expect(try pool.node0().recycledBytes == 32 * MiB)
         let second = try pool.claim(32 * MiB, as: "vm-b", lease: "vm-b")
         #expect(second.outcome == .hit)
-        if strategy == .zero {
-            #expect(Files.status(followingPath: second.path)!.inode == inode, "the scrubbed file itself is handed out again")
-        }
+        #expect(Files.status(followingPath: second.path)!.inode != inode, "a new inode, filled by the kernel")
         #expect(try FileBytes.allZero(second.path))
         _ = try pool.release(lease: "vm-b")
     }
@@ -90,7 +88,7 @@ struct PoolTests {
 
     @Test("fill, claim and no-leak on a 1 GiB-page mount")
     func gigantic() throws {
-        let pool = try TestPool(pageSize: GiB, config: "min_free: 0\nscrub:\n  verify: full", mountConfig: "target: 1G\nfile_size: 1G", mountOptions: "size=1G")
+        let pool = try TestPool(pageSize: GiB, config: "min_free: 0\nrefill_delay_ms: 0", mountConfig: "target: 1G\nfile_size: 1G", mountOptions: "size=1G")
         defer { pool.close() }
         let before = freePages(GiB)
         try #require(before >= 1, "CI reserves two 1 GiB pages before any 2 MiB page")

@@ -127,7 +127,7 @@ private final class Soak: Sendable {
     /// Huge pages held by others before the soak began.
     let others: UInt64
     let ledger = SoakLedger()
-    static let states = ["filling", "clean", "leased", "dirty", "scrubbing", "quarantine"]
+    static let states = ["filling", "clean", "leased", "quarantine"]
 
     init(pool: TestPool) throws {
         (mount, socket, base, logPath) = (pool.mount, pool.socket, pool.base, pool.logPath)
@@ -389,8 +389,8 @@ private final class Soak: Sendable {
         }
     }
 
-    /// What a kill is aimed at: a fill or a scrub in progress, or a claim or a release by a tenant of a kind.
-    enum Aim { case fill, scrub, claim(Tenant.Kind), release(Tenant.Kind) }
+    /// What a kill is aimed at: a fill in progress, or a claim or a release (and its take-back) by a tenant of a kind.
+    enum Aim { case fill, claim(Tenant.Kind), release(Tenant.Kind) }
 
     /// Waits for the moment a kill is aimed at (at most 1.5 s), kills prezerod with -9, and
     /// counts what it cut short.
@@ -399,7 +399,6 @@ private final class Soak: Sendable {
         func busy() -> Bool {
             switch aim {
             case .fill: return !entries("filling").isEmpty
-            case .scrub: return !entries("scrubbing").isEmpty
             case .claim(let k): return ledger.counts.withLock { $0.claiming[k.rawValue, default: 0] > 0 }
             case .release(let k): return ledger.counts.withLock { $0.releasing[k.rawValue, default: 0] > 0 }
             }
@@ -414,7 +413,6 @@ private final class Soak: Sendable {
         pool.crash()
         var moments: [String] = []
         if !entries("filling").isEmpty { moments.append("mid-fill") }
-        if !entries("scrubbing").isEmpty { moments.append("mid-scrub") }
         moments += claiming.map { "mid-claim (\($0))" } + releasing.map { "mid-release (\($0))" }
         ledger.add { c in
             c.prezerodKills += 1
@@ -426,7 +424,7 @@ private final class Soak: Sendable {
 extension PoolTests {
     /// The chaos soak, on real huge pages: tenants claim through the socket, the libvirt hook
     /// and `prezero launch` at once, each checks its file is zero before writing its own
-    /// pattern over it; prezerod is killed with -9 at chosen moments (a fill, a scrub, a claim
+    /// pattern over it; prezerod is killed with -9 at chosen moments (a fill, a claim
     /// or a release in progress), QEMU or the launcher sometimes too. After every kill (with
     /// prezerod dead, every short tenant gone) an independent checker reads every clean/ file,
     /// counts pages against the kernel's and looks for a file in two states; after every
@@ -440,7 +438,7 @@ extension PoolTests {
         let target = 192 * MiB
         let pool = try TestPool(
             config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 50\nfill_chunk: 2M\nfill_bandwidth: 1G\n"
-                + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf\nscrub:\n  bandwidth: 1G\n  chunk: 2M",
+                + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf",
             mountConfig: "target: 192M\nfile_size: 16M")
         defer { pool.close() }
         let soak = try Soak(pool: pool)
@@ -477,7 +475,7 @@ extension PoolTests {
             let delays = fresh.map { _ in Double.random(in: 0...0.2, using: &rng) }
             let kinds = fresh.map(\.kind) + ending.map(\.kind)
             let aim: Soak.Aim? = Int.random(in: 0...9, using: &rng) >= 7 ? nil
-                : [.fill, .scrub, .claim(kinds.randomElement(using: &rng)!), .release(kinds.randomElement(using: &rng)!)].randomElement(using: &rng)!
+                : [.fill, .claim(kinds.randomElement(using: &rng)!), .release(kinds.randomElement(using: &rng)!)].randomElement(using: &rng)!
             let group = DispatchGroup()
             let kept = Mutex<[Tenant]>([])
             func failOpens() -> Int { ledger.counts.withLock { $0.misses.filter { $0.key.hasSuffix("fail-open") }.values.reduce(0, +) } }
@@ -531,10 +529,9 @@ extension PoolTests {
         // checks run once more with prezerod stopped, and a drain gives every page back.
         for t in living { soak.end(t) }
         do {
-            try waitFor("every lease reclaimed and scrubbed", timeout: 120) {
+            try waitFor("every lease taken back", timeout: 120) {
                 let s = try pool.status()
-                return s.leases.isEmpty && s.nodes.allSatisfy { $0.dirtyBytes == 0 && $0.scrubbingBytes == 0 && $0.fillingBytes == 0 }
-                    && ["leased", "dirty", "scrubbing"].allSatisfy { soak.entries($0).isEmpty }
+                return s.leases.isEmpty && s.nodes.allSatisfy { $0.fillingBytes == 0 } && soak.entries("leased").isEmpty
             }
         } catch {
             ledger.fail("the end: \(error); leases \((try? pool.status().leases.map(\.lease)) ?? [])")
@@ -558,7 +555,7 @@ extension PoolTests {
         for f in c.failures.prefix(20) { Issue.record("\(f)") }
         #expect(c.failures.isEmpty, "seed \(seed): \(c.failures.count) failures")
         #expect(c.handOvers.count == Tenant.Kind.allCases.count, "every path handed files over: \(c.handOvers)")
-        #expect(["mid-fill", "mid-scrub", "mid-claim", "mid-release"].allSatisfy { m in c.kills.keys.contains { $0.hasPrefix(m) } },
+        #expect(["mid-fill", "mid-claim", "mid-release"].allSatisfy { m in c.kills.keys.contains { $0.hasPrefix(m) } },
                 "prezerod was killed at every kind of moment: \(c.kills)")
     }
 }

@@ -146,20 +146,29 @@ final class TestPool {
         try client.release(ReleaseRequest(lease: lease))
     }
 
-    /// Claims a file, writes `byte` over all of it, releases it, and waits until its scrub has begun.
-    func dirtyAndStartScrub(_ bytes: UInt64, byte: UInt8) throws {
-        let c = try claim(bytes, as: "vm", lease: "vm")
-        try FileBytes.fill(c.path, byte: byte)
-        _ = try release(lease: "vm")
-        try waitFor("the scrub to start") { try node0().scrubbingBytes > 0 }
-    }
 
     /// Waits until the pool holds `bytes` clean on node 0 and nothing is in flight.
     func waitClean(_ bytes: UInt64, timeout: Double = 60) throws {
         try waitFor("\(bytes) clean bytes", timeout: timeout) {
             let n = try node0()
-            return n.cleanBytes == bytes && n.fillingBytes == 0 && n.dirtyBytes == 0 && n.scrubbingBytes == 0
+            return n.cleanBytes == bytes && n.fillingBytes == 0
         }
+    }
+
+    /// After a released file was taken back: `bytes` clean again in new files, all zero, and
+    /// none of them the old inode (an inode serves one tenant only).
+    func expectRecycled(inode: UInt64, bytes: UInt64, timeout: Double = 60) throws {
+        do {
+            try waitClean(bytes, timeout: timeout)
+        } catch {
+            throw TestFailure("\(error); prezerod's log ends: \(log().suffix(3000))")
+        }
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(mount)/.prezero/clean") {
+            let path = "\(mount)/.prezero/clean/\(name)"
+            #expect(Files.status(followingPath: path)?.inode != inode, "the released inode is never handed out again")
+            #expect(try FileBytes.allZero(path), "a new file holds only the kernel's zeroes")
+        }
+        #expect(try node0().recycledFiles >= 1)
     }
 
     /// Names in every pool state directory, to compare before and after a refused request.

@@ -13,10 +13,19 @@ enum Content: Equatable, CustomStringConvertible {
     }
 }
 
-/// A page of a file: the node it sits on and what it holds.
+/// A page of a file: the node it sits on, what it holds, and the pins on it (an io_uring
+/// buffer, a pipe's vmspliced page: references to the page, not to the file).
 struct Page: Equatable {
     var node: Int
     var content: Content
+    var pins: Set<Int> = []
+}
+
+/// A page that left its file while pinned: not free until its last pin goes.
+struct Orphan: Equatable {
+    var page: Page
+    /// Punched by a take-back (the pool must count it as held outside), or by a tenant's own discard.
+    var fromTakeBack: Bool
 }
 
 /// One hugetlbfs inode in the model.
@@ -57,8 +66,18 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
     var files: [UInt64: ModelFile] = [:]
     var dirs: [FileState: [String: UInt64]] = [:]
     var destinations: [String: UInt64] = [:]
+    /// Open file descriptions per inode: descriptors, mappings, descriptors in flight in a
+    /// socket, io_uring registered files. No /proc scan sees all of them; the kernel's
+    /// write lease does, and that is all the daemon asks.
     var holders: [UInt64: Int] = [:]
+    var orphans: [Orphan] = []
+    var nextPin = 1
+    /// The next chown to root of a leased file that a tenant still holds open is raced by
+    /// that tenant linking it elsewhere (`linkat` of its /proc/self/fd entry).
+    var linkRaceArmed = false
+    var raceLinks = 0
     var journalEntries: [String: String] = [:]
+    var heldEntries: [String: (node: Int, bytes: UInt64)] = [:]
     var nextInode: UInt64 = 1
     /// Decides, per effect, whether to fail it and how (the simulation's seeded choice).
     var faultAt: (Effect) -> Fault? = { _ in nil }
@@ -89,14 +108,19 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
     /// Frees the pages of an inode no name and no process refers to any more.
     func collect(_ ino: UInt64) {
         guard links(ino) == 0, (holders[ino] ?? 0) == 0, let f = files[ino] else { return }
-        for p in f.pages.values { free[p.node, default: 0] += 1 }
+        for p in f.pages.values { drop(p, takeBack: false) }
         files[ino] = nil
     }
 
-    func release(_ ino: UInt64, pagesFrom first: Int, to end: Int) {
+    /// A page leaves its file: back to the kernel, or (pinned) kept by its pins.
+    func drop(_ p: Page, takeBack: Bool) {
+        if p.pins.isEmpty { free[p.node, default: 0] += 1 } else { orphans.append(Orphan(page: p, fromTakeBack: takeBack)) }
+    }
+
+    func release(_ ino: UInt64, pagesFrom first: Int, to end: Int, takeBack: Bool = false) {
         guard var f = files[ino] else { return }
         for i in f.pages.keys where i >= first && i < end {
-            free[f.pages[i]!.node, default: 0] += 1
+            drop(f.pages[i]!, takeBack: takeBack)
             f.pages[i] = nil
         }
         files[ino] = f
@@ -104,7 +128,7 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
 
     func pages(_ bytes: UInt64) -> Int { Int((bytes + pageSize - 1) / pageSize) }
 
-    func perform(_ e: Effect) throws(EffectError) -> UInt64? {
+    func perform(_ e: Effect) throws(EffectError) -> Observed? {
         if crashed { throw error(-1, e) }
         if let fault = faultAt(e) {
             faults += 1
@@ -117,9 +141,7 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             case .crossDevice: throw error(18, e)
             case .shortWrite:
                 // Half of the work, then the error: a write cut short.
-                if case .zero(let f, let o, let l) = e, l >= 2 * pageSize {
-                    try? zero(f, o, l / pageSize / 2 * pageSize)
-                } else if case .journal(let k, let d?) = e {
+                if case .journal(let k, let d?) = e {
                     journalEntries[k] = String(d.prefix(d.count / 2))
                 }
                 throw error(5, e)
@@ -150,6 +172,13 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             release(ino, pagesFrom: Int(offset / pageSize), to: Int((offset + length) / pageSize))
         case .setOwner(let f, let uid, let gid, let mode):
             guard let ino = inode(f) else { throw error(2, e) }
+            if linkRaceArmed, uid == 0, f.state == .leased, (holders[ino] ?? 0) > 0 {
+                // The tenant, owner until this chown and holding the file open, links it elsewhere first.
+                linkRaceArmed = false
+                raceLinks += 1
+                destinations["/keep/\(raceLinks)"] = ino
+                files[ino]!.links += 1
+            }
             files[ino]!.uid = uid
             files[ino]!.gid = gid
             files[ino]!.mode = mode
@@ -173,31 +202,31 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             }
             destinations[dest] = ino
             files[ino]!.links += 1
-            return ino
+            return .linked(inode: ino)
         case .unlinkLink(let f, let dest):
             if let ino = inode(f), destinations[dest] == ino { removeDestination(dest) }
-        case .zero(let f, let offset, let length):
-            try zero(f, offset, length)
-        case .verify(let f, let bytes):
+        case .checkSole(let f):
             guard let ino = inode(f) else { throw error(2, e) }
-            let p = files[ino]!.pages
-            for i in 0..<pages(bytes) where p[i]?.content ?? .zero != .zero { throw error(74, e) }
+            guard links(ino) == 1 else { throw error(EffectError.otherNames, e) }
+        case .takeBack(let f, let node):
+            guard let ino = inode(f) else { throw error(2, e) }
+            // The write lease: refused while any other open file description exists.
+            guard (holders[ino] ?? 0) == 0 else { throw error(EffectError.inUse, e) }
+            let before = info(ino), freeBefore = free[node] ?? 0
+            release(ino, pagesFrom: 0, to: Int.max, takeBack: true)
+            let back = UInt64((free[node] ?? 0) - freeBefore) * pageSize
+            dirs[f.state]![f.name] = nil
+            files[ino]!.links -= 1
+            let names = destinations.filter { $0.value == ino }.keys.sorted()
+            collect(ino)
+            return .tookBack(TakeBack(bytes: before.allocated, held: before.allocated - min(before.allocated, back),
+                                      extraLinks: before.links - 1, names: names))
         case .journal(let key, let dest):
             journalEntries[key] = dest
+        case .journalHeld(let key, _, let node, let bytes):
+            heldEntries[key] = bytes.map { (node, $0) }
         }
         return nil
-    }
-
-    func zero(_ f: FileRef, _ offset: UInt64, _ length: UInt64) throws(EffectError) {
-        guard let ino = inode(f) else { throw error(2, .zero(f, offset: offset, length: length)) }
-        for i in Int(offset / pageSize)..<pages(offset + length) {
-            guard files[ino]!.pages[i] != nil else {
-                // A write to a hole would fault a page in from the daemon's context (SIGBUS when none is free).
-                violations.append("zeroing wrote to a hole at page \(i) of \(f)")
-                continue
-            }
-            files[ino]!.pages[i]!.content = .zero
-        }
     }
 
     func info(_ ino: UInt64) -> FileInfo {
@@ -217,15 +246,17 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             for (name, ino) in dirs[s]!.sorted(by: { $0.key < $1.key }) {
                 let i = info(ino)
                 out.append(ListedFile(state: s, name: name, isRegular: true, links: i.links, bytes: i.size,
-                                      held: (holders[ino] ?? 0) > 0, rootOnly: i.uid == 0 && i.permissions & 0o077 == 0,
-                                      inode: ino))
+                                      rootOnly: i.uid == 0 && i.permissions & 0o077 == 0, inode: ino))
             }
         }
         return out
     }
 
-    func holders(mount: Int) -> Holders {
-        Holders(inodes: Set(holders.filter { $0.value > 0 }.keys), complete: true)
+    func destinationInode(_ path: String, mount: Int) -> UInt64? { destinations[path] }
+
+    func usage(_ k: NodeKey, files refs: [FileRef]) -> (inUse: UInt64, inFiles: UInt64) {
+        let inFiles = refs.compactMap(inode).reduce(0) { n, ino in n + (files[ino]?.pages.values.filter { $0.node == k.node }.count ?? 0) }
+        return (UInt64((totals[k.node] ?? 0) - (free[k.node] ?? 0)) * pageSize, UInt64(inFiles) * pageSize)
     }
 
     func counters(_ k: NodeKey) -> NodeCounters {
@@ -233,6 +264,10 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
     }
 
     func journal(_ lease: String) -> String? { journalEntries[lease] }
+
+    func heldJournal(mount: Int) -> [(id: String, node: Int, bytes: UInt64)] {
+        heldEntries.sorted { $0.key < $1.key }.map { ($0.key, $0.value.node, $0.value.bytes) }
+    }
 
     // MARK: the world outside the daemon
 
@@ -261,6 +296,28 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
         for i in f.pages.keys.sorted().prefix(n) { release(ino, pagesFrom: i, to: i + 1) }
     }
 
+    /// A tenant pins every page of a file it holds (io_uring buffer registration, vmsplice):
+    /// the pins outlive its descriptor and its mapping. Returns the pin.
+    func pin(_ ino: UInt64) -> Int {
+        let id = nextPin
+        nextPin += 1
+        for i in files[ino]?.pages.keys.map({ $0 }) ?? [] { files[ino]!.pages[i]!.pins.insert(id) }
+        return id
+    }
+
+    /// The pinner lets go: orphaned pages with no pin left go back to the kernel.
+    func unpin(_ id: Int) {
+        for ino in files.keys { for i in files[ino]!.pages.keys { files[ino]!.pages[i]!.pins.remove(id) } }
+        for i in orphans.indices { orphans[i].page.pins.remove(id) }
+        for o in orphans where o.page.pins.isEmpty { free[o.page.node, default: 0] += 1 }
+        orphans.removeAll { $0.page.pins.isEmpty }
+    }
+
+    /// Every page a pin holds, in files or orphaned.
+    func pinned(by id: Int) -> [Page] {
+        files.values.flatMap { $0.pages.values.filter { $0.pins.contains(id) } } + orphans.map(\.page).filter { $0.pins.contains(id) }
+    }
+
     /// Another huge-page user takes pages on a node (as many as are free, up to `n`).
     @discardableResult
     func take(node: Int, pages n: Int) -> Int {
@@ -277,7 +334,7 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
 
     /// Pages that nothing of prezero's could give back on a node: files in use by tenants and other users.
     func pinned(node: Int) -> Int {
-        var n = others[node] ?? 0
+        var n = (others[node] ?? 0) + orphans.filter { $0.page.node == node }.count
         let pool = Set(dirs.filter { $0.key != .leased }.values.flatMap(\.values))
         for (ino, f) in files where !pool.contains(ino) || (holders[ino] ?? 0) > 0 {
             n += f.pages.values.filter { $0.node == node }.count

@@ -17,6 +17,11 @@ enum Action: CustomStringConvertible {
     case close(pick: Int)
     case write(pick: Int)
     case discard(pick: Int, pages: Int)
+    /// A holder pins its file's pages (an io_uring buffer, vmsplice), beyond its descriptor's life.
+    case pin(pick: Int)
+    case unpin(pick: Int)
+    /// The next take-back of a file its tenant still holds open is raced by a link elsewhere.
+    case linkRace
     case otherTake(node: Int, pages: Int)
     case otherReturn(node: Int)
     /// A launch the pool does not serve: make-room, then the pages are taken.
@@ -33,6 +38,9 @@ enum Action: CustomStringConvertible {
         case .close(let p): "close holder #\(p)"
         case .write(let p): "write holder #\(p)"
         case .discard(let p, let n): "discard \(n) pages of holder #\(p)"
+        case .pin(let p): "holder #\(p) pins its pages"
+        case .unpin(let p): "pin #\(p) lets go"
+        case .linkRace: "arm a link race"
         case .otherTake(let n, let p): "other user takes \(p) pages on node \(n)"
         case .otherReturn(let n): "other user returns its pages on node \(n)"
         case .makeRoomAndTake(let n, let p): "make-room \(p) pages on node \(n), then take them"
@@ -74,6 +82,10 @@ final class World: @unchecked Sendable {
         var tenant: Int
     }
     var holdings: [Holding] = []
+    /// Pins by tenant: what each pinner may read, whatever became of its file.
+    var pins: [(id: Int, tenant: Int)] = []
+    /// Every inode ever handed to a tenant: none may be handed out again.
+    var handed: Set<UInt64> = []
     var dests: [(lease: String, dest: String)] = []
     var nextDest = 0
     var crashes = 0
@@ -88,7 +100,6 @@ final class World: @unchecked Sendable {
         c.fileSize = .bytes(4 * Self.pageSize)
         c.minFree = .bytes(2 * Self.pageSize)
         c.fillChunk = .bytes(Self.pageSize)
-        c.scrub.chunk = .bytes(Self.pageSize)
         c.refillDelayMs = 500
         config = c
         boot()
@@ -123,7 +134,7 @@ final class World: @unchecked Sendable {
         if trace {
             let st = engine.state.withLock { $0 }
             print("step \(steps): \(s)\n  free \(fs.free) others \(fs.others) dirs \(fs.dirs.filter { !$0.value.isEmpty }.mapValues { $0.keys.sorted() })")
-            print("  state \(st.keys.map { k in "\(k): clean \(st.nodes[k]!.clean) dirty \(st.nodes[k]!.dirty) filling \(st.nodes[k]!.filling) scrubbing \(st.nodes[k]!.scrubbing)" }) abandoned \(st.abandoned)")
+            print("  state \(st.keys.map { k in "\(k): clean \(st.nodes[k]!.clean) filling \(st.nodes[k]!.filling) held \(st.nodes[k]!.held)" }) abandoned \(st.abandoned) orphans \(fs.orphans.count)")
         }
         fs.faultAt = { _ in nil }
         if fs.crashed {
@@ -148,6 +159,7 @@ final class World: @unchecked Sendable {
                 violations.append("claim of \(dest) succeeded but nothing is there")
                 return
             }
+            if !handed.insert(ino).inserted { violations.append("inode \(ino) served a second tenant (\(dest))") }
             let f = fs.files[ino]!
             // The claimer checks its file before writing: all zero, the size asked, on the nodes asked.
             if f.pages.values.contains(where: { $0.content != .zero }) {
@@ -180,6 +192,15 @@ final class World: @unchecked Sendable {
         case .discard(let pick, let pages):
             guard !holdings.isEmpty else { return }
             fs.discard(holdings[pick % holdings.count].inode, pages: pages)
+        case .pin(let pick):
+            guard !holdings.isEmpty else { return }
+            let h = holdings[pick % holdings.count]
+            pins.append((fs.pin(h.inode), h.tenant))
+        case .unpin(let pick):
+            guard !pins.isEmpty else { return }
+            fs.unpin(pins.remove(at: pick % pins.count).id)
+        case .linkRace:
+            fs.linkRaceArmed = true
         case .otherTake(let node, let pages):
             fs.take(node: node, pages: pages)
         case .otherReturn(let node):
@@ -219,6 +240,7 @@ final class World: @unchecked Sendable {
                 engine.trimToTarget(key(n))
             }
             engine.reclaim()
+            engine.settleHeld()
         case .sigterm:
             engine.stop()
             for n in Self.nodes {
@@ -254,8 +276,9 @@ final class World: @unchecked Sendable {
                     if (fs.holders[ino] ?? 0) > 0 || fs.links(ino) > 1 { v.append("clean/\(name) is in use elsewhere") }
                 }
                 guard dir != .quarantine else { continue }
-                // A claim abandoned half-way is cut back to its size by the reclaimer, not before.
-                let abandonedClaim = dir == .leased && state.leases.values.contains { $0.leasedName == name && $0.inode == 0 }
+                // A lease with no name but leased/ (a claim cut short, a crash before its truncate)
+                // is taken back whole by the reclaimer, whatever its name says: not lost.
+                let abandonedClaim = dir == .leased && fs.links(ino) == 1
                 let named = PoolFileName(name) ?? LeasedName(name)?.file
                 if let n = named {
                     if UInt64(f.pages.count) * fs.pageSize > n.bytes, !abandonedClaim {
@@ -267,11 +290,35 @@ final class World: @unchecked Sendable {
                 }
             }
         }
-        // Pages add up on every node: free + other users + every file's pages.
+        // Pages add up on every node: free + other users + every file's pages + pinned orphans.
+        let known0 = state.knownFiles(mount: 0)
         for n in Self.nodes {
             let inFiles = fs.files.values.reduce(0) { $0 + $1.pages.values.filter { $0.node == n }.count }
-            let sum = (fs.free[n] ?? 0) + (fs.others[n] ?? 0) + inFiles
+            let orphaned = fs.orphans.filter { $0.page.node == n }
+            let sum = (fs.free[n] ?? 0) + (fs.others[n] ?? 0) + inFiles + orphaned.count
             if sum != Self.pagesPerNode { v.append("node \(n): \(sum) pages accounted for, \(Self.pagesPerNode) reserved") }
+            // Pages a take-back left pinned are held outside the pool, never lost to its accounting;
+            // once the pinners let go, a monitor pass sees them back (unless other users cloud it).
+            let held = (state.nodes[key(n)]?.heldBytes ?? 0) / fs.pageSize
+            let pinnedByTakeBack = orphaned.filter(\.fromTakeBack).count
+            if held < UInt64(pinnedByTakeBack) { v.append("node \(n): \(pinnedByTakeBack) pages pinned after a take-back, \(held) counted held") }
+            if case .monitor = s.action, s.faultSeed == 0 {
+                let u = fs.usage(key(n), files: known0)
+                if held * fs.pageSize > u.inUse - min(u.inUse, u.inFiles) {
+                    v.append("node \(n): \(held) pages still counted held after a monitor pass, more than the node uses outside the pool")
+                }
+            }
+        }
+        // No pinner or holder ever reads another tenant's data: no page it can reach holds any.
+        for p in pins {
+            if let bad = fs.pinned(by: p.id).first(where: { $0.content != .zero && $0.content != .tenant(p.tenant) }) {
+                v.append("pin \(p.id) of T\(p.tenant) reads \(bad.content)'s data")
+            }
+        }
+        for h in holdings {
+            if let bad = fs.files[h.inode]?.pages.values.first(where: { $0.content != .zero && $0.content != .tenant(h.tenant) }) {
+                v.append("holder T\(h.tenant) of inode \(h.inode) reads \(bad.content)'s data")
+            }
         }
         // The state knows exactly the files in the directories (unless it abandoned some to recovery).
         let known = state.knownFiles(mount: 0)
@@ -309,8 +356,9 @@ func sequence(seed: UInt64, length: Int) -> [Step] {
         case 27..<33: a = .close(pick: r(8))
         case 33..<40: a = .write(pick: r(8))
         case 40..<43: a = .discard(pick: r(8), pages: 1 + r(3))
-        case 43..<47: a = .otherTake(node: node, pages: 1 + r(8))
-        case 47..<51: a = .otherReturn(node: node)
+        case 43..<46: a = .otherTake(node: node, pages: 1 + r(8))
+        case 46..<48: a = .otherReturn(node: node)
+        case 48..<49: a = [.pin(pick: r(8)), .unpin(pick: r(8)), .linkRace][r(3)]
         case 51..<55: a = .makeRoomAndTake(node: node, pages: 1 + r(10))
         case 55..<85: a = .work(node: node, steps: 1 + r(6))
         case 85..<97: a = .monitor
@@ -359,7 +407,7 @@ func shrink(_ steps: [Step]) -> [Step] {
 struct Simulation {
     static let length = 60
 
-    @Test("seeded sequences of claims, releases, holders, other users, fills, scrubs, faults and crashes break no invariant")
+    @Test("seeded sequences of claims, releases, holders, pins, link races, other users, fills, faults and crashes break no invariant")
     func sequences() {
         let env = ProcessInfo.processInfo.environment
         let seeds: [UInt64]

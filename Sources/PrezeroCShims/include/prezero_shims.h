@@ -20,6 +20,10 @@ int pz_flag_creat_excl(void);
 
 /// fallocate(2); mode 0 allocates, punch = 1 punches a hole (keeping the size).
 int pz_fallocate(int fd, int punch, int64_t offset, int64_t length);
+/// fcntl(F_SETLEASE): write = 1 takes a write lease (F_WRLCK), 0 drops it (F_UNLCK).
+int pz_setlease(int fd, int write);
+/// fcntl(F_GETLEASE): 1 while this descriptor holds a write lease, 0 otherwise, -1 on error.
+int pz_haswritelease(int fd);
 /// renameat2(2) with RENAME_NOREPLACE: a state change never overwrites a file.
 int pz_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 

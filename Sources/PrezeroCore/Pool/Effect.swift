@@ -30,12 +30,21 @@ public enum Effect: Hashable, Sendable, CustomStringConvertible {
     case link(FileRef, destination: String)
     /// Removes `destination` if, and only if, it is still a name of this file.
     case unlinkLink(FileRef, destination: String)
-    /// Writes zeroes over a range whose pages all exist.
-    case zero(FileRef, offset: UInt64, length: UInt64)
-    /// Reads the first `bytes` back; fails with EBADMSG unless they are zero.
-    case verify(FileRef, bytes: UInt64)
+    /// Fails with EMLINK unless the file's only name is this one: a file with a name
+    /// outside the pool never reaches a tenant.
+    case checkSole(FileRef)
+    /// Takes a released file back: a write lease on it proves that no other open file
+    /// description of it exists anywhere (descriptors, mappings, descriptors in flight,
+    /// io_uring files) or fails with EAGAIN; then its pages are punched out, with the
+    /// node's own fills paused so that the rise of its free pages shows what pins still
+    /// hold, and its name is removed. The inode is never seen again.
+    case takeBack(FileRef, node: Int)
     /// Remembers (or, with nil, forgets) where a lease's first link went, across restarts.
     case journal(lease: String, destination: String?)
+    /// Remembers (or, with nil, forgets) the pages a taken-back lease left pinned outside
+    /// the pool, across restarts: written at the file's whole size before the punch, so
+    /// that a crash never loses pinned pages from the count, and set to what stayed after.
+    case journalHeld(id: String, mount: Int, node: Int, bytes: UInt64?)
 
     public var description: String {
         switch self {
@@ -48,9 +57,10 @@ public enum Effect: Hashable, Sendable, CustomStringConvertible {
         case .unlink(let f): "unlink \(f)"
         case .link(let f, let d): "link \(f) -> \(d)"
         case .unlinkLink(let f, let d): "unlink \(d) if it is \(f)"
-        case .zero(let f, let o, let l): "zero \(f) [\(o), +\(l))"
-        case .verify(let f, let b): "verify \(f) first \(b)"
+        case .checkSole(let f): "check that \(f) has no other name"
+        case .takeBack(let f, let n): "take back \(f) (node \(n))"
         case .journal(let k, let d): d.map { "journal \(k) = \($0)" } ?? "journal forget \(k)"
+        case .journalHeld(let k, _, let n, let b): b.map { "journal \(k) holds \($0) bytes on node \(n)" } ?? "journal: \(k) holds nothing"
         }
     }
 }
@@ -67,8 +77,10 @@ public struct EffectError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let noSpace: Int32 = 28
     /// Something already has the name (EEXIST).
     public static let exists: Int32 = 17
-    /// A verify that did not read back as zero (EBADMSG).
-    public static let notZero: Int32 = 74
+    /// A take-back refused: another open file description of the file exists (EAGAIN).
+    public static let inUse: Int32 = 11
+    /// A file with more names than it should have (EMLINK).
+    public static let otherNames: Int32 = 31
     public var isNoSpace: Bool { errno == Self.noSpace }
     public var description: String { message }
 }
@@ -98,14 +110,27 @@ public struct FileInfo: Sendable, Equatable {
     public var rootOnly: Bool { uid == 0 && gid == 0 && permissions == 0o600 }
 }
 
-/// The inodes some process holds open or mapped on one mount. `complete` is false
-/// when some process could not be read: then nothing may be taken as free.
-public struct Holders: Sendable, Equatable {
-    public var inodes: Set<UInt64>
-    public var complete: Bool
-    public init(inodes: Set<UInt64>, complete: Bool) {
-        self.inodes = inodes
-        self.complete = complete
+/// What performing an effect observed, for the state to settle with.
+public enum Observed: Sendable, Equatable {
+    /// `link`: the inode now at the destination.
+    case linked(inode: UInt64)
+    /// `takeBack`: what the file held and what of it did not come back to the kernel.
+    case tookBack(TakeBack)
+}
+
+/// A released file taken back by `Effect.takeBack`.
+public struct TakeBack: Sendable, Equatable {
+    /// Bytes the file had pages for before the punch.
+    public var bytes: UInt64
+    /// Of those, bytes the node's free pages did not get back: pinned outside the pool.
+    public var held: UInt64
+    /// Links beyond its `leased/` name when it was taken, and where they were found.
+    public var extraLinks: UInt64
+    public var names: [String]
+    public init(bytes: UInt64, held: UInt64, extraLinks: UInt64 = 0, names: [String] = []) {
+        self.bytes = bytes
+        self.held = held
+        self.extraLinks = extraLinks
+        self.names = names
     }
-    public func isFree(_ inode: UInt64) -> Bool { complete && !inodes.contains(inode) }
 }

@@ -11,8 +11,7 @@ extension PoolState {
             seen[f.seq] = place
         }
         for (k, nb) in nodes {
-            let lists: [(String, [PoolFileName])] = [("clean", nb.clean), ("dirty", nb.dirty), ("scrubbing", nb.scrubbing),
-                                                     ("resume", nb.resume), ("filling", Array(nb.filling.keys))]
+            let lists: [(String, [PoolFileName])] = [("clean", nb.clean), ("resume", nb.resume), ("filling", Array(nb.filling.keys))]
             for (name, files) in lists {
                 for f in files {
                     see(f, "\(name) on \(k)")

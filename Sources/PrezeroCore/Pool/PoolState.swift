@@ -27,20 +27,24 @@ public struct NodeCounters: Sendable, Equatable {
 /// truth; this is their index plus counters, rebuilt from them at start-up.
 public struct NodeState: Sendable, Equatable {
     public var clean: [PoolFileName] = []
-    public var dirty: [PoolFileName] = []
     /// Files being filled, with bytes allocated so far.
     public var filling: [PoolFileName: UInt64] = [:]
-    public var scrubbing: [PoolFileName] = []
     /// Fills cut short by a crash, to finish first.
     public var resume: [PoolFileName] = []
+    /// Pages of released files that something outside the pool still pins, oldest first.
+    /// They are not the pool's: never counted toward its target, never reused.
+    public var held: [HeldPages] = []
     public var target: SizeSpec
     public var minFree: SizeSpec
     public var fileSize: UInt64
     /// Pages kept free after a make-room, until `holdUntil`.
     public var holdPages: UInt64 = 0
     public var holdUntil: Double = 0
-    /// No fill starts before then: after a fill that got no page, and while a claim settles.
+    /// No fill starts before then: while a claim settles (`refill_delay_ms`).
     public var fillBackoffUntil: Double = 0
+    /// Nor before then: after a fill that got no page. A file taken back clears it, since
+    /// its pages just came back to the kernel.
+    public var noPagesUntil: Double = 0
     public var stats: NodeStatus
 
     public init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {
@@ -51,9 +55,33 @@ public struct NodeState: Sendable, Equatable {
     }
 
     public var cleanBytes: UInt64 { clean.reduce(0) { $0 + $1.bytes } }
-    public var dirtyBytes: UInt64 { dirty.reduce(0) { $0 + $1.bytes } }
     public var fillingBytes: UInt64 { filling.values.reduce(0, +) }
-    public var scrubbingBytes: UInt64 { scrubbing.reduce(0) { $0 + $1.bytes } }
+    public var heldBytes: UInt64 { held.reduce(0) { $0 + $1.bytes } }
+}
+
+/// Pages a released lease left pinned outside the pool after its file was punched.
+public struct HeldPages: Sendable, Equatable {
+    /// One take-back's: `<leased name>@<inode>` (lease keys repeat, files do not).
+    public var id: String
+    public var lease: String
+    public var bytes: UInt64
+    public init(id: String, lease: String, bytes: UInt64) {
+        self.id = id
+        self.lease = lease
+        self.bytes = bytes
+    }
+}
+
+/// A lease whose file had names outside the pool when it was taken back.
+public struct OutsideNames: Sendable, Equatable {
+    public var lease: String
+    public var names: [String]
+    public var extraLinks: UInt64
+    public init(lease: String, names: [String], extraLinks: UInt64) {
+        self.lease = lease
+        self.names = names
+        self.extraLinks = extraLinks
+    }
 }
 
 /// One hand-over: the second link `leased/<key>~<file>` and where the first one went.
@@ -63,13 +91,14 @@ public struct Lease: Sendable, Equatable {
     public var file: PoolFileName
     public var dest: String?
     public var inode: UInt64
-    /// Still being set up by a claim: the reclaimer leaves it alone. Whether a lease
-    /// has ended is not kept here: it is derived from the file's link count.
+    /// Still being set up by a claim: the reclaimer leaves it alone.
     public var claiming: Bool
-    /// An ended lease whose file a process still holds is scanned for again no sooner
+    /// Released by a request: ended, whatever names the file still has. Otherwise a lease
+    /// ends when its destination no longer names its file (see `PoolState.leaseEnded`).
+    public var released = false
+    /// An ended lease whose file something still has open is asked for again no sooner
     /// than this (monotonic seconds), backing off while it stays held: a VM started by
-    /// `prezero launch` holds its file for its whole life, and each scan reads every
-    /// process's descriptors and maps.
+    /// `prezero launch` holds its file for its whole life.
     public var nextScan: Double = 0
     public var heldScans: Int = 0
 
@@ -83,6 +112,8 @@ public struct Lease: Sendable, Equatable {
     }
 
     public var leasedName: String { LeasedName(key: key, file: file).description }
+    /// What its pinned pages are journalled and counted under, if its take-back leaves any.
+    public var heldID: String { "\(leasedName)@\(inode)" }
     public var ref: FileRef { FileRef(mount, .leased, leasedName) }
 }
 
@@ -92,6 +123,8 @@ public struct MountState: Sendable, Equatable {
     public var nodes: [Int]
     public var learned: LearnedShapes
     public var quarantined = 0
+    /// The last files taken back with names outside the pool, newest last.
+    public var outsideNames: [OutsideNames] = []
 
     public init(pageSize: UInt64, nodes: [Int], learnedCapacity: Int) {
         self.pageSize = pageSize
@@ -159,9 +192,7 @@ public struct PoolState: Sendable, Equatable {
         var out: [FileRef] = []
         for (k, nb) in nodes where k.mount == mi {
             out += nb.clean.map { FileRef(mi, .clean, $0.description) }
-            out += nb.dirty.map { FileRef(mi, .dirty, $0.description) }
             out += nb.filling.keys.map { FileRef(mi, .filling, $0.description) }
-            out += nb.scrubbing.map { FileRef(mi, .scrubbing, $0.description) }
             out += nb.resume.map { FileRef(mi, .filling, $0.description) }
         }
         out += leases.values.filter { $0.mount == mi }.map(\.ref)

@@ -3,27 +3,17 @@ import PrezeroProtocol
 /// Work a node worker picks up.
 public enum Job: Sendable, Equatable {
     case fill(PoolFileName, resume: Bool)
-    case scrub(PoolFileName)
     case stop
-}
-
-/// What the reclaimer does with one lease it looked at.
-public enum ReclaimDecision: Sendable, Equatable {
-    /// The destination name is still there: the lease is live.
-    case live
-    /// Released, but some process still holds the file: look again later.
-    case held
-    /// Released and held by no one: the file becomes dirty.
-    case reclaim(PoolOp)
 }
 
 /// The pool's transitions. Each decides from the state and the observations it is
 /// given (counters, listings, holders, the clock), changes the state, and returns
 /// the `PoolOp` whose effects the caller performs.
 extension PoolState {
-    // MARK: jobs (fill and scrub)
+    // MARK: jobs
 
-    /// The next job of a node's worker: finish cut-short fills, then scrub, then fill toward the target.
+    /// The next job of a node's worker: finish cut-short fills, then fill toward the target.
+    /// A released lease's file is never refilled or reused: the pool fills a new one.
     public mutating func nextJob(_ k: NodeKey, counters c: NodeCounters, now: Double) -> Job? {
         if stopping { return .stop }
         guard var nb = nodes[k] else { return .stop }
@@ -33,12 +23,7 @@ extension PoolState {
             nb.filling[f] = 0
             return .fill(f, resume: true)
         }
-        if !nb.dirty.isEmpty {
-            let f = nb.dirty.removeFirst()
-            nb.scrubbing.append(f)
-            return .scrub(f)
-        }
-        guard now >= nb.fillBackoffUntil else { return nil }
+        guard now >= nb.fillBackoffUntil, now >= nb.noPagesUntil else { return nil }
         let ps = pageSize(k)
         guard let size = FillPlanner.next(
             target: target(k, totalBytes: c.total), held: nb.cleanBytes + nb.fillingBytes,
@@ -63,7 +48,7 @@ extension PoolState {
 
     /// A fill that got no page at all waits a second before the next try.
     public mutating func fillBackOff(_ k: NodeKey, now: Double) {
-        nodes[k]?.fillBackoffUntil = now + 1
+        nodes[k]?.noPagesUntil = now + 1
     }
 
     // MARK: claim
@@ -117,15 +102,17 @@ extension PoolState {
         leases.values.filter { !$0.claiming && $0.nextScan <= now }.sorted { $0.key < $1.key }
     }
 
-    /// A lease whose file has only its `leased/` link left (its destination name is gone)
-    /// becomes dirty once no process holds it.
-    public func reclaimDecision(_ l: Lease, file: FileInfo, holders: Holders) -> ReclaimDecision {
-        guard file.links == 1 else { return .live }
-        guard holders.isFree(file.inode) else { return .held }
-        return .reclaim(.reclaim(l, size: file.size))
+    /// Has a lease ended? Released by a request; or its file has only its `leased/` name
+    /// left; or its destination no longer names its file (`destination`: the inode found
+    /// there, nil when nothing is). A name the tenant made elsewhere keeps no lease alive:
+    /// the file is taken back all the same, and the name reported.
+    public func leaseEnded(_ l: Lease, file: FileInfo, destination: UInt64?) -> Bool {
+        if l.released || file.links <= 1 { return true }
+        guard l.dest != nil else { return false }  // nowhere known to look: live while it has names
+        return destination != file.inode
     }
 
-    /// A released lease still held: scanned for again later, backing off while it stays held.
+    /// An ended lease still held open: asked for again later, backing off while it stays held.
     public mutating func leaseHeld(_ key: String, now: Double) {
         guard var l = leases[key] else { return }
         l.nextScan = now + min(Double(config.reclaimIntervalMs) / 1000 * Double(1 << min(l.heldScans, 10)), 10)
@@ -141,22 +128,17 @@ extension PoolState {
     // MARK: give-back, make-room, trim
 
     /// Takes files worth `bytes` out of the state on one node, for giving back to the kernel:
-    /// dirty files first (of no use until scrubbed), then fills cut short by a crash (they
-    /// wait for their worker), then clean ones, smallest first.
+    /// fills cut short by a crash first (they wait for their worker), then clean ones,
+    /// smallest first.
     public mutating func beginGiveBack(_ k: NodeKey, bytes: UInt64) -> [PoolOp] {
         guard var nb = nodes[k] else { return [] }
         defer { nodes[k] = nb }
         let ps = pageSize(k)
-        var need = ByteSize.roundUp(bytes, to: ps)
+        let need = ByteSize.roundUp(bytes, to: ps)
         var ops: [PoolOp] = []
-        while need > 0, !nb.dirty.isEmpty {
-            let f = nb.dirty.removeLast()
-            ops.append(.giveBackWhole(k, .dirty, f))
-            need -= min(need, f.bytes)
-        }
         // How much of its size a cut-short fill got is not known here: none is counted.
         while need > 0, !nb.resume.isEmpty {
-            ops.append(.giveBackWhole(k, .filling, nb.resume.removeLast()))
+            ops.append(.giveBackResume(k, nb.resume.removeLast()))
         }
         let steps = YieldPlanner.plan(needBytes: need, clean: nb.clean, pageSize: ps)
         let taken = Set(steps.map(\.file))
@@ -170,10 +152,10 @@ extension PoolState {
         return c.free < keep ? keep - c.free : 0
     }
 
-    /// Bytes over the target (a lowered target, a drain, or a scrubbed file coming back).
+    /// Bytes over the target (a lowered target, or a drain).
     public func excess(_ k: NodeKey, totalBytes: UInt64) -> UInt64 {
         guard let nb = nodes[k] else { return 0 }
-        let held = nb.cleanBytes + nb.dirtyBytes
+        let held = nb.cleanBytes
         let t = target(k, totalBytes: totalBytes)
         return held > t ? held - t : 0
     }
@@ -222,6 +204,37 @@ extension PoolState {
         return (want - min(want, free), keys)
     }
 
+    /// Pages pinned outside the pool come back to the kernel when their pinner lets go,
+    /// unseen: no file is left to look at. What the node uses outside the pool's own files
+    /// (`outsideUse`: its pages in use less the pages of every pool file on it) bounds what
+    /// can still be pinned; held entries beyond it are over, oldest first. While other
+    /// programs use huge pages on the node, the bound is theirs too, so held pages may be
+    /// reported a while after they came back: never the other way round.
+    /// Returns the bytes seen back.
+    /// Returns the entries that changed (nil bytes: gone), for the journal.
+    public mutating func settleHeld(_ k: NodeKey, outsideUse: UInt64) -> [(held: HeldPages, bytes: UInt64?)] {
+        guard var nb = nodes[k], nb.heldBytes > outsideUse else { return [] }
+        var back = nb.heldBytes - outsideUse
+        var changed: [(held: HeldPages, bytes: UInt64?)] = []
+        while back > 0, !nb.held.isEmpty {
+            let take = min(back, nb.held[0].bytes)
+            nb.held[0].bytes -= take
+            back -= take
+            changed.append((nb.held[0], nb.held[0].bytes == 0 ? nil : nb.held[0].bytes))
+            if nb.held[0].bytes == 0 { nb.held.removeFirst() }
+        }
+        nodes[k] = nb
+        return changed
+    }
+
+    /// Held pages journalled before a restart (see `Effect.journalHeld`), by `Lease.heldID`.
+    public mutating func restoreHeld(_ k: NodeKey, id: String, bytes: UInt64) {
+        guard bytes > 0, nodes[k] != nil else { return }
+        let lease = id.split(separator: "~").first.map(String.init) ?? id
+        nodes[k]?.held.removeAll { $0.id == id }
+        nodes[k]?.held.append(HeldPages(id: id, lease: lease, bytes: bytes))
+    }
+
     /// Fill sets targets; drain sets them to 0 (and the caller gives everything back).
     public mutating func setTargets(_ keys: [NodeKey], drain: Bool, target: SizeSpec?) {
         for k in keys {
@@ -255,9 +268,8 @@ extension PoolState {
                 if let q = unknownNode(state, name) { return q }
                 guard let f = PoolFileName(name) else { return .countQuarantined }
                 return .adopt(state, f)
-            case .move(let from, let name, let to, let newName):
-                if let q = unknownNode(from, newName) { return q }
-                return .move(from: from, name: name, to: to, newName: newName)
+            case .giveBack(let state, let name):
+                return .giveBack(state, name: name)
             case .resumeFill(let name):
                 if let q = unknownNode(.filling, name) { return q }
                 guard let f = PoolFileName(name) else { return .countQuarantined }
@@ -267,6 +279,13 @@ extension PoolState {
             }
         }
         return Recovery.plan(listing).map { .recover(mount: mi, step($0)) }
+    }
+
+    /// Sets a clean file aside for good (it has a name outside the pool): out of clean/ in
+    /// the state, and the op that moves it to quarantine/.
+    public mutating func quarantineClean(_ k: NodeKey, _ f: PoolFileName, reason: String) -> PoolOp {
+        nodes[k]?.clean.removeAll { $0 == f }
+        return .recover(mount: k.mount, .quarantine(.clean, name: f.description, as: quarantineName(.clean, f.description), reason: reason))
     }
 
     /// A unique, safe name under quarantine/; the only way out of quarantine is an operator.
@@ -281,20 +300,31 @@ extension PoolState {
     // MARK: settling an operation
 
     /// Every effect of `op` succeeded.
-    public mutating func commit(_ op: PoolOp, inode: UInt64?, now: Double) {
+    public mutating func commit(_ op: PoolOp, observed: Observed?, now: Double) {
         switch op {
         case .claim(let t):
             let k = NodeKey(mount: t.mount, node: t.node)
             leases[t.key]?.claiming = false
-            leases[t.key]?.inode = inode ?? 0
+            if case .linked(let inode)? = observed { leases[t.key]?.inode = inode }
             nodes[k]?.stats.outcomes[t.outcome, default: 0] += 1
             settleRefill(k, now: now)
         case .release(let l):
-            // Asked now: scan for its holders now, whatever the back-off said.
+            // Ended now: taken back as soon as no one has it open, whatever the back-off said.
+            leases[l.key]?.released = true
             leases[l.key]?.nextScan = 0
-        case .reclaim(let l, let size):
+        case .recycle(let l):
             leaseVanished(l)
-            nodes[NodeKey(mount: l.mount, node: l.file.node)]?.dirty.append(l.file.resized(min(size, l.file.bytes)))
+            guard case .tookBack(let tb)? = observed else { break }
+            let k = NodeKey(mount: l.mount, node: l.file.node)
+            nodes[k]?.noPagesUntil = 0
+            nodes[k]?.held.removeAll { $0.id == l.heldID }
+            if tb.held > 0 { nodes[k]?.held.append(HeldPages(id: l.heldID, lease: l.key, bytes: tb.held)) }
+            nodes[k]?.stats.recycledBytes += tb.bytes - min(tb.bytes, tb.held)
+            nodes[k]?.stats.recycledFiles += 1
+            if tb.extraLinks > 0 {
+                mounts[l.mount].outsideNames.append(OutsideNames(lease: l.key, names: tb.names, extraLinks: tb.extraLinks))
+                mounts[l.mount].outsideNames = Array(mounts[l.mount].outsideNames.suffix(16))
+            }
         case .fillEnd(let k, let f, let done, let fresh, let secs):
             nodes[k]?.filling[f] = nil
             if done > 0 { nodes[k]?.clean.append(f.resized(done)) }
@@ -302,19 +332,8 @@ extension PoolState {
             if fresh > 0, secs > 0 { nodes[k]?.stats.fillRate = Double(fresh) / secs }
         case .discard(let k, let ref):
             forgetInFlight(k, ref)
-        case .scrubTake:
+        case .giveBackResume:
             break
-        case .scrubStop(let k, let f, let done, let kernel):
-            nodes[k]?.scrubbing.removeAll { $0 == f }
-            let back = kernel ? f.resized(done) : f
-            if back.bytes > 0 { nodes[k]?.dirty.append(back) }
-        case .scrubEnd(let k, let f, _, let done, let secs):
-            nodes[k]?.scrubbing.removeAll { $0 == f }
-            if done > 0 { nodes[k]?.clean.append(f.resized(done)) }
-            nodes[k]?.stats.scrubbedBytes += done
-            if done > 0, secs > 0 { nodes[k]?.stats.scrubRate = Double(done) / secs }
-        case .giveBackWhole(let k, let s, let f):
-            if s == .dirty { nodes[k]?.stats.yieldedBytes += f.bytes }
         case .giveBackClean(let k, let f, let keep):
             if keep > 0 { nodes[k]?.clean.append(f.resized(keep)) }
             nodes[k]?.stats.yieldedBytes += f.bytes - keep
@@ -324,8 +343,8 @@ extension PoolState {
                 adopt(state, f, mount: mi)
             case .adoptLease(let l):
                 leases[l.key] = l
-            case .move(_, _, let to, let newName):
-                if let f = PoolFileName(newName) { adopt(to, f, mount: mi) }
+            case .giveBack:
+                break
             case .quarantine, .countQuarantined:
                 mounts[mi].quarantined += 1
             }
@@ -336,45 +355,40 @@ extension PoolState {
         let k = NodeKey(mount: mi, node: f.node)
         switch state {
         case .clean: nodes[k]?.clean.append(f)
-        case .dirty: nodes[k]?.dirty.append(f)
         case .filling: nodes[k]?.resume.append(f)
-        case .leased, .scrubbing, .quarantine: break
+        case .leased, .quarantine: break
         }
     }
 
     mutating func forgetInFlight(_ k: NodeKey, _ ref: FileRef) {
         guard let f = PoolFileName(ref.name) else { return }
         nodes[k]?.filling[f] = nil
-        nodes[k]?.scrubbing.removeAll { $0 == f }
     }
 
     /// Effect `failed` of `op` failed and its compensation succeeded.
     public mutating func compensated(_ op: PoolOp, failedAt failed: Int) {
         switch op {
         case .claim(let t):
-            let cut = t.outcome == .truncated && failed > 1
             leases[t.key] = nil
-            nodes[NodeKey(mount: t.mount, node: t.node)]?.clean.append(cut ? t.handedOut : t.picked)
+            nodes[NodeKey(mount: t.mount, node: t.node)]?.clean.append(t.returned(failedAt: failed))
         case .fillEnd(let k, let f, _, _, _):
             nodes[k]?.filling[f] = nil
         case .discard(let k, let ref):
             // The file stays where it was, unknown to the state until a restart's recovery.
             forgetInFlight(k, ref)
             abandoned += 1
-        case .scrubTake(let k, let f):
-            nodes[k]?.scrubbing.removeAll { $0 == f }
-            nodes[k]?.dirty.append(f)
-        case .scrubStop(let k, let f, _, _), .scrubEnd(let k, let f, _, _, _):
-            nodes[k]?.scrubbing.removeAll { $0 == f }
-        case .giveBackWhole(let k, let s, let f):
-            if s == .dirty { nodes[k]?.dirty.append(f) } else { nodes[k]?.resume.append(f) }
+        case .giveBackResume(let k, let f):
+            nodes[k]?.resume.append(f)
         case .giveBackClean(let k, let f, _):
             // Cut but not renamed: its name no longer says its size; recovery settles it.
             if failed == 0 { nodes[k]?.clean.append(f) } else { abandoned += 1 }
         case .recover(_, let step):
             // The file stays as it was found, unknown to the state until the next start.
-            if case .move = step { abandoned += 1 } else if case .quarantine = step { abandoned += 1 }
-        case .release, .reclaim:
+            switch step {
+            case .giveBack, .quarantine: abandoned += 1
+            case .adopt, .adoptLease, .countQuarantined: break
+            }
+        case .release, .recycle:
             break  // nothing changed in the state; a later pass tries again
         }
     }
@@ -385,12 +399,11 @@ extension PoolState {
         abandoned += 1
         switch op {
         case .claim(let t):
-            // Treated as any released lease: scrubbed before reuse.
+            // Treated as any released lease: taken back, never reused.
             leases[t.key]?.claiming = false
+            leases[t.key]?.released = true
         case .fillEnd(let k, let f, _, _, _):
             nodes[k]?.filling[f] = nil
-        case .scrubStop(let k, let f, _, _), .scrubEnd(let k, let f, _, _, _):
-            nodes[k]?.scrubbing.removeAll { $0 == f }
         default:
             compensated(op, failedAt: 0)
         }
