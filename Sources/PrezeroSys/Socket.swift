@@ -14,16 +14,36 @@ public final class UnixConnection: Sendable {
 
     init(_ fd: Descriptor) { self.fd = fd }
 
-    /// Connects to a listening socket. The corresponding C function is `connect`.
-    public init(connectingTo path: String) throws(SysError) {
+    /// Connects to a listening socket, giving up at `deadline` (monotonic seconds) with
+    /// ETIMEDOUT. An AF_UNIX connect never returns EINPROGRESS: a blocking one waits for
+    /// room in a full listen queue for up to SO_SNDTIMEO (for ever when unset), and a
+    /// non-blocking one fails at once with EAGAIN. So the time left is set as both
+    /// timeouts before each try, and EAGAIN is tried again until the deadline. The
+    /// timeouts stay set: reads and writes are bounded as well.
+    /// The corresponding C function is `connect`.
+    public init(connectingTo path: String, deadline: Double) throws(SysError) {
         let raw = try check("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         fd = Descriptor(raw, label: path)
-        var addr = try unixAddress(path)
-        try check("connect", path) {
-            withUnsafePointer(to: &addr) {
+        var addr = try unixAddress(path, for: "connect")
+        while true {
+            let left = deadline - monotonicSeconds()
+            guard left > 0 else { throw SysError("connect", "\(path) (its listen queue stayed full)", errno: ETIMEDOUT) }
+            try setTimeout(seconds: left)
+            let r = withUnsafePointer(to: &addr) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
+            if r == 0 { return }
+            let e = errno
+            guard e == EAGAIN || e == EINTR else { throw SysError("connect", path, errno: e) }
+            // The kernel waits out the timeout itself; an early EAGAIN (the timeout rounded
+            // to a clock tick) must not spin.
+            if e == EAGAIN { sleepSeconds(min(0.001, max(deadline - monotonicSeconds(), 0))) }
         }
+    }
+
+    /// Connects with no deadline (kept until every caller has one).
+    public convenience init(connectingTo path: String) throws(SysError) {
+        try self.init(connectingTo: path, deadline: .infinity)
     }
 
     /// SO_PEERCRED: who is on the other end, as the kernel saw it at connect time.
@@ -35,9 +55,11 @@ public final class UnixConnection: Sendable {
         return PeerCredentials(pid: pid, uid: uid, gid: gid)
     }
 
-    /// Bounds how long a read or a write may block.
+    /// Bounds how long a read, a write or a connect may block; at least 1 ms, since a
+    /// timeout of 0 means for ever.
     public func setTimeout(seconds: Double) throws(SysError) {
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        let s = min(max(seconds, 0.001), 1e9)
+        var tv = timeval(tv_sec: Int(s), tv_usec: Int((s - Double(Int(s))) * 1e6))
         for opt in [SO_RCVTIMEO, SO_SNDTIMEO] {
             try check("setsockopt", fd.label) { setsockopt(fd.raw, SOL_SOCKET, opt, &tv, socklen_t(MemoryLayout<timeval>.size)) }
         }
@@ -83,26 +105,60 @@ public final class UnixConnection: Sendable {
         }
     }
 
-    /// Reads until the peer closes or `max` bytes arrived.
-    public func readAll(max: Int) throws(SysError) -> [UInt8] {
+    /// Reads until the peer closes or `max` bytes arrived. With a `deadline` (monotonic
+    /// seconds) all of it must come by then, however the peer spaces its bytes; ETIMEDOUT
+    /// when it does not.
+    public func readAll(max: Int, deadline: Double? = nil) throws(SysError) -> [UInt8] {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
         while out.count < max {
-            let n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
+            try bound(by: deadline, "read")
+            let n: Int
+            do {
+                n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
+            } catch where deadline != nil && (error.errno == EAGAIN || error.errno == EWOULDBLOCK) {
+                throw SysError("read", fd.label, errno: ETIMEDOUT)
+            }
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
         return out
     }
 
-    public func writeAll(_ bytes: [UInt8]) throws(SysError) {
+    /// Writes every byte; with a `deadline`, by then (ETIMEDOUT when not).
+    public func writeAll(_ bytes: [UInt8], deadline: Double? = nil) throws(SysError) {
         var off = 0
         while off < bytes.count {
-            let n = try check("write", fd.label) {
-                bytes.withUnsafeBytes { send(fd.raw, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+            try bound(by: deadline, "write")
+            let n: Int
+            do {
+                n = try check("write", fd.label) {
+                    bytes.withUnsafeBytes { send(fd.raw, $0.baseAddress! + off, $0.count - off, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch where deadline != nil && (error.errno == EAGAIN || error.errno == EWOULDBLOCK) {
+                throw SysError("write", fd.label, errno: ETIMEDOUT)
             }
             off += n
         }
+    }
+
+    /// Sets the timeouts to the time left before `deadline`; ETIMEDOUT once it has passed.
+    private func bound(by deadline: Double?, _ call: String) throws(SysError) {
+        guard let deadline else { return }
+        let left = deadline - monotonicSeconds()
+        guard left > 0 else { throw SysError(call, fd.label, errno: ETIMEDOUT) }
+        try setTimeout(seconds: left)
+    }
+
+    /// One request, one answer, as prezero-hook and the CLI ask prezerod: connects,
+    /// sends `request`, ends the sending side and reads until the peer closes, all by
+    /// `deadline` (monotonic seconds). ETIMEDOUT when it passes, from the `connect`
+    /// (the listen queue is full: the listener is stopped or hung), the `write` or the `read`.
+    public static func exchange(path: String, _ request: [UInt8], maxAnswer: Int, deadline: Double) throws(SysError) -> [UInt8] {
+        let conn = try UnixConnection(connectingTo: path, deadline: deadline)
+        try conn.writeAll(request, deadline: deadline)
+        conn.shutdownWrite()
+        return try conn.readAll(max: maxAnswer, deadline: deadline)
     }
 
     /// Ends our side of the stream so the peer sees end of file.
@@ -129,13 +185,21 @@ public final class UnixListener: Sendable {
         var st = stat()
         if lstat(path, &st) == 0 {
             guard st.st_mode & S_IFMT == S_IFSOCK else { throw SysError("bind", "\(path) (exists and is not a socket)", errno: EEXIST) }
-            if let probe = try? UnixConnection(connectingTo: path) {
-                _ = probe
-                throw SysError("bind", "\(path) (another prezerod is listening)", errno: EADDRINUSE)
+            // Bounded: a listener that is stopped or hung, with its queue full, is still there.
+            var refused: SysError?
+            do throws(SysError) {
+                _ = try UnixConnection(connectingTo: path, deadline: monotonicSeconds() + 1)
+            } catch {
+                refused = error
+            }
+            switch refused?.errno {
+            case nil: throw SysError("bind", "\(path) (another prezerod is listening)", errno: EADDRINUSE)
+            case ETIMEDOUT: throw SysError("bind", "\(path) (another prezerod is listening but not accepting: stopped or hung?)", errno: EADDRINUSE)
+            default: break
             }
             unlink(path)
         }
-        var addr = try unixAddress(path)
+        var addr = try unixAddress(path, for: "bind")
         // Bind under a tight umask so the socket is never reachable with looser permissions.
         let old = umask(0o177)
         defer { umask(old) }
@@ -161,11 +225,13 @@ public final class UnixListener: Sendable {
     }
 }
 
-func unixAddress(_ path: String) throws(SysError) -> sockaddr_un {
+func unixAddress(_ path: String, for call: String) throws(SysError) -> sockaddr_un {
     var addr = sockaddr_un()
     addr.sun_family = sa_family_t(AF_UNIX)
     let bytes = Array(path.utf8)
-    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SysError("bind", path, errno: ENAMETOOLONG) }
+    // A NUL would cut the path short: the socket bound or reached would be another one.
+    guard !bytes.contains(0) else { throw SysError(call, path, errno: EINVAL) }
+    guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw SysError(call, path, errno: ENAMETOOLONG) }
     withUnsafeMutableBytes(of: &addr.sun_path) { raw in
         raw.copyBytes(from: bytes)
         raw[bytes.count] = 0
