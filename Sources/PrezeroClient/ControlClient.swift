@@ -21,7 +21,7 @@ public struct ControlClient: Sendable {
         let line = Wire.encode(request)
         let end = monotonicSeconds() + timeout
         for attempt in 0... {
-            let res = try exchange(line)
+            let res = try exchange(line, deadline: end)
             guard case .error(let e) = res else { return res }
             let pause = ControlProtocol.retryPause(attempt)
             guard e.code == .tooManyConnections, monotonicSeconds() + pause < end else { throw e }
@@ -68,32 +68,36 @@ public struct ControlClient: Sendable {
         try ask(.makeRoom(m)) { if case .makeRoom(let r) = $0 { r } else { nil } }
     }
 
-    /// Sends raw bytes (already a line) and decodes whatever comes back.
+    /// Sends raw bytes (already a line) and decodes whatever comes back, within `timeout`.
     public func exchange(_ bytes: [UInt8]) throws(ControlError) -> Response {
-        let conn: UnixConnection
+        try exchange(bytes, deadline: monotonicSeconds() + timeout)
+    }
+
+    /// The same by `deadline` (monotonic seconds), the connect included: it blocks while
+    /// prezerod's listen queue is full (prezerod stopped or hung).
+    public func exchange(_ bytes: [UInt8], deadline: Double) throws(ControlError) -> Response {
+        let reply: [UInt8]
         do {
-            conn = try UnixConnection(connectingTo: socket)
-            try conn.setTimeout(seconds: timeout)
+            reply = try UnixConnection.exchange(path: socket, bytes, maxAnswer: 16 << 20, deadline: deadline)
         } catch {
-            throw ControlClient.describe(error, socket: socket)
+            throw ControlClient.describe(error, socket: socket, timeout: timeout)
         }
+        guard !reply.isEmpty else { throw ControlError(.system, "prezerod closed the connection without an answer") }
         do {
-            try conn.writeAll(bytes)
-            conn.shutdownWrite()
-            let reply = try conn.readAll(max: 16 << 20)
-            guard !reply.isEmpty else { throw ControlError(.system, "prezerod closed the connection without an answer") }
             return try Wire.decode(Response.self, reply)
-        } catch let e as ControlError {
-            throw e
-        } catch let e as SysError {
-            throw ControlError(.system, e.errno == EAGAIN ? "prezerod did not answer within \(Int(timeout)) s" : "\(e)")
         } catch {
             throw ControlError(.system, "unreadable answer from prezerod: \(Wire.describe(error))")
         }
     }
 
-    static func describe(_ e: SysError, socket: String) -> ControlError {
+    static func describe(_ e: SysError, socket: String, timeout: Double) -> ControlError {
+        let within = timeout == timeout.rounded() && timeout < 1e15 ? "\(Int(timeout)) s" : "\(timeout) s"
+        guard e.call == "connect" else {
+            return ControlError(.system, e.errno == ETIMEDOUT ? "prezerod did not answer within \(within); see its log, or raise --timeout" : "\(e)")
+        }
         switch e.errno {
+        case ETIMEDOUT:
+            return ControlError(.unreachable, "prezerod did not accept the connection within \(within): its listen queue at \(socket) is full (is it stopped or hung?); see its log, or raise --timeout")
         case ENOENT:
             return ControlError(.unreachable, "prezerod is not running: no socket at \(socket); start it with: prezerod (or pass --socket)")
         case EACCES, EPERM:

@@ -49,7 +49,7 @@ public enum QMP {
                                              timeout: Double = 5) throws(Failure) -> T {
         let r: Reply<T>
         do throws(SysError) {
-            let c = try UnixConnection(connectingTo: socket)
+            let c = try UnixConnection(connectingTo: socket, deadline: monotonicSeconds() + timeout)
             try c.setTimeout(seconds: timeout)
             _ = try reply(c, Empty.self)  // the greeting
             try c.writeAll(Array("{\"execute\":\"qmp_capabilities\"}\n".utf8))

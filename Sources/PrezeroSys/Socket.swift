@@ -41,11 +41,6 @@ public final class UnixConnection: Sendable {
         }
     }
 
-    /// Connects with no deadline (kept until every caller has one).
-    public convenience init(connectingTo path: String) throws(SysError) {
-        try self.init(connectingTo: path, deadline: .infinity)
-    }
-
     /// SO_PEERCRED: who is on the other end, as the kernel saw it at connect time.
     public func peer() throws(SysError) -> PeerCredentials {
         var pid: Int32 = 0

@@ -40,20 +40,18 @@ func fallback(_ why: String) -> Never {
 }
 
 /// One exchange with prezerod, asked again while it answers `too_many_connections`
-/// (nothing was done) and `timeout_ms` is not over.
+/// (nothing was done), all within `timeout_ms` from the start: the connect too, which
+/// blocks while prezerod's listen queue is full (prezerod stopped or hung).
 func ask() -> [UInt8] {
     let end = monotonicSeconds() + Double(config.timeoutMs) / 1000
     for attempt in 0... {
         let answer: [UInt8]
         do {
-            let conn = try UnixConnection(connectingTo: config.socket)
-            try conn.setTimeout(seconds: max(end - monotonicSeconds(), 0.001))
-            try conn.writeAll(Wire.encode(request))
-            conn.shutdownWrite()
-            answer = try conn.readAll(max: 1 << 20)
+            answer = try UnixConnection.exchange(path: config.socket, Wire.encode(request), maxAnswer: 1 << 20, deadline: end)
         } catch {
-            let why = error.errno == EAGAIN || error.errno == EWOULDBLOCK ? "prezerod did not answer within \(config.timeoutMs) ms" : "cannot reach prezerod: \(error)"
-            fallback(why)
+            fallback(error.errno != ETIMEDOUT ? "cannot reach prezerod: \(error)"
+                : error.call == "connect" ? "prezerod did not accept the connection within \(config.timeoutMs) ms (its listen queue at \(config.socket) is full: is it stopped or hung?)"
+                : "prezerod did not answer within \(config.timeoutMs) ms")
         }
         let pause = ControlProtocol.retryPause(attempt)
         guard ControlProtocol.isTooManyConnections(answer), monotonicSeconds() + pause < end else { return answer }

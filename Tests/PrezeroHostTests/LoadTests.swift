@@ -59,7 +59,7 @@ extension PoolTests {
         for _ in 0..<(abuse ? 64 : 0) {
             spawn(group) {
                 while !c.stopped {
-                    guard let conn = try? UnixConnection(connectingTo: socket) else { sleepSeconds(0.05); continue }
+                    guard let conn = try? UnixConnection(connectingTo: socket, deadline: monotonicSeconds() + 1) else { sleepSeconds(0.05); continue }
                     try? conn.setTimeout(seconds: 1)
                     while !c.stopped {
                         guard let r = try? conn.readLine(max: 1 << 16) else { continue }   // a timeout: still idle
@@ -77,7 +77,7 @@ extension PoolTests {
                 var n = 0
                 while !c.stopped {
                     n += 1
-                    guard let conn = try? UnixConnection(connectingTo: socket) else { continue }
+                    guard let conn = try? UnixConnection(connectingTo: socket, deadline: monotonicSeconds() + 1) else { continue }
                     try? conn.setTimeout(seconds: 1)
                     var answer: [UInt8]?
                     for b in claimLine("slow-\(i)-\(n)") where !c.stopped {
@@ -96,7 +96,7 @@ extension PoolTests {
                 var n = 0
                 while !c.stopped {
                     n += 1
-                    guard let conn = try? UnixConnection(connectingTo: socket) else { continue }
+                    guard let conn = try? UnixConnection(connectingTo: socket, deadline: monotonicSeconds() + 1) else { continue }
                     let line = claimLine("aborted-\(i)-\(n)")
                     _ = try? conn.writeAll(Array(line[0..<(line.count / 2)]))
                     c.counts.withLock { $0.aborted += 1 }
