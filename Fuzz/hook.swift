@@ -8,6 +8,7 @@ import PrezeroProtocol
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let parts = inputParts(data, size, 3)
     let settings = HookSettings(parsing: parts[0])
+    for p in settings.problems { checkMessage(p, from: "HookSettings") }
     guard (1...600_000).contains(settings.timeoutMs), !settings.socket.isEmpty else {
         fatalError("hook.conf gave settings the hook cannot use: \(settings)")
     }

@@ -9,22 +9,52 @@ public struct HookSettings: Sendable, Equatable {
     /// Refuse to start a domain whose hand-over failed (exit 1 at start begin).
     public var failClosed = false
 
+    /// What hook.conf may set.
+    public static let keys = ["socket", "timeout_ms", "fail_closed"]
+    /// What was wrong in hook.conf, one line each (an unknown key, a value that does not
+    /// read, a line that is not `key = value`), for the hook to log as errors.
+    public var problems: [String] = []
+
     public init() {}
 
     /// `key = value` lines; `#` starts a comment line. Unknown keys and unreadable
     /// values keep the default: a broken hook.conf must not stop a domain from starting.
+    /// Each is reported in `problems`.
     public init(parsing text: String) {
-        for raw in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            let kv = raw.split(separator: "=", maxSplits: 1).map { trimmed(String($0)) }
-            guard kv.count == 2, !kv[0].hasPrefix("#") else { continue }
-            switch kv[0] {
-            case "socket" where !kv[1].isEmpty: socket = kv[1]
-            case "timeout_ms": timeoutMs = Int(kv[1]).map { min(max($0, 1), 600_000) } ?? timeoutMs
-            case "fail_closed": failClosed = ["true", "yes", "1"].contains(kv[1])
-            default: break
+        for (i, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            let line = trimmed(String(raw))
+            guard !line.isEmpty, !line.hasPrefix("#") else { continue }
+            func problem(_ s: String) { problems.append("line \(i + 1): \(s)") }
+            let kv = line.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { trimmed(String($0)) }
+            guard kv.count == 2 else {
+                problem("'\(printable(line))' is not key = value; it is ignored (known keys: \(Self.keys.joined(separator: ", ")))")
+                continue
+            }
+            let (key, value) = (kv[0], kv[1])
+            switch key {
+            case "socket":
+                if value.isEmpty { problem("socket is empty; the default \(socket) applies") } else { socket = value }
+            case "timeout_ms":
+                if let ms = Int(value) {
+                    timeoutMs = min(max(ms, 1), 600_000)
+                    if timeoutMs != ms { problem("timeout_ms = \(ms) is outside 1...600000; \(timeoutMs) applies") }
+                } else { problem("timeout_ms = '\(printable(value))' is not a whole number of milliseconds; the default \(timeoutMs) applies") }
+            case "fail_closed":
+                if ["true", "yes", "1"].contains(value) { failClosed = true }
+                else if ["false", "no", "0"].contains(value) { failClosed = false }
+                else { problem("fail_closed = '\(printable(value))' is not true or false; the default \(failClosed) applies") }
+            default:
+                problem("unknown key '\(printable(key))' (known keys: \(Self.keys.joined(separator: ", "))); it is ignored and the defaults apply")
             }
         }
     }
+}
+
+/// `text` with every control or line-breaking character as `?`, so that it fits in one log line.
+func printable(_ text: String) -> String {
+    String(String.UnicodeScalarView(text.unicodeScalars.map { c in
+        [.control, .lineSeparator, .paragraphSeparator].contains(c.properties.generalCategory) ? "?" : c
+    }))
 }
 
 public enum HookCall {

@@ -26,7 +26,10 @@ if args.first == "--help" || args.first == "-h" {
 
 // Only the calls in HookCall.forwarded matter; anything else returns at once.
 guard args.count >= 3, HookCall.forwarded.contains([args[1], args[2]]) else { exit(0) }
-let config = HookSettings(parsing: Files.readText(Environment.value("PREZERO_HOOK_CONF") ?? HookSettings.defaultPath) ?? "")
+let configPath = Environment.value("PREZERO_HOOK_CONF") ?? HookSettings.defaultPath
+let config = HookSettings(parsing: Files.readText(configPath) ?? "")
+// A mistake in hook.conf is an error, but not one that may stop a domain from starting.
+for problem in config.problems { log("error: \(configPath) \(problem)") }
 let isStart = args[1] == "start"
 guard let request = HookCall.request(args: args, stdin: Streams.readInput(limit: 16 << 20)) else { exit(0) }
 

@@ -14,6 +14,20 @@ struct HookCallTests {
         #expect(s.socket == "/run/x.sock")
         #expect(s.timeoutMs == 250)
         #expect(s.failClosed)
+        #expect(s.problems == ["line 5: unknown key 'unknown' (known keys: socket, timeout_ms, fail_closed); it is ignored and the defaults apply"])
+    }
+
+    @Test func everyMistakeInHookConfIsReportedInOneLineAndKeepsTheDefault() {
+        let s = HookSettings(parsing: "sokcet = /run/typo.sock\ntimeout_ms = soon\nfail_closed = on\ntimeout_ms = 0\nsocket =\nlonely\nbad\u{1}key\u{85} = 1\n# fine = 1\n")
+        #expect(s.socket == ControlProtocol.defaultSocket)
+        #expect(s.timeoutMs == 1)
+        #expect(!s.failClosed)
+        #expect(s.problems.count == 7, "\(s.problems)")
+        #expect(s.problems.first == "line 1: unknown key 'sokcet' (known keys: socket, timeout_ms, fail_closed); it is ignored and the defaults apply")
+        #expect(s.problems.contains("line 3: fail_closed = 'on' is not true or false; the default false applies"))
+        #expect(s.problems.contains("line 7: unknown key 'bad?key?' (known keys: socket, timeout_ms, fail_closed); it is ignored and the defaults apply"))
+        for p in s.problems { #expect(!p.contains(where: \.isNewline) && p.contains("line "), "\(p)") }
+        #expect(HookSettings(parsing: "socket = /s\ntimeout_ms = 250\nfail_closed = false\n\n# comment\n").problems.isEmpty)
     }
 
     @Test(arguments: ["", "socket", "socket =", "timeout_ms = soon", "timeout_ms = -5", "\u{0}\u{ff}", "= = ="])
