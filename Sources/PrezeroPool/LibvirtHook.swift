@@ -64,7 +64,10 @@ extension PoolDaemon {
         // the backends fall back to QEMU allocating, after room is made.
         func fallBack(_ why: String) {
             say("not handed over: \(why); making room")
-            for i in plan.backends.indices where plan.backends[i].decision == .handOver { plan.backends[i].decision = .makeRoom }
+            for i in plan.backends.indices where plan.backends[i].decision == .handOver {
+                plan.backends[i].decision = .makeRoom
+                result.failed.append("\(plan.backends[i].backend.alias): \(why)")
+            }
         }
         // Looked up only for a domain with something to hand over: every other start skips the I/O.
         var target: (dir: String, owner: DomainMemory.Owner)?
@@ -94,6 +97,7 @@ extension PoolDaemon {
                         : "\(b.alias): handed over \(ByteSize.format(b.bytes)) from node \(c.node ?? -1) (\(c.outcome.rawValue), lease \(key))")
                 } catch {
                     say("\(b.alias): not handed over: \(error.message)")
+                    result.failed.append("\(b.alias): \(error.message)")
                 }
             }
         }

@@ -68,11 +68,14 @@ public enum HookCall {
         return .hook(HookRequest(args: args, stdin: String(decoding: stdin, as: UTF8.self)))
     }
 
-    /// nil when prezerod did what the call asked, else why not, in one line.
+    /// nil when prezerod did what the call asked, else why not, in one line: an error,
+    /// or a hand-over that failed for any backend, even where others succeeded.
     public static func refusal(_ answer: [UInt8]) -> String? {
         guard !answer.isEmpty else { return "no answer" }
         do {
             switch try Wire.decode(Response.self, answer) {
+            case .hook(let r) where !r.failed.isEmpty:
+                return "not handed over: \(r.failed.joined(separator: "; "))"
             case .hook: return nil
             case .error(let e): return "\(e.message) (\(e.code.rawValue))"
             case let other: return "an answer of kind \(other.kind) to a hook call"

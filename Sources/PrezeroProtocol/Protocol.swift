@@ -174,10 +174,29 @@ public struct HookResult: Codable, Sendable, Equatable {
     public var decisions: [String]
     public var handovers: [ClaimResult]
     public var released: [String]
-    public init(decisions: [String] = [], handovers: [ClaimResult] = [], released: [String] = []) {
+    /// The backends planned for a hand-over that failed, one line each (`alias: why`).
+    /// A miss (no clean file: QEMU allocates, after room was made) is no failure. Under
+    /// `fail_closed` the hook refuses a start with any: the domain would run without
+    /// what the operator required, however many backends did get theirs.
+    public var failed: [String]
+    public init(decisions: [String] = [], handovers: [ClaimResult] = [], released: [String] = [], failed: [String] = []) {
         self.decisions = decisions
         self.handovers = handovers
         self.released = released
+        self.failed = failed
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case decisions, handovers, released, failed
+    }
+
+    /// `failed` may be absent: a prezerod from before it reported none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        decisions = try c.decode([String].self, forKey: .decisions)
+        handovers = try c.decode([ClaimResult].self, forKey: .handovers)
+        released = try c.decode([String].self, forKey: .released)
+        failed = try c.decodeIfPresent([String].self, forKey: .failed) ?? []
     }
 }
 

@@ -63,7 +63,8 @@ func ask() -> [UInt8] {
     fatalError("unreachable")
 }
 let answer = ask()
+// An error, or a failed hand-over for any backend: under fail_closed the start is refused.
 if let why = HookCall.refusal(answer) {
-    fallback("prezerod refused \(args[1]) \(args[2]): \(why)")
+    fallback("prezerod did not complete \(args[1]) \(args[2]): \(why)")
 }
 exit(0)

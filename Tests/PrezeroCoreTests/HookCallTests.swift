@@ -63,4 +63,23 @@ struct HookCallTests {
         #expect(HookCall.refusal(Array(#"{"v":1,"ok":false,"error":{"code":"x","message":"\"ok\":true"}}"#.utf8)) ==
             "\"ok\":true (x)")
     }
+
+    /// Under fail_closed the hook refuses a start whenever `refusal` says why: a hand-over
+    /// that failed for one backend is enough, even with the others handed over.
+    @Test func aFailedHandOverForAnyBackendIsARefusal() throws {
+        let ok = ClaimResult(outcome: .hit, path: "/d/ram-node0", node: 0, bytes: 4 << 20, pageSize: 2 << 20, lease: "u.ram-node0")
+        let partial = HookResult(decisions: ["ram-node0: handed over", "ram-node1: not handed over: claim: no"], handovers: [ok],
+                                 failed: ["ram-node1: claim: cannot create /d/ram-node1: something already exists there"])
+        #expect(HookCall.refusal(Wire.encode(Response.hook(partial))) ==
+            "not handed over: ram-node1: claim: cannot create /d/ram-node1: something already exists there")
+        let two = HookResult(failed: ["pc.ram: x", "ram-node1: y"])
+        #expect(HookCall.refusal(Wire.encode(Response.hook(two))) == "not handed over: pc.ram: x; ram-node1: y")
+        // A miss is no failure: QEMU allocates after room was made.
+        let miss = ClaimResult(outcome: .miss, path: "", node: nil, bytes: 4 << 20, pageSize: 2 << 20, lease: nil)
+        #expect(HookCall.refusal(Wire.encode(Response.hook(HookResult(handovers: [ok, miss])))) == nil)
+        // An answer from a prezerod that reported no failures reads as none.
+        let old = Array(#"{"v":1,"ok":true,"hook":{"decisions":["a"],"handovers":[],"released":[]}}"#.utf8)
+        #expect(try Wire.decode(Response.self, old) == .hook(HookResult(decisions: ["a"])))
+        #expect(HookCall.refusal(old) == nil)
+    }
 }
