@@ -132,6 +132,9 @@ extension PoolDaemon {
     /// Checks a claim destination and opens its parent: an absolute, plain path inside an
     /// allowed directory, on the pool's mount, outside the pool, through no symlink.
     func openDestination(_ dest: String, pool: PoolDirectory) throws(ControlError) -> (Descriptor, String) {
+        // Requests are checked as they are decoded; this covers the destinations the daemon
+        // builds itself (a hook call's, from the domain XML).
+        if let why = PathRule.problem(dest, what: "destination") { throw ControlError(.badDestination, why) }
         let parts = dest.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard dest.hasPrefix("/"), parts.count >= 3, !parts.dropFirst().contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) else {
             throw ControlError(.badDestination, "destination '\(dest)' must be an absolute path with no '.', '..' or empty components")

@@ -94,3 +94,10 @@ func trimmed(_ text: String) -> String {
     let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
     return String(text.drop(while: blank).reversed().drop(while: blank).reversed())
 }
+
+/// `text` with every control or line-breaking character as `?`, so that it fits in one log line.
+func printable(_ text: String) -> String {
+    String(String.UnicodeScalarView(text.unicodeScalars.map { c in
+        [.control, .lineSeparator, .paragraphSeparator].contains(c.properties.generalCategory) ? "?" : c
+    }))
+}

@@ -50,13 +50,6 @@ public struct HookSettings: Sendable, Equatable {
     }
 }
 
-/// `text` with every control or line-breaking character as `?`, so that it fits in one log line.
-func printable(_ text: String) -> String {
-    String(String.UnicodeScalarView(text.unicodeScalars.map { c in
-        [.control, .lineSeparator, .paragraphSeparator].contains(c.properties.generalCategory) ? "?" : c
-    }))
-}
-
 public enum HookCall {
     /// The calls prezerod acts on: anything else returns at once without touching it.
     public static let forwarded: Set<[String]> = [["start", "begin"], ["stopped", "end"], ["release", "end"]]

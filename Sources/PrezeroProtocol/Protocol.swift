@@ -168,6 +168,35 @@ extension Request: Codable {
     }
 }
 
+/// Paths that come from outside (claim and release destinations, pool mounts) hold no
+/// NUL and no control character: a NUL cuts a path short at the kernel, so that
+/// `/vms/a\0/../../etc` passes a `..` check on the string and opens `/vms/a`, and the
+/// others are no name a VM's memory needs, only a way to confuse a log line.
+public enum PathRule {
+    /// nil when `path` holds none, else why, in one line that names the fix.
+    public static func problem(_ path: String, what: String) -> String? {
+        guard let (i, c) = path.unicodeScalars.enumerated().first(where: { $0.element.value < 0x20 || $0.element.value == 0x7f }) else { return nil }
+        let hex = String(c.value, radix: 16, uppercase: true)
+        return "\(what) '\(printable(path))' holds the control character U+\(String(repeating: "0", count: 4 - hex.count) + hex) at character \(i + 1); use a path without NUL or control characters"
+    }
+}
+
+extension Request {
+    /// The error that refuses a request whose paths break `PathRule`, nil when they keep it.
+    public var pathError: ControlError? {
+        switch self {
+        case .claim(let c):
+            PathRule.problem(c.dest, what: "claim: destination").map { ControlError(.badDestination, $0) }
+        case .release(let r):
+            r.dest.flatMap { PathRule.problem($0, what: "release: destination") }.map { ControlError(.badDestination, $0) }
+        case .fill(let s), .drain(let s):
+            s.mount.flatMap { PathRule.problem($0, what: "\(operation.rawValue): mount") }.map { ControlError(.badRequest, $0) }
+        case .status, .hook, .makeRoom:
+            nil
+        }
+    }
+}
+
 /// What the daemon did for a hook call.
 public struct HookResult: Codable, Sendable, Equatable {
     /// One line per decision, with its reason (also logged by the daemon).
@@ -537,11 +566,14 @@ public enum Wire {
         guard Int(n) == ControlProtocol.version else {
             return .failure(ControlError(.version, "protocol version \(n) is not supported; this daemon speaks \(ControlProtocol.version)"))
         }
+        let request: Request
         do {
-            return .success(try JSONCoding.decode(Request.self, from: json))
+            request = try JSONCoding.decode(Request.self, from: json)
         } catch {
             return .failure(ControlError(.badRequest, "malformed request: \(describe(error))"))
         }
+        if let e = request.pathError { return .failure(e) }
+        return .success(request)
     }
 
     public static func decode<T: Decodable>(_ type: T.Type, _ line: [UInt8]) throws -> T {

@@ -240,3 +240,46 @@ struct ResponseTests {
         #expect(Wire.describe(Plain()) == "plain")
     }
 }
+
+@Suite("Paths from outside: no NUL, no control character")
+struct PathCharacterTests {
+    /// Each path-carrying request, with `path` in its path.
+    static func requests(_ path: String) -> [(Request, ControlError.Code)] {
+        [(.claim(ClaimRequest(bytes: 2 << 20, dest: path)), .badDestination),
+         (.release(ReleaseRequest(dest: path)), .badDestination),
+         (.fill(PoolScope(mount: path)), .badRequest),
+         (.drain(PoolScope(mount: path)), .badRequest)]
+    }
+
+    /// A NUL would cut the path short at openat: `/h/vms/a\0/../../etc` passes a `..` check
+    /// on the Swift string and reaches the kernel as `/h/vms/a`.
+    @Test(arguments: ["/h/vms/a\u{0}/../../etc/x", "/h/vms/x\u{0}", "/h/vms/x\u{1}", "/h/vms/x\n", "/h/vms/a\tb", "/h/vms/\u{1f}", "/h/vms/\u{7f}"])
+    func refusedBeforeAnythingHappens(path: String) {
+        for (request, code) in Self.requests(path) {
+            switch Wire.decodeRequest(Wire.encode(request)) {
+            case .success:
+                Issue.record("\(request.operation.rawValue) with \(path.debugDescription) was accepted")
+            case .failure(let e):
+                #expect(e.code == code, "\(e.message)")
+                #expect(e.message.contains("control character") && !e.message.contains(where: \.isNewline) && !e.message.contains("\u{0}"), "\(e.message.debugDescription)")
+            }
+        }
+        // Sent raw rather than escaped, it is refused all the same.
+        let raw = #"{"v":1,"op":"claim","claim":{"bytes":2097152,"nodes":[],"dest":"\#(path)","uid":0,"gid":0,"mode":384}}"#
+        #expect(requestError(raw) != nil)
+    }
+
+    @Test func theRefusalNamesTheCharacterAndTheFixInOneLine() {
+        #expect(PathRule.problem("/h/vms/x\u{0}y", what: "claim: destination") ==
+            "claim: destination '/h/vms/x?y' holds the control character U+0000 at character 9; use a path without NUL or control characters")
+        #expect(PathRule.problem("/h/\u{7f}", what: "fill: mount")?.contains("U+007F at character 4") == true)
+        #expect(PathRule.problem("/h/vms/é x", what: "d") == nil)
+    }
+
+    @Test(arguments: ["/h/vms/a b", "/h/vms/é", "/h/vms/x\u{80}y", "/h/vms/日本"])
+    func printablePathsPass(path: String) throws {
+        for (request, _) in Self.requests(path) {
+            #expect(try Wire.decodeRequest(Wire.encode(request)).get() == request)
+        }
+    }
+}

@@ -89,6 +89,16 @@ extension PoolTests {
         try expectRefused(pool, .badDestination, "not on the pool mount") {
             try pool.client.send(claimRequest(pool, dest: pool.base + "/outside/vm"))
         }
+        // A NUL cuts a path short at the kernel: vms/x\0y would be linked as vms/x.
+        for dest in [vms + "/x\u{0}y", vms + "/x\u{1}"] {
+            try expectRefused(pool, .badDestination, "control character") {
+                try pool.client.send(claimRequest(pool, dest: dest))
+            }
+        }
+        try expectRefused(pool, .badDestination, "control character") {
+            try pool.client.release(ReleaseRequest(dest: vms + "/planted\u{0}x"))
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: vms) == ["planted"])
     }
 
     @Test("out-of-range sizes and nodes are refused before anything changes")
