@@ -18,7 +18,8 @@ let args = Array(CommandLine.arguments.dropFirst())
 if args.first == "--help" || args.first == "-h" {
     log("""
         usage: prezero-hook DOMAIN OPERATION SUB-OPERATION EXTRA  (called by libvirtd, domain XML on stdin)
-        Forwards start/stopped/release calls to prezerod; always exits 0 and writes nothing to stdout.
+        Forwards start/stopped/release calls to prezerod within timeout_ms in all; writes nothing to stdout.
+        Exits 0, or 1 at start begin under fail_closed when prezerod failed or any backend's hand-over did.
         Config: /etc/prezero/hook.conf (or $PREZERO_HOOK_CONF) with socket=, timeout_ms=, fail_closed=
         """)
     exit(0)
