@@ -2,6 +2,7 @@
 # Install the Debian 12 packages prezero builds, tests and demos with. Idempotent.
 set -euo pipefail
 pkgs=(libnuma-dev numactl libvirt-dev libvirt-daemon-system libvirt-clients qemu-system-x86 util-linux bc gcc libc6-dev binutils
+      liburing-dev  # the hostile-tenant suite's io_uring techniques (Tests/hostile/hostile.c)
       prometheus systemd)  # promtool checks the metrics textfile; systemd-analyze verifies the units
 missing=()
 for p in "${pkgs[@]}"; do
