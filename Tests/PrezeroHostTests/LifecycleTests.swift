@@ -132,3 +132,33 @@ extension PoolTests {
         #expect(notfs.status != 0 && notfs.err.contains("is not a hugetlbfs mount; mount one with"), "\(notfs.err)")
     }
 }
+
+extension PoolTests {
+    /// The link race's end state: a tenant that made another name for its file before it
+    /// became root's. The lease ends all the same, the file is taken back (its pages punched),
+    /// the name is reported, and it leads to an empty root-only file, never to the next tenant's.
+    @Test("a released file with a name outside the pool is taken back anyway, and the name reported")
+    func outsideNameIsTakenBackAndReported() throws {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 100",
+                                mountConfig: "target: 8M\nfile_size: 8M", mountOptions: "size=8M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(8 * MiB)
+        let c = try pool.claim(8 * MiB, as: "vm", lease: "linked")
+        let inode = Files.status(followingPath: c.path)!.inode
+        try FileBytes.fill(c.path, byte: 0x42)
+        try FileManager.default.createDirectory(atPath: pool.mount + "/kept", withIntermediateDirectories: false)
+        let keep = pool.mount + "/kept/keep"
+        #expect(link(c.path, keep) == 0, "a second name, as the tenant's linkat of /proc/self/fd/N makes")
+        let r = try pool.release(lease: "linked")
+        #expect(r.reclaimed, "an outside name keeps no lease alive: \(pool.log().suffix(1500))")
+        try pool.expectRecycled(inode: inode, bytes: 8 * MiB)
+        let st = try #require(Files.status(followingPath: keep))
+        #expect(st.inode == inode && st.allocated == 0 && st.uid == 0 && st.permissions == 0o600,
+                "the kept name leads to the old inode, punched and root's: \(st)")
+        let m = try pool.client.status().mounts[0]
+        #expect(m.outsideNames == [OutsideNameStatus(lease: "linked", names: [keep], extraLinks: 1)])
+        #expect(pool.log().contains("lease linked: its file had 1 name(s) outside the pool (\(keep))"))
+        unlink(keep)
+    }
+}
