@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test sim mutants fuzz isolation load soak demo bench bench-libvirt bench-launch install install-files uninstall clean
+.PHONY: all deps build release test sim mutants fuzz isolation load soak demo bench bench-libvirt bench-launch bench-reuse install install-files uninstall clean
 
 all: build
 
@@ -101,6 +101,11 @@ bench-libvirt: release
 # QEMU started directly: a fresh file against prezero launch (BENCH_SIZE GiB, default 8).
 bench-launch: release
 	scripts/bench-launch.sh $(BENCH_ARGS)
+
+# Release to reuse (a 64 MiB file back in clean/), quiet and with 2000 idle processes of
+# 8 threads and 64 descriptors each; medians of 10 and their ratio.
+bench-reuse: release
+	scripts/bench-reuse.sh
 
 # Installing like a real tool: binaries, the libvirt hook, systemd units, completions, docs.
 # PREFIX (default /usr/local) and DESTDIR as usual; the hook and the config go under

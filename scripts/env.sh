@@ -17,7 +17,7 @@
 # Sets: bin, work, mnt, sock, log, cli(), accel (kvm|tcg: env_up for libvirt's QEMU
 # user, pool_up for a QEMU this script's user starts) and domain_type (kvm|qemu).
 set -euo pipefail
-bin=$PWD/.build/release
+bin=${PREZERO_BIN:-$PWD/.build/release}
 conf=/etc/libvirt/qemu.conf
 hook_conf=/etc/prezero/hook.conf
 page_size=${page_size:-2M}
@@ -81,7 +81,7 @@ pool_up() {
 socket: $sock
 state_dir: $work/state
 min_free: 0
-refill_delay_ms: 1000
+refill_delay_ms: ${pool_refill_delay_ms:-1000}
 # Long enough for a stock guest to preallocate the pages make-room freed for it, short
 # enough that a benchmark round does not wait the default 30 s for the refill.
 make_room_hold_s: 10
