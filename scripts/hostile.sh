@@ -179,7 +179,7 @@ YAML
     fi
     ino=${BASH_REMATCH[1]} nz=${BASH_REMATCH[2]} own=${BASH_REMATCH[3]} own_total=${BASH_REMATCH[4]}
     [[ $out =~ race=([a-z]+) ]] && race=${BASH_REMATCH[1]}
-    [[ $out =~ (ring=[^ ]*) ]] && notes+=("${BASH_REMATCH[1]}")
+    [[ $out =~ ring=made-by-root ]] && notes+=("ring made as root before the uid drop: no CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK")
     [[ $out =~ (pieces=[0-9]+) ]] && notes+=("${BASH_REMATCH[1]} spliced")
     [[ $out =~ hops=([0-9]+)\ on_target=([0-9]+) ]] && notes+=("${BASH_REMATCH[2]} of ${BASH_REMATCH[1]} hops got the pid set through ns_last_pid")
     if [ "$nz" != 0 ]; then fail "the hostile tenant's fresh file had $nz non-zero bytes"; finish_round; return; fi

@@ -600,7 +600,7 @@ __attribute__((noreturn)) static void tenant(struct opts *o, struct hopper *hp) 
         if (o->early_ring) k.ring = *o->early_ring;
         else r = io_uring_queue_init(8, &k.ring, 0);
         if (r < 0) fail("io_uring_queue_init: %s", strerror(-r));
-        if (o->early_ring) snprintf(k.detail, sizeof k.detail, "ring=made-by-root(no CAP_SYS_RESOURCE to raise RLIMIT_MEMLOCK)");
+        if (o->early_ring) snprintf(k.detail, sizeof k.detail, "ring=made-by-root");
         struct iovec iov = {.iov_base = map, .iov_len = k.size};
         r = io_uring_register_buffers(&k.ring, &iov, 1);
         if (r < 0) {
