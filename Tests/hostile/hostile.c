@@ -683,8 +683,15 @@ __attribute__((noreturn)) static void tenant(struct opts *o, struct hopper *hp) 
         char self[64];
         snprintf(self, sizeof self, "/proc/self/fd/%d", k.fd);
         unlink(k.keep);
-        if (linkat(AT_FDCWD, self, AT_FDCWD, k.keep, AT_SYMLINK_FOLLOW) != 0) fail_errno("link %s to %s", self, k.keep);
-        keeper_read(&k, k.own, NULL, &own, why, sizeof why);
+        const char *race = "timeout";
+        if (linkat(AT_FDCWD, self, AT_FDCWD, k.keep, AT_SYMLINK_FOLLOW) != 0) {
+            /* Under launch the daemon may have made the file root's before this tenant
+             * got here (its name is gone from the start): the race was lost, not broken. */
+            if (errno != EPERM && errno != EACCES) fail_errno("link %s to %s", self, k.keep);
+            race = "lost";
+            note("linkrace: lost before it began: %s", strerror(errno));
+        }
+        if (strcmp(race, "lost") != 0) keeper_read(&k, k.own, NULL, &own, why, sizeof why);
         /* End the lease the way libvirt does, by removing the destination name (a
          * `prezero release` makes the file root's before it removes the name). */
         if (strncmp(o->path, "/proc/self/fd/", 14) != 0 && unlink(o->path) != 0) fail_errno("unlink %s", o->path);
@@ -692,11 +699,10 @@ __attribute__((noreturn)) static void tenant(struct opts *o, struct hopper *hp) 
          * for one linkat (the daemon may read a link count of 1 then), and there for
          * 30 us (the daemon's chown, which comes just after, finds it). */
         note("linkrace: racing on %s (inode %llu, %llu links)", k.keep, (unsigned long long)st.st_ino, (unsigned long long)st.st_nlink);
-        const char *race = "timeout";
         unsigned long toggles = 0;
         double end = now_s() + 30;
         struct stat fs = {0};
-        while (now_s() < end) {
+        while (strcmp(race, "lost") != 0 && now_s() < end) {
             if (unlink(k.keep) != 0 && errno != ENOENT) fail_errno("unlink %s", k.keep);
             if (linkat(AT_FDCWD, self, AT_FDCWD, k.keep, AT_SYMLINK_FOLLOW) != 0) {
                 if (errno == EPERM || errno == EACCES) {
