@@ -293,7 +293,6 @@ struct keeper {
     uintptr_t buf_addr;     /* uring-buf: where the registered buffer was mapped */
     int pipe_rd;            /* vmsplice: the read end of the pipe holding the pages */
     uint64_t spliced;       /* vmsplice: bytes in the pipe */
-    uint64_t *piece_off;    /* vmsplice: file offset of each piece, in pipe order */
     size_t pieces;
     int fd;                 /* forkhop, linkrace: the descriptor (-1 once let go) */
     char keep[200];         /* linkrace: the second name */
@@ -632,14 +631,12 @@ __attribute__((noreturn)) static void tenant(struct opts *o, struct hopper *hp) 
         uint64_t per = ((uint64_t)got / PIECE) / hpages;
         if (per == 0) fail("a pipe of %d bytes cannot hold a piece of each of %llu huge pages", got, (unsigned long long)hpages);
         k.pieces = (size_t)(per * hpages);
-        k.piece_off = calloc(k.pieces, sizeof *k.piece_off);
         struct iovec *iov = calloc(k.pieces, sizeof *iov);
-        if (!k.piece_off || !iov) fail("out of memory");
+        if (!iov) fail("out of memory");
         size_t i = 0;
         for (uint64_t h = 0; h < hpages; h++)
             for (uint64_t j = 0; j < per; j++) {
                 uint64_t off = h * hps + j * (hps / per) / PIECE * PIECE;
-                k.piece_off[i] = off;
                 iov[i].iov_base = map + off;
                 iov[i].iov_len = PIECE;
                 i++;
