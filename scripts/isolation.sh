@@ -6,12 +6,15 @@
 #  2. Tenant A boots Debian's kernel (KVM where it works, else TCG) through
 #     `prezero launch` on that file; its /init (scripts/isolation-init.c) writes a
 #     run-unique 64-byte marker into every 64-byte slot of all the memory it gets.
-#  3. A is destroyed; prezerod scrubs the file and puts it back in clean/.
-#  4. Tenant B boots through `prezero launch` on the same file (its inode is checked,
-#     in A's and B's QEMU) and scans its whole physical RAM through /proc/kcore for
-#     the marker. Expected: 0.
+#  3. A is destroyed; prezerod takes its file back (its pages punched back to the
+#     kernel, the inode let go) and fills a new one. The host has room for one file
+#     and no second, so the new file is made of A's very pages, zeroed by the kernel's
+#     own free-and-allocate.
+#  4. Tenant B boots through `prezero launch` on that new file (its inode is checked,
+#     in A's and B's QEMU: never A's) and scans its whole physical RAM through
+#     /proc/kcore for the marker. Expected: 0.
 #  5. The control: the same two tenants on a hugetlbfs file handed to QEMU directly,
-#     never scrubbed. B must see the marker there, or the detector is blind and the
+#     reused as it is. B must see the marker there, or the detector is blind and the
 #     run fails.
 # Prints: isolation: tenant B saw 0 of A's markers in N MiB; control saw M
 # Exit status: 0 isolation held and the control saw the leak; 1 otherwise.
@@ -34,8 +37,8 @@ cleanup() {
 }
 trap 'cleanup; env_cleanup' EXIT
 
-# Room for one pool file and no second, so that B can only get A's file back; the
-# control runs on the same pages once the pool is drained.
+# Room for one pool file and no second, so that B's file can only be made of A's pages;
+# the control runs on the same pages once the pool is drained.
 pool_up $(( pages + 4 )) "${size_m}M" "${size_m}M"
 decide_accel --boots-kernel
 cpu=max; [ "$accel" = kvm ] && cpu=host
@@ -82,7 +85,7 @@ tenant() {
         echo "isolation: tenant $name: $report (lease $lease, pool file $file, inode $inode)"
     else
         inode=$(stat -c %i "$path")
-        echo "isolation: control $name: $report (inode $inode, never scrubbed)"
+        echo "isolation: control $name: $report (inode $inode, reused as it is)"
     fi
     kill -TERM "$lpid"; wait "$lpid" || true; lpid=
 }
@@ -96,11 +99,12 @@ pool_inode=$(clean_inode)
 
 tenant A "prezero.write=$marker" "{prezero:m0}"; wrote "$report"
 a_inode=$inode
-# prezerod scrubs the released file (zero, in place) and files it in clean/ again.
-for _ in $(seq $(( timeout_s * 10 ))); do [ "$(clean_inode)" = "$a_inode" ] && break; sleep 0.1; done
-[ "$(clean_inode)" = "$a_inode" ] || { echo "isolation: A's file (inode $a_inode) is not back in clean/: $(ls -i "$mnt"/.prezero/*/)" >&2; exit 1; }
+# prezerod takes A's file back and fills a new one on the same pages.
+new_clean() { local i; i=$(clean_inode); [ -n "$i" ] && [ "$i" != "$a_inode" ]; }
+for _ in $(seq $(( timeout_s * 10 ))); do new_clean && break; sleep 0.1; done
+new_clean || { echo "isolation: no new file in clean/ after A's was taken back: $(ls -i "$mnt"/.prezero/*/)" >&2; exit 1; }
 tenant B "prezero.scan=$marker" "{prezero:m0}"; scanned "$report"
-[ "$inode" = "$a_inode" ] || { echo "isolation: B got inode $inode, not A's $a_inode: the run proves nothing" >&2; exit 1; }
+[ "$inode" != "$a_inode" ] || { echo "isolation: FAILED: B got A's inode $a_inode: an inode served two tenants" >&2; exit 1; }
 b_mib=$mib b_matches=$matches
 
 cli drain > /dev/null

@@ -146,7 +146,7 @@ extension PoolTests {
         let clean = "\(pool.mount)/.prezero/clean"
         #expect(mkfifo(clean + "/n0-8388608-999997", 0o600) == 0)
         try FileManager.default.createDirectory(atPath: clean + "/n0-8388608-999998", withIntermediateDirectories: false)
-        let fd = open("\(pool.mount)/.prezero/dirty/not-a-pool-file", O_CREAT | O_WRONLY, 0o600)
+        let fd = open("\(pool.mount)/.prezero/filling/not-a-pool-file", O_CREAT | O_WRONLY, 0o600)
         #expect(fd >= 0)
         close(fd)
         try pool.start()

@@ -178,6 +178,15 @@ final class TestPool {
         } + ((try? FileManager.default.contentsOfDirectory(atPath: mount)) ?? []).sorted()
     }
 
+    /// The same, with each pool file's sequence number left out: after a hand-over and its
+    /// take-back, a new file of the same size and node stands where the old one was.
+    func shape() -> [String] {
+        snapshot().map { entry in
+            guard let slash = entry.lastIndex(of: "/"), let f = PoolFileName(String(entry[entry.index(after: slash)...])) else { return entry }
+            return "\(entry[...slash])n\(f.node)-\(f.bytes)"
+        }
+    }
+
     /// A copy of the CLI that an unprivileged user can execute.
     func copyCLI() throws -> String {
         let to = base + "/prezero"

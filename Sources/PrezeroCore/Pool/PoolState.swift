@@ -45,6 +45,9 @@ public struct NodeState: Sendable, Equatable {
     /// Nor before then: after a fill that got no page. A file taken back clears it, since
     /// its pages just came back to the kernel.
     public var noPagesUntil: Double = 0
+    /// Bytes of files taken back and not refilled yet: their refill starts at once, even
+    /// while a claim settles, as the pool's own replacement of what it gave back.
+    public var owedRefill: UInt64 = 0
     public var stats: NodeStatus
 
     public init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {

@@ -23,7 +23,8 @@ extension PoolState {
             nb.filling[f] = 0
             return .fill(f, resume: true)
         }
-        guard now >= nb.fillBackoffUntil, now >= nb.noPagesUntil else { return nil }
+        let settling = now < nb.fillBackoffUntil
+        guard now >= nb.noPagesUntil, !settling || nb.owedRefill > 0 else { return nil }
         let ps = pageSize(k)
         guard let size = FillPlanner.next(
             target: target(k, totalBytes: c.total), held: nb.cleanBytes + nb.fillingBytes,
@@ -32,6 +33,7 @@ extension PoolState {
         else { return nil }
         let f = PoolFileName(node: k.node, bytes: size, seq: nextSeq())
         nb.filling[f] = 0
+        nb.owedRefill -= min(nb.owedRefill, size)
         return .fill(f, resume: false)
     }
 
@@ -317,6 +319,7 @@ extension PoolState {
             guard case .tookBack(let tb)? = observed else { break }
             let k = NodeKey(mount: l.mount, node: l.file.node)
             nodes[k]?.noPagesUntil = 0
+            nodes[k]?.owedRefill += l.file.bytes
             nodes[k]?.held.removeAll { $0.id == l.heldID }
             if tb.held > 0 { nodes[k]?.held.append(HeldPages(id: l.heldID, lease: l.key, bytes: tb.held)) }
             nodes[k]?.stats.recycledBytes += tb.bytes - min(tb.bytes, tb.held)
