@@ -237,6 +237,9 @@ public enum Files {
     /// The corresponding C function is `fcntl(F_GETLEASE)`.
     public static func holdsWriteLease(_ fd: Descriptor) -> Bool { pz_haswritelease(fd.raw) == 1 }
 
+    /// Whether the kernel grants file leases at all (`/proc/sys/fs/leases-enable`).
+    public static var leasesEnabled: Bool { !(readText("/proc/sys/fs/leases-enable") ?? "1").hasPrefix("0") }
+
     /// The corresponding C function is `fcntl(F_SETLEASE, F_UNLCK)`.
     public static func dropLease(_ fd: Descriptor) { _ = pz_setlease(fd.raw, 0) }
 

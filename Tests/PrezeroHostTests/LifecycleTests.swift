@@ -131,6 +131,20 @@ extension PoolTests {
         let notfs = try run([Binaries.prezerod, "--config", base + "/notfs.yaml", "--check-config"])
         #expect(notfs.status != 0 && notfs.err.contains("is not a hugetlbfs mount; mount one with"), "\(notfs.err)")
     }
+
+    /// Without file leases the take-back could not tell a released file from one still in use.
+    @Test("prezerod refuses to start with file leases switched off, and says how to switch them on")
+    func refusesWithoutLeases() throws {
+        let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 0")
+        defer { pool.close() }
+        let knob = "/proc/sys/fs/leases-enable"
+        let was = try String(contentsOfFile: knob, encoding: .utf8)
+        try "0\n".write(toFile: knob, atomically: false, encoding: .utf8)
+        defer { try? was.write(toFile: knob, atomically: false, encoding: .utf8) }
+        let r = try run([Binaries.prezerod, "--config", pool.configPath], timeout: 30)
+        let line = r.err.split(separator: "\n").first { $0.contains("leases-enable is 0") } ?? ""
+        #expect(r.status != 0 && line.contains("sysctl -w fs.leases-enable=1"), "one line that names the fix: \(r.err)")
+    }
 }
 
 extension PoolTests {
