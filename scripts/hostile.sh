@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make hostile: a former tenant that keeps a hidden reference to its pool file must
-# read none of the next tenant's memory (issue 21, "No leak" in docs/DESIGN).
+# read none of the next tenant's memory (README: Threat model).
 #
 # For each technique of Tests/hostile/hostile.c (scm, uring-buf, uring-file,
 # vmsplice, forkhop, linkrace), once through the socket and once through
