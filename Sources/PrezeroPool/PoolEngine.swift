@@ -191,7 +191,10 @@ public final class PoolEngine: Sendable {
                 }
                 let dest = !l.released && info.links > 1 ? l.dest.flatMap { fs.destinationInode($0, mount: l.mount) } : nil
                 guard state.withLock({ $0.leaseEnded(l, file: info, destination: dest) }) else { continue }
-                switch run(.recycle(l)) {
+                let began = clock()
+                let result = run(.recycle(l))
+                let ms = ((clock() - began) * 100_000).rounded() / 100
+                switch result {
                 case .failure(let f) where f.error.errno == EffectError.inUse:
                     logger.debug("lease \(l.key) ended but its file is still open somewhere (a descriptor, a mapping, a descriptor in flight, io_uring); asked again later")
                     state.withLock { $0.leaseHeld(l.key, now: now) }
@@ -202,7 +205,7 @@ public final class PoolEngine: Sendable {
                     guard case .tookBack(let tb)? = o else { continue }
                     journal(.journal(lease: l.key, destination: nil))
                     journal(l.heldRecord(tb.held > 0 ? tb.held : nil))
-                    logger.info("lease \(l.key) taken back: \(ByteSize.format(tb.bytes - min(tb.bytes, tb.held))) to the kernel")
+                    logger.info("lease \(l.key) taken back in \(ms) ms (write lease, punch, unlink): \(ByteSize.format(tb.bytes - min(tb.bytes, tb.held))) to the kernel")
                     if tb.held > 0 {
                         logger.warning("lease \(l.key): \(ByteSize.format(tb.held)) stayed pinned outside the pool after the punch (an io_uring buffer, a pipe); counted as held outside the pool, never reused")
                     }

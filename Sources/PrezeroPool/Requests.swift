@@ -56,9 +56,8 @@ extension PoolDaemon {
                     .map { LeaseStatus(lease: $0.key, node: $0.file.node, bytes: $0.file.bytes) }
                 let held = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key < $1.key }
                     .flatMap { k, nb in nb.held.map { HeldStatus(lease: $0.lease, node: k.node, bytes: $0.bytes) } }
-                let outside = b.mounts[mi].outsideNames.map { OutsideNameStatus(lease: $0.lease, names: $0.names, extraLinks: $0.extraLinks) }
                 return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
-                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: outside)
+                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames)
             }
             return StatusResult(pid: Processes.current(), mounts: mounts)
         }

@@ -75,17 +75,6 @@ public struct HeldPages: Sendable, Equatable {
     }
 }
 
-/// A lease whose file had names outside the pool when it was taken back.
-public struct OutsideNames: Sendable, Equatable {
-    public var lease: String
-    public var names: [String]
-    public var extraLinks: UInt64
-    public init(lease: String, names: [String], extraLinks: UInt64) {
-        self.lease = lease
-        self.names = names
-        self.extraLinks = extraLinks
-    }
-}
 
 /// One hand-over: the second link `leased/<key>~<file>` and where the first one went.
 public struct Lease: Sendable, Equatable {
@@ -127,7 +116,7 @@ public struct MountState: Sendable, Equatable {
     public var learned: LearnedShapes
     public var quarantined = 0
     /// The last files taken back with names outside the pool, newest last.
-    public var outsideNames: [OutsideNames] = []
+    public var outsideNames: [OutsideNameStatus] = []
 
     public init(pageSize: UInt64, nodes: [Int], learnedCapacity: Int) {
         self.pageSize = pageSize
