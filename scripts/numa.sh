@@ -29,7 +29,7 @@ case "$nodes" in
     4) mem=(1024 512 768 384); cpus=(0 1 2 3); pages=(48 24 36 16) ;;
     *) echo "usage: scripts/numa.sh 2|4   (the number of NUMA nodes of the test guest)" >&2; exit 64 ;;
 esac
-scenarios=(fill claim-node1 release-scrub)
+scenarios=(fill claim-node1 release-takeback)
 [ "$nodes" -ge 4 ] && scenarios+=(claim-nodeset-2-3)
 scenarios+=(claim-miss make-room min-free-yield hook-two-cells no-hugepages-node)
 

@@ -57,7 +57,7 @@ files() {   # files STATE NODE: names of that node's files in a pool state
 }
 # One pass over the pool (process starts are slow under TCG, so polling loops use
 # this instead of one command per file): a line "NODE CLEAN-BYTES POOL-PAGES BUSY-FILES"
-# per node, POOL-PAGES counting every state but quarantine, BUSY-FILES filling/dirty/scrubbing.
+# per node, POOL-PAGES counting every state but quarantine, BUSY-FILES the ones in filling/.
 pool_table() {
     ls -R $POOL 2>/dev/null | awk -v ps=$PS '
         /:$/ { state = $0; sub(/:$/, "", state); sub(/.*\//, "", state); next }
@@ -66,7 +66,7 @@ pool_table() {
             split(substr(name, 2), p, "-"); n = p[1]
             pages[n] += p[2] / ps
             if (state == "clean") clean[n] += p[2]
-            if (state == "filling" || state == "dirty" || state == "scrubbing") busy[n]++
+            if (state == "filling") busy[n]++
         }
         END { for (n in pages) print n, clean[n] + 0, pages[n], busy[n] + 0 }'
 }
@@ -170,9 +170,6 @@ target: 50%
 min_free: 10%
 file_size: $FILE_BYTES
 fill_chunk: $FILE_BYTES
-scrub:
-  method: memset
-  verify: full
 monitor_interval_ms: 100
 reclaim_interval_ms: 200
 make_room_hold_s: 3
@@ -216,7 +213,7 @@ prezero status | grep . | sed 's/^/NUMA STATUS /'
 result fill "${detail:-}"
 detail=""
 
-# ---- 2. claim --node 1; 3. its release is scrubbed on node 1 and stays there ---
+# ---- 2. claim --node 1; 3. its release is taken back and refilled on node 1 -----
 
 c1=$VM/claim-node1
 out=$(prezero claim --size $FILE_BYTES --node 1 --dest $c1 --json) || fail "claim --node 1 failed: $out"
@@ -232,18 +229,21 @@ name=$(ls $POOL/leased | grep "^$lease~" | sed 's/^.*~//')
 before=$(snapshot)
 numa-probe write $c1 0xa5 || fail "cannot write a pattern into $c1"
 r=$(prezero release --dest $c1 --json) || fail "release failed: $r"
-echo "$r" | grep -q '"reclaimed" : true' || fail "release did not reclaim: $r"
-back() { [ -e $POOL/clean/$name ] && ! busy 1; }
+echo "$r" | grep -q '"reclaimed" : true' || fail "release did not take the file back: $r"
+# The released file is gone for good (no sequence number comes back); its node's worker
+# fills a new one of its size on node 1, on the pages the take-back gave back.
+refill=""
+back() { ! ls -R $POOL | grep -q -- "-$seq\$" && ! busy 1 && refill=$(files clean 1 | grep -v -- "-$seq\$" | grep -- "-$FILE_BYTES-" | sort -t- -k3 -n | tail -n 1) && [ -n "$refill" ] && [ "$(snapshot)" = "$before" ]; }
 if wait_for 30 back; then
-    w=$(on_nodes $POOL/clean/$name "1"); [ -z "$w" ] || fail "after the scrub: $w"
-    z=$(numa-probe zero $POOL/clean/$name) || fail "clean/$name is not all zero after the scrub: $z"
-    [ "$(snapshot)" = "$before" ] || fail "per-node counters moved during the scrub: before $before, after $(snapshot)"
-    grep -q "scrubbed $name on node 1" $LOG || fail "the log has no 'scrubbed $name on node 1' (scrubbed by another node's worker?)"
+    w=$(on_nodes $POOL/clean/$refill "1"); [ -z "$w" ] || fail "the refill: $w"
+    z=$(numa-probe zero $POOL/clean/$refill) || fail "clean/$refill is not all zero: $z"
+    grep -q "lease $lease taken back" $LOG || fail "the log has no 'lease $lease taken back'"
+    grep -q "filled $refill on node 1" $LOG || fail "the log has no 'filled $refill on node 1' (filled by another node's worker?)"
 else
-    where=$(ls -R $POOL | grep -- "-$seq\$" || echo "nowhere: given back instead of scrubbed")
-    fail "released $name did not come back to clean/ within 30 s (it is $where)"
+    where=$(ls -R $POOL | grep -- "-$seq\$" || echo "gone")
+    fail "released $name was not taken back and refilled on node 1 within 30 s (the old file: $where; counters $(snapshot), before $before)"
 fi
-result release-scrub "$name written, released, scrubbed, zero, $(numa-probe map $POOL/clean/$name 2>/dev/null), counters unchanged ($before)"
+result release-takeback "$name written, released, taken back; $refill filled on node 1, zero, $(numa-probe map $POOL/clean/$refill 2>/dev/null), counters as before ($before)"
 counters "after release"
 
 # ---- 2b. a node set {2,3} (with 4 nodes or more) ------------------------------
