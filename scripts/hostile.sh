@@ -119,6 +119,9 @@ files() { ls -A "$mnt/.prezero/$1" 2>/dev/null || true; }
 inode_in() { local s; for s in "$@"; do [ -d "$mnt/.prezero/$s" ] && find "$mnt/.prezero/$s" -maxdepth 1 -inum "$ino" | grep -q . && return 0; done; return 1; }
 busy() { [ -n "$(files filling)$(files dirty)$(files scrubbing)" ]; }
 ask() { timeout 90 "$hostile" ask "$ksock" "$@"; }
+# held: prezerod's count of pages held outside the pool (pinned after a take-back); empty
+# from a prezerod that has no such count.
+held() { "$bin/prezero" status --json --socket "$sock" 2>/dev/null | sed -n 's/.*"held_outside_bytes" *: *\([0-9]*\).*/\1/p' | head -n 1; }
 
 # One round: sets `line` (the verdict line) and `race` (linkrace: won, lost, timeout).
 round() {
@@ -229,7 +232,20 @@ YAML
     scan=$(ask scan "$mtag") || { fail "the keeper did not answer scan: $scan"; finish_round; return; }
     [[ $scan =~ ^scan\ ([0-9]+)/([0-9]+)\ bytes=([0-9]+) ]] || { fail "keeper: $scan"; finish_round; return; }
     blocks=${BASH_REMATCH[1]} total=${BASH_REMATCH[2]} bytes=${BASH_REMATCH[3]}
+    # Pages the keeper still pins are held outside the pool, never lost: counted while it
+    # lives, and back in the kernel's free pool (and out of the count) once it is gone.
+    local held_during held_after p i
+    held_during=$(held)
     ask quit > /dev/null || true
+    for p in "${keepers[@]}"; do for i in $(seq 100); do group_alive "$p" || break; sleep 0.1; done; done
+    if [ -n "$held_during" ]; then
+        for i in $(seq 100); do held_after=$(held); [ "$held_after" = 0 ] && break; sleep 0.1; done
+        case $tech in
+            uring-buf|vmsplice) [ "$held_during" -gt 0 ] || { fail "its pages were pinned, yet prezerod counted none held outside the pool"; finish_round; return; } ;;
+        esac
+        [ "$held_after" = 0 ] || { fail "$held_after bytes still counted held outside the pool 10 s after the keeper quit"; finish_round; return; }
+        [ "$held_during" -gt 0 ] && notes+=("held outside the pool $(( held_during >> 20 )) MiB while the keeper lived, 0 after")
+    fi
 
     local verdict=ok
     if [ "$blocks" != 0 ] || [ "$bytes" != 0 ]; then verdict="LEAK"; fi
