@@ -20,7 +20,7 @@ MUTANTS = [
     ("held pages are not journalled before the punch (a crash forgets them)", CORE + "Pool/PoolOp.swift",
      "l.heldRecord(l.file.bytes), .takeBack(", ".takeBack("),
     ("recovery keeps a cut clean file under its old size", CORE + "Recovery.swift",
-     "if f.bytes != name.bytes { return .giveBack(.clean, f.name) }", ""),
+     "if f.bytes != name.bytes { return .giveBack(.clean, f.name) }", "_ = name"),
     ("a truncated claim forgets to return the cut tail", CORE + "Pool/PoolOp.swift",
      "case .truncated: e.append(.truncate(t.leased, to: t.bytes))",
      "case .truncated: break"),
