@@ -160,7 +160,9 @@ public final class PoolEngine: Sendable {
     /// later reclaim pass).
     public func release(_ lease: Lease) throws(ControlError) -> ReleaseResult {
         guard !lease.claiming else { throw ControlError(.busy, "release: lease '\(lease.key)' is still being claimed; try again") }
-        if case .failure(let f) = run(.release(lease)) {
+        // Under the reclaim lock: its effects open the leased file, which must not meet a
+        // take-back's write lease on it (an opener waits for the lease to go).
+        if case .failure(let f) = reclaimLock.withLock({ _ in run(.release(lease)) }) {
             throw ControlError(.system, "release of lease '\(lease.key)': \(f.error)")
         }
         logger.info("lease \(lease.key) released")
