@@ -28,9 +28,14 @@
  *       The next tenant: counts non-zero bytes of its file (must be 0), writes the
  *       64-byte marker of TAG over all of it and prints
  *         hostile-next ino=I size=S nonzero=Z marker=B/B
- *   hostile ask KEEPER_SOCKET own|scan TAG|quit
+ *   hostile ask KEEPER_SOCKET own|audit|scan TAG|quit
  *       One command to a keeper, its answer on stdout:
  *         own X/Y            blocks of its own pattern readable through the hidden reference
+ *         audit own=X/Y foreign=B bytes=N [unreadable: WHY] [first=TEXT]
+ *                            one read through it: blocks of its own pattern, and blocks that
+ *                            are neither its own nor zero, whoever wrote them (the chaos soak:
+ *                            any tenant's data), with their non-zero bytes that differ from its
+ *                            own pattern's and the first such block (non-printables as '.')
  *         scan B/Y bytes=N   blocks (and bytes) of TAG's marker readable through it
  *         quit               it let go of everything and exits
  *
@@ -103,7 +108,7 @@ __attribute__((noreturn, format(printf, 1, 2))) static void fail_errno(const cha
 __attribute__((noreturn)) static void usage(void) {
     fprintf(stderr, "usage: hostile scm|uring-buf|uring-file|vmsplice|forkhop|linkrace PATH --sock SOCKET [--uid U --gid G] [--tag TAG] [--link-dir DIR] [--log FILE] [--lifetime S]\n"
                     "       hostile next PATH --marker TAG [--uid U --gid G]\n"
-                    "       hostile ask SOCKET own|scan TAG|quit\n");
+                    "       hostile ask SOCKET own|audit|scan TAG|quit\n");
     exit(2);
 }
 
@@ -150,12 +155,33 @@ struct count {
     uint64_t blocks;  /* 64-byte blocks equal to the pattern */
     uint64_t total;   /* blocks looked at */
     uint64_t bytes;   /* bytes equal to the pattern's byte at their place (where it differs from `other`) */
+    /* audit (the pattern is the keeper's own): what is neither its own pattern nor zero,
+     * whoever wrote it: blocks, their bytes that are non-zero and differ from its own
+     * pattern's byte at their place, and the first such block, for the record. */
+    bool audit;
+    uint64_t foreign_blocks, foreign_bytes;
+    bool have_first;
+    uint8_t first[BLOCK];
 };
 
 /* Counts over a buffer that starts at a multiple of 64 bytes of the file. */
 static void count(const uint8_t *p, size_t n, const uint8_t pat[BLOCK], const uint8_t other[BLOCK], struct count *c) {
+    static const uint8_t zero[BLOCK];
     for (size_t off = 0; off + BLOCK <= n; off += BLOCK) {
         c->total++;
+        if (c->audit) {
+            if (memcmp(p + off, pat, BLOCK) == 0) {
+                c->blocks++;
+            } else if (memcmp(p + off, zero, BLOCK) != 0) {
+                c->foreign_blocks++;
+                for (int i = 0; i < BLOCK; i++) c->foreign_bytes += p[off + i] != 0 && p[off + i] != pat[i];
+                if (!c->have_first) {
+                    memcpy(c->first, p + off, BLOCK);
+                    c->have_first = true;
+                }
+            }
+            continue;
+        }
         if (memcmp(p + off, pat, BLOCK) == 0) {
             c->blocks++;
             if (!other) continue;
@@ -406,7 +432,7 @@ static int keeper_read(struct keeper *k, const uint8_t pat[BLOCK], const uint8_t
         int rc = -1;
         int nfd = open(k->keep, O_RDONLY | O_CLOEXEC);
         if (nfd >= 0) {
-            struct count n = {0};
+            struct count n = {.audit = c->audit};
             rc = count_fd(nfd, k->size, pat, other, &n);
             close(nfd);
             *c = n;
@@ -415,7 +441,7 @@ static int keeper_read(struct keeper *k, const uint8_t pat[BLOCK], const uint8_t
             snprintf(why, whylen, "open %s: %s", k->keep, strerror(errno));
         }
         if (k->fd >= 0) {
-            struct count d = {0};
+            struct count d = {.audit = c->audit};
             if (count_fd(k->fd, k->size, pat, other, &d) == 0) {
                 if (rc < 0 || d.blocks > c->blocks) *c = d;
                 rc = 0;
@@ -480,6 +506,18 @@ static bool serve(struct keeper *k, int ls) {
         if (r < 0 && ct.total == 0) ct.total = k->size / BLOCK;
         snprintf(reply, sizeof reply, "scan %llu/%llu bytes=%llu%s%s\n", (unsigned long long)ct.blocks,
                  (unsigned long long)ct.total, (unsigned long long)ct.bytes, why[0] ? " unreadable: " : "", why);
+    } else if (strcmp(line, "audit") == 0) {
+        struct count ct = {.audit = true};
+        int r = keeper_read(k, k->own, NULL, &ct, why, sizeof why);
+        if (r < 0 && ct.total == 0) ct.total = k->size / BLOCK;
+        char first[BLOCK + 1] = "";
+        if (ct.have_first) {
+            for (int i = 0; i < BLOCK; i++) first[i] = ct.first[i] >= 0x20 && ct.first[i] < 0x7f ? (char)ct.first[i] : '.';
+            first[BLOCK] = 0;
+        }
+        snprintf(reply, sizeof reply, "audit own=%llu/%llu foreign=%llu bytes=%llu%s%s%s%s\n", (unsigned long long)ct.blocks,
+                 (unsigned long long)ct.total, (unsigned long long)ct.foreign_blocks, (unsigned long long)ct.foreign_bytes,
+                 why[0] ? " unreadable: " : "", why, ct.have_first ? " first=" : "", first);
     } else if (strcmp(line, "quit") == 0) {
         snprintf(reply, sizeof reply, "quit\n");
         go_on = false;
@@ -916,7 +954,8 @@ int main(int argc, char **argv) {
     if (argc < 3) usage();
     const char *sub = argv[1];
     if (strcmp(sub, "ask") == 0) {
-        if (argc == 4 && (strcmp(argv[3], "own") == 0 || strcmp(argv[3], "quit") == 0)) return run_ask(argv[2], argv[3]);
+        if (argc == 4 && (strcmp(argv[3], "own") == 0 || strcmp(argv[3], "audit") == 0 || strcmp(argv[3], "quit") == 0))
+            return run_ask(argv[2], argv[3]);
         if (argc == 5 && strcmp(argv[3], "scan") == 0) {
             char cmd[512];
             snprintf(cmd, sizeof cmd, "scan %s", argv[4]);
