@@ -21,6 +21,12 @@ public enum Signals {
         }
     }
 
+    /// Ignores SIGIO: the kernel sends it to a write lease's holder when someone opens the
+    /// file (a lease break), and its default action ends the process. prezerod holds one
+    /// for each take-back; an open meanwhile (root's, or its own release of that lease on
+    /// another thread) then waits for the lease to go instead of killing the daemon.
+    public static func ignoreLeaseBreaks() { signal(SIGIO, SIG_IGN) }
+
     /// The child to pass signals to.
     public static func forward(to pid: pid_t) { forwardTarget = pid }
 

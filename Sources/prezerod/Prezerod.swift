@@ -67,6 +67,7 @@ struct Prezerod: AsyncParsableCommand {
         guard Files.leasesEnabled else {
             throw Failure("file leases are switched off (/proc/sys/fs/leases-enable is 0), and prezerod needs one to prove that nothing still has a released file open before its pages go back; switch them on: sysctl -w fs.leases-enable=1")
         }
+        Signals.ignoreLeaseBreaks()
         let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger)
         let server = try ControlServer(daemon: daemon, logger: logger)
         var services: [any Service] = [PoolService(daemon: daemon, server: server)]

@@ -30,6 +30,24 @@ extension PoolTests {
         try waitFor("every page back") { freePages(page2M) == before }
     }
 
+    /// The kernel tells a write lease's holder that someone opened the file with SIGIO,
+    /// whose default action ends the process. A take-back holds one while it punches the
+    /// file; an open meanwhile (its own release of that lease, racing the reclaimer, was
+    /// seen in the chaos soak) killed prezerod (wait status 29).
+    @Test("a lease break (SIGIO to the lease's holder) does not kill prezerod")
+    func leaseBreakSignal() throws {
+        let pool = try TestPool(config: "min_free: 0", mountConfig: "target: 4M\nfile_size: 4M")
+        defer { pool.close() }
+        try pool.start()
+        let p = try #require(pool.process)
+        let ignored = (Files.readText("/proc/\(p.pid)/status") ?? "").split(separator: "\n").first { $0.hasPrefix("SigIgn:") }
+            .flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) } ?? 0
+        #expect(ignored & (1 << (UInt64(SIGIO) - 1)) != 0, "prezerod ignores SIGIO")
+        kill(p.pid, SIGIO)
+        sleepSeconds(0.2)
+        #expect(p.isRunning && (try? pool.client.status()) != nil, "prezerod is alive and answering after SIGIO: \(pool.log().suffix(300))")
+    }
+
     @Test("kill -9 between a release and the take-back, then a restart: the file is taken back, never handed out")
     func crashAfterRelease() throws {
         let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 100",
