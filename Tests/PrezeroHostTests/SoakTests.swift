@@ -353,6 +353,13 @@ private final class Soak: Sendable {
         if t.kind == .hook { hookEnd(t) } else { directEnd(t) }
     }
 
+    /// Is `pid` a QEMU whose parent is this process (an orphan it adopted)?
+    static func adopted(_ pid: Int32) -> Bool {
+        guard let stat = Files.readText("/proc/\(pid)/stat"), let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return false }
+        let after = stat[stat.index(after: close)...].split(separator: " ")
+        return stat[stat.index(after: open)..<close].hasPrefix("qemu") && after.count > 1 && Int32(after[1]) == getpid()
+    }
+
     /// `prezero launch` of a QEMU that preallocates the file; it ends by SIGTERM to the launcher
     /// (ending 0), kill -9 of QEMU (1), or kill -9 of the launcher and then of its orphaned QEMU (2).
     func launch(_ t: Tenant, ending: Int) {
@@ -378,7 +385,10 @@ private final class Soak: Sendable {
         defer {
             launcher.signal(SIGKILL)
             _ = try? launcher.wait(timeout: 30)
-            if let vmm { kill(vmm, SIGKILL); _ = Processes.reap(vmm, timeout: 10) }
+            // QEMU is this process's to kill only once adopted (its launcher killed): a launcher
+            // that ended reaped it, and its pid may be another process's by now (a fork-hop
+            // tenant's keeper walks the pids round within seconds).
+            if let vmm, Soak.adopted(vmm) { kill(vmm, SIGKILL); _ = Processes.reap(vmm, timeout: 10) }
         }
         guard QMP.waitReady(socket: qmp, timeout: 60, alive: { launcher.isRunning }),
               let children = Files.readText("/proc/\(launcher.pid)/task/\(launcher.pid)/children"),
