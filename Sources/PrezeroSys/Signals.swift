@@ -32,9 +32,4 @@ public enum Signals {
 
     /// The last forwarded signal that came before a child was set, or 0.
     public static var pending: Int32 { pendingSignal }
-
-    /// A holder of a file lease is sent SIGIO when someone opens the file, and SIGIO's
-    /// default action ends the process: prezerod ignores it. The opener then waits for
-    /// the lease to go, which the take-back that holds it does within milliseconds.
-    public static func ignoreLeaseBreaks() { signal(SIGIO, SIG_IGN) }
 }

@@ -63,7 +63,6 @@ struct Prezerod: AsyncParsableCommand {
             throw Failure("prezerod lacks \(lacking.map(\.name).joined(separator: ", ")) (\(lacking.map(\.why).joined(separator: "; ")));"
                           + " keep \(DaemonCapabilities.needed.map(\.name).joined(separator: " ")) in its CapabilityBoundingSet=")
         }
-        Signals.ignoreLeaseBreaks()
         guard Files.leasesEnabled else {
             throw Failure("file leases are switched off (/proc/sys/fs/leases-enable is 0), and prezerod needs one to prove that nothing still has a released file open before its pages go back; switch them on: sysctl -w fs.leases-enable=1")
         }
