@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -47,6 +48,56 @@ int pz_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid) {
     *pid = cred.pid;
     *uid = cred.uid;
     *gid = cred.gid;
+    return 0;
+}
+
+int pz_peergroups(int fd, uint32_t *out, int cap) {
+    socklen_t len = (socklen_t)(cap * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, out, &len) != 0) {
+        // Too small a buffer: the kernel says how much it needs.
+        if (errno == ERANGE) return (int)(len / sizeof(gid_t));
+        return -1;
+    }
+    return (int)(len / sizeof(gid_t));
+}
+
+int pz_thread_groups(uint32_t *out, int cap) {
+    return (int)syscall(SYS_getgroups, cap, out);
+}
+
+// setfsuid and setfsgid return the previous id and never fail visibly: the id they
+// hold is read back (an invalid id, -1, changes nothing) to see whether it took.
+static int fsuid_is(uint32_t uid) { return (uint32_t)setfsuid((uid_t)-1) == uid; }
+static int fsgid_is(uint32_t gid) { return (uint32_t)setfsgid((gid_t)-1) == gid; }
+
+int pz_fs_identity_leave(const uint32_t *groups, int n) {
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    // fsuid first: back to 0, it brings back the capabilities the other two need.
+    setfsuid(uid);
+    setfsgid(gid);
+    int groupsBack = syscall(SYS_setgroups, n, groups) == 0;
+    return fsuid_is(uid) && fsgid_is(gid) && groupsBack ? 0 : -1;
+}
+
+int pz_fs_identity_enter(uint32_t uid, uint32_t gid, const uint32_t *groups, int n) {
+    int saved_n = (int)syscall(SYS_getgroups, 0, NULL);
+    if (saved_n < 0) return -1;
+    gid_t saved[saved_n > 0 ? saved_n : 1];
+    if (syscall(SYS_getgroups, saved_n, saved) != saved_n) return -1;
+    if (syscall(SYS_setgroups, n, groups) != 0) return -1;
+    setfsgid(gid);
+    setfsuid(uid);
+    if (fsgid_is(gid) && fsuid_is(uid)) return 0;
+    pz_fs_identity_leave(saved, saved_n);
+    errno = EPERM;
+    return -1;
+}
+
+int pz_thread_become(uint32_t uid, uint32_t gid, const uint32_t *groups, int n) {
+    if (syscall(SYS_setgroups, n, groups) != 0) return -1;
+    if (syscall(SYS_setresgid, gid, gid, gid) != 0) return -1;
+    if (syscall(SYS_setresuid, uid, uid, uid) != 0) return -1;
     return 0;
 }
 

@@ -141,6 +141,28 @@ public enum Files {
         }
     }
 
+    /// A second name for an open file, `name` in `dir`, made through `/proc/self/fd` so that
+    /// the source is this very inode and no lookup of its pool directory is needed (a caller
+    /// the link is made as may not search that directory). The corresponding C function is
+    /// `linkat(AT_FDCWD, "/proc/self/fd/N", dir, name, AT_SYMLINK_FOLLOW)`; fails with EEXIST
+    /// if anything, a symlink included, has the name.
+    public static func link(_ file: Descriptor, to dir: Descriptor, _ name: String) throws(SysError) {
+        try requireName("link", name)
+        try check("link", "\(file.label) to \(dir.label)/\(name)") {
+            linkat(AT_FDCWD, "/proc/self/fd/\(file.raw)", dir.raw, name, AT_SYMLINK_FOLLOW)
+        }
+    }
+
+    /// The target of a symlink. The corresponding C function is `readlink`.
+    public static func readLink(_ path: String) -> Result<String, SysError> {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBufferPointer { b in
+            b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { readlink(path, $0, b.count) }
+        }
+        guard n >= 0 else { return .failure(SysError("readlink", path)) }
+        return .success(String(decoding: buf[0..<n], as: UTF8.self))
+    }
+
     /// The corresponding C function is `unlinkat`.
     public static func unlink(in dir: Descriptor, _ name: String) throws(SysError) {
         try requireName("unlink", name)

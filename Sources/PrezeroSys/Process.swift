@@ -122,3 +122,12 @@ extension Processes {
         }
     }
 }
+
+/// Namespaces the process runs in.
+public enum Namespaces {
+    /// The PID namespace link of a process (`/proc/self/ns/pid` reads `pid:[4026531836]` in
+    /// the initial one), or why it could not be read.
+    public static func pidLink(_ pid: String) -> Result<String, SysError> {
+        Files.readLink("/proc/\(pid)/ns/pid")
+    }
+}

@@ -50,6 +50,19 @@ public final class UnixConnection: Sendable {
         return PeerCredentials(pid: pid, uid: uid, gid: gid)
     }
 
+    /// SO_PEERGROUPS: the peer's supplementary groups, as the kernel saw them at connect
+    /// time (as SO_PEERCRED does its uid): no /proc read, so no race with the peer's exit.
+    public func peerGroups() throws(SysError) -> [UInt32] {
+        var out = [UInt32](repeating: 0, count: 64)
+        while true {
+            let n = try check("getsockopt(SO_PEERGROUPS)", fd.label) {
+                out.withUnsafeMutableBufferPointer { pz_peergroups(fd.raw, $0.baseAddress, Int32($0.count)) }
+            }
+            if Int(n) <= out.count { return Array(out[0..<Int(n)]) }
+            out = [UInt32](repeating: 0, count: Int(n))
+        }
+    }
+
     /// Bounds how long a read, a write or a connect may block; at least 1 ms, since a
     /// timeout of 0 means for ever.
     public func setTimeout(seconds: Double) throws(SysError) {
@@ -172,8 +185,9 @@ public final class UnixListener: Sendable {
     public let fd: Descriptor
     public let path: String
 
-    /// Binds `path` with `mode`. A stale socket file is replaced; any other file there is an error.
-    public init(path: String, mode: UInt32) throws(SysError) {
+    /// Binds `path` with `mode`, and `group` as its group when given. A stale socket file is
+    /// replaced; any other file there is an error.
+    public init(path: String, mode: UInt32, group: UInt32? = nil) throws(SysError) {
         self.path = path
         let raw = try check("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         fd = Descriptor(raw, label: path)
@@ -203,6 +217,7 @@ public final class UnixListener: Sendable {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
             }
         }
+        if let group { try check("chown", path) { Glibc.lchown(path, UInt32.max, group) } }
         try check("chmod", path) { Glibc.chmod(path, mode_t(mode)) }
         try check("listen", path) { listen(raw, 64) }
     }

@@ -29,6 +29,24 @@ int pz_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const c
 
 /// SO_PEERCRED of a connected Unix socket.
 int pz_peercred(int fd, int32_t *pid, uint32_t *uid, uint32_t *gid);
+/// SO_PEERGROUPS: the peer's supplementary groups as they were at connect(), at most cap of
+/// them written to out. Returns how many it has (more than cap: call again), or -1.
+int pz_peergroups(int fd, uint32_t *out, int cap);
+
+/// The calling thread's supplementary groups (the raw system call: this thread only), at
+/// most cap written to out; returns how many it has, or -1.
+int pz_thread_groups(uint32_t *out, int cap);
+/// Takes on, for the calling thread only, the file-system identity of uid and gid with these
+/// supplementary groups (raw setgroups, then setfsgid, then setfsuid; glibc's setgroups would
+/// change every thread). A non-zero fsuid drops the capabilities that bypass permission
+/// checks. Returns 0, or -1 with errno and the thread's identity as it was.
+int pz_fs_identity_enter(uint32_t uid, uint32_t gid, const uint32_t *groups, int n);
+/// Back to the thread's own file-system identity (its euid and egid) and these groups.
+/// Returns 0, or -1 when the kernel did not take it back.
+int pz_fs_identity_leave(const uint32_t *groups, int n);
+/// The calling thread becomes uid and gid with these groups for good, real, effective and
+/// saved ids alike (raw system calls: this thread only). For a thread that then ends.
+int pz_thread_become(uint32_t uid, uint32_t gid, const uint32_t *groups, int n);
 
 /// sched_setaffinity(2) of the calling thread to the given CPUs.
 int pz_set_thread_cpus(const int *cpus, int count);
