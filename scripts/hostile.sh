@@ -146,6 +146,9 @@ state_dir: $r/state
 min_free: 0
 refill_delay_ms: 0
 allowed_uids: [$uid]
+socket_group: "+$gid"
+# A's file (held, or not yet taken back) and the next tenant's may be every page of this rig.
+uid_quota: 100%
 mounts:
   - path: $mnt
     target: $(( 2 * file_m ))M

@@ -101,7 +101,7 @@ public struct ControlClient: Sendable {
         case ENOENT:
             return ControlError(.unreachable, "prezerod is not running: no socket at \(socket); start it with: prezerod (or pass --socket)")
         case EACCES, EPERM:
-            return ControlError(.unreachable, "permission denied on \(socket): the control socket is root-only; run as root or add your uid to allowed_uids")
+            return ControlError(.unreachable, "permission denied on \(socket): the control socket is root's (and socket_group's, if set); run as root, or join socket_group with your uid in allowed_uids")
         case ECONNREFUSED:
             return ControlError(.unreachable, "prezerod is not listening on \(socket) (stale socket); restart prezerod")
         default:

@@ -19,6 +19,15 @@ public enum DaemonCapabilities {
         Needed(bit: 3, name: "CAP_FOWNER", why: "chmod a file the VM's user owns"),
     ]
 
+    /// Only with allowed_uids or allowed_gids: a non-root caller's link and unlink are made
+    /// with its file-system identity, so that the kernel checks its own rights.
+    public static let forOtherCallers: [Needed] = [
+        Needed(bit: 6, name: "CAP_SETGID", why: "take on a non-root caller's groups (setgroups, setfsgid) to link its file as it"),
+        Needed(bit: 7, name: "CAP_SETUID", why: "take on a non-root caller's uid (setfsuid) to link its file as it"),
+    ]
+
+    public static func needed(otherCallers: Bool) -> [Needed] { needed + (otherCallers ? forOtherCallers : []) }
+
     /// The effective set from /proc/self/status (`CapEff:` in hex); nil if absent.
     public static func effective(status: String) -> UInt64? {
         for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
@@ -27,8 +36,8 @@ public enum DaemonCapabilities {
         return nil
     }
 
-    /// What `effective` lacks of `needed`.
-    public static func missing(effective: UInt64) -> [Needed] {
-        needed.filter { effective & (1 << UInt64($0.bit)) == 0 }
+    /// What `effective` lacks of what prezerod needs, with or without non-root callers.
+    public static func missing(effective: UInt64, otherCallers: Bool = false) -> [Needed] {
+        needed(otherCallers: otherCallers).filter { effective & (1 << UInt64($0.bit)) == 0 }
     }
 }

@@ -20,9 +20,15 @@ public struct Config: Sendable, Equatable {
     public var fillBandwidth: SizeSpec = .bytes(0)
     /// Where claims may put files; empty means anywhere on a pool mount outside the pool directory.
     public var allowedDirs: [String] = []
-    /// Peers allowed besides root.
+    /// Peers allowed besides root: by uid, or by primary or supplementary group.
     public var allowedUids: [UInt32] = []
     public var allowedGids: [UInt32] = []
+    /// The control socket's group (a name, or +GID): the socket is then 0660 root:group, and
+    /// only its members reach it. Required when allowed_uids or allowed_gids is set.
+    public var socketGroup: String?
+    /// The most a non-root caller may hold in leases at once, across every pool mount; a
+    /// percentage is of the huge pages of all pool mounts together.
+    public var uidQuota: SizeSpec = .percent(25)
     public var maxRequestBytes = 1 << 20
     public var requestTimeoutMs = 5000
     public var learnedShapes = 8
@@ -119,7 +125,7 @@ extension Config: Codable {
         case socket, mounts, target
         case stateDir = "state_dir", poolDir = "pool_dir", minFree = "min_free", fileSize = "file_size"
         case fillChunk = "fill_chunk", fillBandwidth = "fill_bandwidth", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
-        case allowedGids = "allowed_gids", maxRequestBytes = "max_request_bytes"
+        case allowedGids = "allowed_gids", socketGroup = "socket_group", uidQuota = "uid_quota", maxRequestBytes = "max_request_bytes"
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
         case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms", qemuConf = "qemu_conf"
@@ -152,6 +158,8 @@ extension Config: Codable {
         try opt(.allowedDirs, &d.allowedDirs)
         try opt(.allowedUids, &d.allowedUids)
         try opt(.allowedGids, &d.allowedGids)
+        d.socketGroup = try c.decodeIfPresent(String.self, forKey: .socketGroup)
+        try opt(.uidQuota, &d.uidQuota)
         try opt(.maxRequestBytes, &d.maxRequestBytes)
         try opt(.requestTimeoutMs, &d.requestTimeoutMs)
         try opt(.learnedShapes, &d.learnedShapes)
@@ -170,6 +178,12 @@ extension Config: Codable {
         }
         if d.poolDir.isEmpty || d.poolDir.contains("/") || d.poolDir == "." || d.poolDir.hasPrefix("..") {
             throw ConfigError(message: "pool_dir: '\(d.poolDir)' must be a plain directory name, e.g. .prezero")
+        }
+        if let g = d.socketGroup, g.isEmpty || g.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace }) {
+            throw ConfigError(message: "socket_group: '\(g)' must be a group name or +GID, e.g. prezero")
+        }
+        if d.socketGroup == nil, !d.allowedUids.isEmpty || !d.allowedGids.isEmpty {
+            throw ConfigError(message: "allowed_uids/allowed_gids admit other users, but socket_group is not set: set socket_group to a group those users are in (the socket is 0660 root:GROUP; it is never open to all)")
         }
         if d.maxRequestBytes < 1024 {
             throw ConfigError(message: "max_request_bytes: \(d.maxRequestBytes) is too small; use at least 1024")

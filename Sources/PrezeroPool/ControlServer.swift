@@ -29,9 +29,16 @@ public final class ControlServer: Sendable {
         let c = daemon.config
         let dir = String(c.socket[..<(c.socket.lastIndex(of: "/") ?? c.socket.startIndex)])
         if !dir.isEmpty { try Files.makeDirectories(dir, mode: 0o755) }
-        // Root-only unless other peers are configured; then SO_PEERCRED is the gate.
-        let open = !c.allowedUids.isEmpty || !c.allowedGids.isEmpty
-        listener = try UnixListener(path: c.socket, mode: open ? 0o666 : 0o600)
+        // Root-only, or 0660 with socket_group: only that group's members reach it, and
+        // SO_PEERCRED then admits root and allowed_uids/allowed_gids. Never open to all.
+        var group: UInt32?
+        if let name = c.socketGroup {
+            guard let gid = Users.gid(name) else {
+                throw HostError(description: "socket_group: no group '\(name)' on this host; create it (groupadd \(name)) or name another in the prezerod config")
+            }
+            group = gid
+        }
+        listener = try UnixListener(path: c.socket, mode: group == nil ? 0o600 : 0o660, group: group)
         self.daemon = daemon
         self.logger = logger
     }
@@ -99,9 +106,8 @@ public final class ControlServer: Sendable {
         }
     }
 
-    func allowed(_ p: PeerCredentials) -> Bool {
-        let c = daemon.config
-        return p.uid == 0 || c.allowedUids.contains(p.uid) || c.allowedGids.contains(p.gid)
+    func allowed(_ c: Caller) -> Bool {
+        CallerPolicy.admitted(c, allowedUids: daemon.config.allowedUids, allowedGids: daemon.config.allowedGids)
     }
 
     func serve(_ conn: UnixConnection, id: UInt64) {
@@ -110,7 +116,8 @@ public final class ControlServer: Sendable {
         do {
             defer { reading.withLock { _ = $0.removeValue(forKey: id) } }
             try conn.setTimeout(seconds: timeout)
-            let peer = try conn.peer()
+            let p = try conn.peer()
+            let peer = Caller(pid: p.pid, uid: p.uid, gid: p.gid, groups: p.uid == 0 ? [] : try conn.peerGroups())
             response = answer(conn, peer: peer, id: id, deadline: monotonicSeconds() + timeout)
             try conn.setTimeout(seconds: timeout)
             try conn.writeAll(Wire.encode(response))
@@ -123,10 +130,10 @@ public final class ControlServer: Sendable {
         }
     }
 
-    private func answer(_ conn: UnixConnection, peer: PeerCredentials, id: UInt64, deadline: Double) -> Response {
+    private func answer(_ conn: UnixConnection, peer: Caller, id: UInt64, deadline: Double) -> Response {
         guard allowed(peer) else {
             logger.warning("refused peer pid \(peer.pid) uid \(peer.uid) gid \(peer.gid)")
-            return Response.error(ControlError(.forbidden, "uid \(peer.uid) may not use prezerod; run as root or add the uid to allowed_uids in the prezerod config"))
+            return Response.error(ControlError(.forbidden, "uid \(peer.uid) may not use prezerod; run as root or add the uid to allowed_uids (or a group of it to allowed_gids) in the prezerod config"))
         }
         let max = daemon.config.maxRequestBytes
         let line: [UInt8]
@@ -151,8 +158,8 @@ public final class ControlServer: Sendable {
             logger.warning("bad request from pid \(peer.pid): \(e.message)")
             return Response.error(e)
         case .success(let r):
-            let res = daemon.handle(r)
-            if case .error(let e) = res { logger.warning("\(r.operation.rawValue) from pid \(peer.pid) refused: \(e.message)") }
+            let res = daemon.handle(r, from: peer)
+            if case .error(let e) = res { logger.warning("\(r.operation.rawValue) from pid \(peer.pid) uid \(peer.uid) refused: \(e.message)") }
             return res
         }
     }

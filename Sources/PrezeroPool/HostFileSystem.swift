@@ -4,6 +4,17 @@ import PrezeroProtocol
 import PrezeroSys
 import Synchronization
 
+/// A claim's or a release's destination directory, opened once by the request (as its
+/// caller), with the name in it: the request's checks and its `.link` or `.unlinkLink`
+/// effect use this one descriptor, so no path is looked up twice.
+public struct OpenedDestination: Sendable {
+    public let dir: Descriptor
+    public let name: String
+    /// Whom the link or unlink is made as, so that the kernel checks the caller's own right
+    /// to write in `dir`; nil: as prezerod (a root caller).
+    public let caller: Caller?
+}
+
 /// The pool's file system on this host: every effect through PrezeroSys, relative to
 /// the pool's directory descriptors and never through a symlink.
 public final class HostFileSystem: PoolFileSystem {
@@ -15,6 +26,8 @@ public final class HostFileSystem: PoolFileSystem {
     /// One lock per (mount, node): every effect that changes how many pages the node
     /// has free holds it, so that a take-back's count of what came back is the punch's alone.
     let nodeLocks: [NodeKey: NodeLock]
+    /// Destinations of the requests in progress, by path (the path the effects name).
+    let opened = Mutex<[String: OpenedDestination]>([:])
 
     final class NodeLock: Sendable {
         let m = Mutex(())
@@ -75,24 +88,28 @@ public final class HostFileSystem: PoolFileSystem {
         case .unlink(let f):
             try paused(node(of: f)) { () throws(SysError) in try Files.unlink(in: dir(f), f.name) }
         case .link(let f, let dest):
-            let (destDir, name) = try destination(dest)
-            try Files.link(in: dir(f), f.name, to: destDir, name)
-            return .linked(inode: try Files.status(open(f)).inode)
+            guard let d = opened.withLock({ $0[dest] }) else { throw SysError("link", "\(dest) (no request opened its directory)", errno: EINVAL) }
+            let fd = try open(f)
+            try Self.acting(as: d.caller) { () throws(SysError) in try Files.link(fd, to: d.dir, d.name) }
+            return .linked(inode: try Files.status(fd).inode)
         case .unlinkLink(let f, let dest):
-            guard let (destDir, name) = try? destination(dest),
-                  let st = try Files.status(in: destDir, name: name),
-                  st.inode == (try Files.status(open(f))).inode, st.device == pools[f.mount].device.device
-            else { return nil }
-            try Files.unlink(in: destDir, name)
+            // No directory opened: not a place the request could reach, nothing to remove.
+            guard let d = opened.withLock({ $0[dest] }) else { return nil }
+            let inode = try Files.status(open(f)).inode
+            try Self.acting(as: d.caller) { () throws(SysError) in
+                guard let st = try Files.status(in: d.dir, name: d.name), st.inode == inode,
+                      st.device == pools[f.mount].device.device else { return }
+                try Files.unlink(in: d.dir, d.name)
+            }
         case .checkSole(let f):
             guard let st = try Files.status(in: dir(f), name: f.name) else { throw SysError("stat", "\(f)", errno: ENOENT) }
             guard st.links == 1 else { throw SysError("links", "\(f) has \(st.links) names", errno: EMLINK) }
         case .takeBack(let f, let node):
             return .tookBack(try takeBack(f, node: NodeKey(mount: f.mount, node: node)))
-        case .journal(let key, let dest?):
-            try Files.writeText("\(leaseJournal)/.\(key).new", dest)
+        case .journal(let key, let dest?, let claimant):
+            try Files.writeText("\(leaseJournal)/.\(key).new", LeaseRecord(dest: dest, claimant: claimant).text)
             try Files.renamePath("\(leaseJournal)/.\(key).new", "\(leaseJournal)/\(key)")
-        case .journal(let key, nil):
+        case .journal(let key, nil, _):
             try remove("\(leaseJournal)/\(key)")
         case .journalHeld(let key, let mi, let node, let bytes?):
             try Files.writeText("\(heldJournal)/.\(key).new", "\(pools[mi].mount.path)\n\(node)\n\(bytes)\n")
@@ -154,7 +171,28 @@ public final class HostFileSystem: PoolFileSystem {
         return found
     }
 
-    /// The parent of an absolute destination, opened through no symlink, and the name in it.
+    /// Runs `body` as `caller` (see `ThreadIdentity.asUser`), or as prezerod for nil.
+    static func acting<T>(as caller: Caller?, _ body: () throws(SysError) -> T) throws(SysError) -> T {
+        guard let c = caller else { return try body() }
+        return try ThreadIdentity.asUser(uid: c.uid, gid: c.gid, groups: c.groups, body)
+    }
+
+    /// Runs one request's `body` with `d` as the opened directory of destination `path`, for
+    /// the effects that name it. Two requests for one path at once: the second is refused.
+    func using<T>(_ path: String, _ d: OpenedDestination, _ body: () throws(ControlError) -> T) throws(ControlError) -> T {
+        let mine = opened.withLock { o in
+            guard o[path] == nil else { return false }
+            o[path] = d
+            return true
+        }
+        guard mine else { throw ControlError(.busy, "another request for \(path) is in progress; try again") }
+        defer { opened.withLock { _ = $0.removeValue(forKey: path) } }
+        return try body()
+    }
+
+    /// The parent of an absolute destination, opened through no symlink, and the name in it:
+    /// for looking at a lease's destination, never for changing it (a request's own
+    /// `OpenedDestination` serves that).
     func destination(_ path: String) throws(SysError) -> (Descriptor, String) {
         let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard path.hasPrefix("/"), parts.count >= 3, let name = parts.last else { throw SysError("link", path, errno: EINVAL) }
@@ -206,7 +244,7 @@ public final class HostFileSystem: PoolFileSystem {
         return NodeCounters(free: (free - min(free, reserved)) * ps, total: (c?.total ?? 0) * ps)
     }
 
-    public func journal(_ lease: String) -> String? { Files.readText("\(leaseJournal)/\(lease)") }
+    public func journal(_ lease: String) -> LeaseRecord? { Files.readText("\(leaseJournal)/\(lease)").flatMap(LeaseRecord.parse) }
 
     func remove(_ path: String) throws(SysError) {
         do throws(SysError) {

@@ -13,6 +13,8 @@ public final class PoolDaemon: Sendable {
     let logger: Logger
     let pools: [PoolDirectory]
     let engine: PoolEngine
+    /// The engine's file system, for the destinations requests open (`HostFileSystem.using`).
+    let host: HostFileSystem
     let wakeups: [NodeKey: DispatchSemaphore]
     let threads = DispatchGroup()
 
@@ -33,6 +35,7 @@ public final class PoolDaemon: Sendable {
         wakeups = wake
         let signals = wake
         let fs = try HostFileSystem(pools: pools, stateDir: config.stateDir, nodes: state.keys)
+        host = fs
         engine = PoolEngine(fs: fs, state: state, logger: logger, clock: monotonicSeconds, pause: sleepSeconds,
                             wake: { k in signals[k]?.signal() })
         try engine.recover()

@@ -83,7 +83,7 @@ public final class PoolEngine: Sendable {
         let mounts = state.withLock { $0.mounts.count }
         for mi in 0..<mounts {
             let listing = try fs.listing(mount: mi)
-            var journal: [String: String] = [:]
+            var journal: [String: LeaseRecord] = [:]
             for f in listing where f.state == .leased {
                 if let key = LeasedName(f.name)?.key { journal[key] = fs.journal(key) }
             }
@@ -113,11 +113,16 @@ public final class PoolEngine: Sendable {
 
     /// Hands out a clean file at the request's destination (see `ClaimPolicy`), keeping a
     /// second link in `leased/`. The request has been checked; a miss makes room instead.
-    public func claim(_ c: ClaimRequest, mount mi: Int) throws(ControlError) -> ClaimResult {
+    /// A `quota` (a non-root claimant's) is checked against its leases in the same step that
+    /// takes the file, so that claims at once cannot pass it together.
+    public func claim(_ c: ClaimRequest, mount mi: Int, claimant: UInt32 = 0, quota: UInt64? = nil) throws(ControlError) -> ClaimResult {
         let ps = state.withLock { $0.mounts[mi].pageSize }
         let counters = counters(mount: mi)
         let now = clock()
-        let (key, ticket) = try state.withLock { s throws(ControlError) in try s.beginClaim(c, mount: mi, counters: counters, now: now) }
+        let (key, ticket) = try state.withLock { s throws(ControlError) in
+            if let quota { try CallerPolicy.checkQuota(leased: s.leasedBytes(claimant: claimant), claim: c.bytes, quota: quota, uid: claimant) }
+            return try s.beginClaim(c, mount: mi, counters: counters, now: now, claimant: claimant)
+        }
         guard let t = ticket else { return miss(c, mount: mi) }
         switch run(.claim(t)) {
         case .success:
@@ -136,6 +141,9 @@ public final class PoolEngine: Sendable {
                 return miss(c, mount: mi)
             }
             if case .link = f.effect {
+                if f.error.isPermission {
+                    throw ControlError(.forbidden, "claim: uid \(claimant) may not create \(c.dest): permission denied (the link is made as the caller: pick a directory it may write)")
+                }
                 let why = f.error.errno == EffectError.exists ? "something already exists there (a file or a symlink); remove it first" : "\(f.error)"
                 throw ControlError(.badDestination, "claim: cannot create \(c.dest): \(why)")
             }

@@ -17,8 +17,8 @@ public protocol PoolFileSystem: Sendable {
     func usage(_ k: NodeKey, files: [FileRef]) -> (inUse: UInt64, inFiles: UInt64)
     /// A node's free and total huge pages of the mount's size.
     func counters(_ k: NodeKey) -> NodeCounters
-    /// Where a lease's first link went, as the journal remembers it.
-    func journal(_ lease: String) -> String?
+    /// Where a lease's first link went and who claimed it, as the journal remembers it.
+    func journal(_ lease: String) -> LeaseRecord?
     /// The held pages journalled for a mount: (`Lease.heldID`, node, bytes).
     func heldJournal(mount: Int) -> [(id: String, node: Int, bytes: UInt64)]
 }

@@ -4,17 +4,20 @@ import PrezeroProtocol
 import PrezeroSys
 
 /// The control requests. Each either does all of its work or, on a bad request,
-/// answers with a clear error and changes nothing.
+/// answers with a clear error and changes nothing. A caller other than root may only
+/// claim (its own files, within its quota), release its own leases, and ask status
+/// (see `CallerPolicy`).
 extension PoolDaemon {
-    public func handle(_ r: Request) -> Response {
+    public func handle(_ r: Request, from caller: Caller = .root) -> Response {
         do throws(ControlError) {
+            try CallerPolicy.check(r.operation, by: caller)
             switch r {
             case .status:
                 return .status(status())
             case .claim(let c):
-                return .claim(try claim(c))
+                return .claim(try claim(c, by: caller))
             case .release(let rel):
-                return .release(try release(rel))
+                return .release(try release(rel, by: caller))
             case .fill(let scope):
                 try setTargets(scope, drain: false)
                 return .status(status())
@@ -102,8 +105,11 @@ extension PoolDaemon {
 
     // MARK: claim
 
-    /// Checks a claim, then hands out a clean file (see `PoolEngine.claim`).
-    func claim(_ c: ClaimRequest) throws(ControlError) -> ClaimResult {
+    /// Checks a claim, then hands out a clean file (see `PoolEngine.claim`). A non-root
+    /// caller's file is its own, at most 0600, linked as the caller (so only where it may
+    /// write), and within its `uid_quota`.
+    func claim(_ req: ClaimRequest, by caller: Caller = .root) throws(ControlError) -> ClaimResult {
+        let c = try CallerPolicy.claim(req, by: caller)
         let mi = try mountIndex(pageSize: c.pageSize)
         let pool = pools[mi]
         let ps = pool.mount.pageSize
@@ -119,18 +125,31 @@ extension PoolDaemon {
         guard c.bytes <= largest else {
             throw ControlError(.badRequest, "claim: \(ByteSize.format(c.bytes)) is more than any allowed node has in huge pages (\(ByteSize.format(largest)))")
         }
-        let (destDir, destName) = try openDestination(c.dest, pool: pool)
+        let (dest, st) = try openDestination(c.dest, as: caller)
+        try checkDestination(c.dest, st, on: pool)
         // Refuse an occupied destination before anything is picked, cut or extended.
         // (link() in the claim stays the atomic check.)
-        if (try? Files.status(in: destDir, name: destName)) != nil {
+        if (try? Files.status(in: dest.dir, name: dest.name)) != nil {
             throw ControlError(.badDestination, "claim: cannot create \(c.dest): something already exists there (a file or a symlink); remove it first")
         }
-        return try engine.claim(c, mount: mi)
+        let quota = caller.isRoot ? nil : uidQuotaBytes()
+        return try host.using(c.dest, dest) { () throws(ControlError) in
+            try engine.claim(c, mount: mi, claimant: caller.uid, quota: quota)
+        }
     }
 
-    /// Checks a claim destination and opens its parent: an absolute, plain path inside an
-    /// allowed directory, on the pool's mount, outside the pool, through no symlink.
-    func openDestination(_ dest: String, pool: PoolDirectory) throws(ControlError) -> (Descriptor, String) {
+    /// `uid_quota` in bytes: a percentage is of the huge pages of every pool mount together.
+    func uidQuotaBytes() -> UInt64 {
+        let total = wakeups.keys.reduce(UInt64(0)) { $0 + engine.fs.counters($1).total }
+        return config.uidQuota.resolve(totalBytes: total)
+    }
+
+    /// Checks a destination path and opens its parent, once and as the caller (so that the
+    /// kernel checks the caller's right to search every directory on the way): an absolute,
+    /// plain path inside an allowed directory, outside the pool, through no symlink. Returns
+    /// the opened directory, which the claim's link or the release's unlink then uses, and
+    /// its status.
+    func openDestination(_ dest: String, as caller: Caller) throws(ControlError) -> (OpenedDestination, FileStatus) {
         // Requests are checked as they are decoded; this covers the destinations the daemon
         // builds itself (a hook call's, from the domain XML).
         if let why = PathRule.problem(dest, what: "destination") { throw ControlError(.badDestination, why) }
@@ -143,60 +162,84 @@ extension PoolDaemon {
             let d = dir.hasSuffix("/") ? String(dir.dropLast()) : dir
             return dest.hasPrefix(d + "/")
         }
-        guard !pools.contains(where: { inside($0.rootPath) }) else {
+        if let pool = pools.first(where: { inside($0.rootPath) }) {
             throw ControlError(.badDestination, "destination \(dest) is inside a pool directory; pick a path outside \(pool.rootPath)")
         }
         guard allowed.contains(where: inside) else {
             throw ControlError(.badDestination, "destination \(dest) is outside the allowed directories (\(allowed.joined(separator: ", "))); set allowed_dirs in the prezerod config")
         }
         let parent = "/" + parts.dropFirst().dropLast().joined(separator: "/")
-        let name = parts.last!
+        let who = caller.isRoot ? nil : caller
         let dir: Descriptor
         do {
-            dir = try Files.openDirectory(path: parent, pathOnly: true)
+            dir = try HostFileSystem.acting(as: who) { () throws(SysError) in try Files.openDirectory(path: parent, pathOnly: true) }
+        } catch where error.errno == EACCES || error.errno == EPERM {
+            throw ControlError(.forbidden, "destination directory \(parent): uid \(caller.uid) may not reach it (permission denied); pick a directory it may write")
         } catch {
             let why = error.errno == ELOOP || error.errno == ENOTDIR ? "a component is a symlink or not a directory" : "\(error)"
             throw ControlError(.badDestination, "destination directory \(parent): \(why)")
         }
         let st: FileStatus
         do { st = try Files.status(dir) } catch { throw ControlError(.system, "\(error)") }
+        return (OpenedDestination(dir: dir, name: parts.last!, caller: who), st)
+    }
+
+    /// An opened destination directory is on `pool`'s mount and is none of its pool directories.
+    func checkDestination(_ dest: String, _ st: FileStatus, on pool: PoolDirectory) throws(ControlError) {
         guard !pool.isPoolDirectory(st) else {
             throw ControlError(.badDestination, "destination \(dest) is inside a pool directory; pick a path outside \(pool.rootPath)")
         }
         guard st.device == pool.device.device else {
             throw ControlError(.badDestination, "destination \(dest) is not on the pool mount \(pool.mount.path); a hugetlbfs file can only be linked within its mount")
         }
-        return (dir, name)
     }
 
     // MARK: release
 
     /// Finds the lease by key or by its destination's inode, then ends it (see `PoolEngine.release`).
-    func release(_ r: ReleaseRequest) throws(ControlError) -> ReleaseResult {
+    /// A non-root caller may end only the leases it claimed, and the destination name is
+    /// removed as the caller.
+    func release(_ r: ReleaseRequest, by caller: Caller = .root) throws(ControlError) -> ReleaseResult {
         var lease: Lease
+        var opened: OpenedDestination?
         if let key = r.lease {
             if let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "release: \(why)") }
             guard let l = engine.state.withLock({ $0.leases[key] }) else { throw ControlError(.notFound, "release: no lease '\(key)'") }
             lease = l
         } else if let dest = r.dest {
-            guard let l = try leaseAt(dest) else { throw ControlError(.notFound, "release: \(dest) is not a leased pool file") }
+            guard let (l, d) = try leaseAt(dest, as: caller) else { throw ControlError(.notFound, "release: \(dest) is not a leased pool file") }
             lease = l
             // Found by its inode at this very path: that is the name to remove.
             lease.dest = dest
+            opened = d
         } else {
             throw ControlError(.badRequest, "release: give a lease key or a destination path")
         }
-        if let dest = lease.dest, (try? openDestination(dest, pool: pools[lease.mount])) == nil {
-            lease.dest = nil  // not a place a claim could have linked to: nothing to remove there
+        try CallerPolicy.checkRelease(lease.key, claimant: lease.claimant, by: caller)
+        if opened == nil, let dest = lease.dest {
+            do {
+                let (d, st) = try openDestination(dest, as: caller)
+                try checkDestination(dest, st, on: pools[lease.mount])
+                opened = d
+            } catch where error.code == .forbidden {
+                throw ControlError(.forbidden, "release: uid \(caller.uid) cannot reach \(dest) to remove it (permission denied); remove it yourself, or ask root to release lease '\(lease.key)'")
+            } catch {
+                // Not a place a claim could have linked to: nothing to remove there.
+            }
         }
-        return try engine.release(lease)
+        guard let d = opened, let dest = lease.dest else {
+            lease.dest = nil
+            return try engine.release(lease)
+        }
+        return try host.using(dest, d) { () throws(ControlError) in try engine.release(lease) }
     }
 
-    func leaseAt(_ dest: String) throws(ControlError) -> Lease? {
-        for (mi, pool) in pools.enumerated() {
-            guard let (dir, name) = try? openDestination(dest, pool: pool) else { continue }
-            guard let st = try? Files.status(in: dir, name: name) else { continue }
-            if let l = engine.state.withLock({ s in s.leases.values.first { $0.mount == mi && $0.inode == st.inode } }) { return l }
+    /// The lease whose file is at `dest`, with the directory opened (as the caller) to find it.
+    func leaseAt(_ dest: String, as caller: Caller) throws(ControlError) -> (Lease, OpenedDestination)? {
+        guard let (d, st) = try? openDestination(dest, as: caller),
+              let file = try? Files.status(in: d.dir, name: d.name) else { return nil }
+        for (mi, pool) in pools.enumerated() where (try? checkDestination(dest, st, on: pool)) != nil {
+            if let l = engine.state.withLock({ s in s.leases.values.first { $0.mount == mi && $0.inode == file.inode } }) { return (l, d) }
         }
         return nil
     }

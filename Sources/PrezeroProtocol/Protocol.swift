@@ -238,6 +238,8 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
         public static let tooLarge = Code(rawValue: "too_large")
         public static let version = Code(rawValue: "unsupported_version")
         public static let forbidden = Code(rawValue: "forbidden")
+        /// A non-root caller's leases would pass its `uid_quota`.
+        public static let overQuota = Code(rawValue: "over_quota")
         public static let badDestination = Code(rawValue: "bad_destination")
         public static let notFound = Code(rawValue: "not_found")
         public static let noPool = Code(rawValue: "no_pool")

@@ -67,9 +67,9 @@ struct Claim: ParsableCommand {
     var node: [NodeList] = []
     @Option(name: .long, help: "Page size of the pool to claim from: 2M or 1G. Default: the first pool mount.")
     var pageSize: PageSize?
-    @Option(name: .long, help: "Owner of the file as numeric UID:GID.")
+    @Option(name: .long, help: "Owner of the file as numeric UID:GID (root's choice: any other caller's file is always its own).")
     var owner: Owner = .root
-    @Option(name: .long, help: "Mode of the file, octal, at most 777.")
+    @Option(name: .long, help: "Mode of the file, octal, at most 777 (at most 600 for a caller other than root).")
     var mode = FileMode(bits: 0o600)
     @Option(name: .long, help: "Lease key (letters, digits, - _ . : @). Default: the daemon picks one.")
     var lease: String?

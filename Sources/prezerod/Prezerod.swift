@@ -58,10 +58,12 @@ struct Prezerod: AsyncParsableCommand {
             return
         }
         guard Processes.userID() == 0 else { throw Failure("prezerod must run as root (it chowns files and binds memory to nodes)") }
-        let lacking = DaemonCapabilities.missing(effective: DaemonCapabilities.effective(status: Files.readText("/proc/self/status") ?? "") ?? 0)
+        let otherCallers = !cfg.allowedUids.isEmpty || !cfg.allowedGids.isEmpty
+        let lacking = DaemonCapabilities.missing(effective: DaemonCapabilities.effective(status: Files.readText("/proc/self/status") ?? "") ?? 0,
+                                                 otherCallers: otherCallers)
         guard lacking.isEmpty else {
             throw Failure("prezerod lacks \(lacking.map(\.name).joined(separator: ", ")) (\(lacking.map(\.why).joined(separator: "; ")));"
-                          + " keep \(DaemonCapabilities.needed.map(\.name).joined(separator: " ")) in its CapabilityBoundingSet=")
+                          + " keep \(DaemonCapabilities.needed(otherCallers: otherCallers).map(\.name).joined(separator: " ")) in its CapabilityBoundingSet=")
         }
         guard Files.leasesEnabled else {
             throw Failure("file leases are switched off (/proc/sys/fs/leases-enable is 0), and prezerod needs one to prove that nothing still has a released file open before its pages go back; switch them on: sysctl -w fs.leases-enable=1")

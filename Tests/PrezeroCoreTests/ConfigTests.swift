@@ -29,6 +29,8 @@ struct ConfigTests {
         #expect(c.fillChunk == .bytes(256 * MiB))
         #expect(c.fillBandwidth == .bytes(0))
         #expect(c.allowedDirs.isEmpty && c.allowedUids.isEmpty && c.allowedGids.isEmpty)
+        #expect(c.socketGroup == nil)
+        #expect(c.uidQuota == .percent(25))
         #expect(c.maxRequestBytes == 1 << 20)
         #expect(c.requestTimeoutMs == 5000)
         #expect(c.learnedShapes == 8)
@@ -79,6 +81,8 @@ struct ConfigTests {
         allowed_dirs: [/var/lib/libvirt/qemu, /srv/vm]
         allowed_uids: [64055, 1000]
         allowed_gids: [64055]
+        socket_group: prezero
+        uid_quota: 64G
         max_request_bytes: 65536
         request_timeout_ms: 2500
         learned_shapes: 4
@@ -109,6 +113,8 @@ struct ConfigTests {
         #expect(c.allowedDirs == ["/var/lib/libvirt/qemu", "/srv/vm"])
         #expect(c.allowedUids == [64055, 1000])
         #expect(c.allowedGids == [64055])
+        #expect(c.socketGroup == "prezero")
+        #expect(c.uidQuota == .bytes(64 * GiB))
         #expect(c.maxRequestBytes == 65536)
         #expect(c.requestTimeoutMs == 2500)
         #expect(c.learnedShapes == 4)
@@ -244,6 +250,19 @@ struct ConfigTests {
         #expect(try Config.parse(yaml: "max_request_bytes: 1024\n").maxRequestBytes == 1024)
     }
 
+    @Test(arguments: ["allowed_uids: [1000]\n", "allowed_gids: [36]\n"])
+    func otherCallersNeedASocketGroup(yaml: String) throws {
+        let e = try #require(parseError(yaml))
+        #expect(e.message.contains("socket_group is not set") && e.message.contains("never open to all"), "\(e)")
+        #expect(try Config.parse(yaml: yaml + "socket_group: kvm\n").socketGroup == "kvm")
+    }
+
+    @Test(arguments: ["socket_group: ''\n", "socket_group: a:b\n", "socket_group: a b\n", "uid_quota: lots\n"])
+    func badCallerSettingsAreRefused(yaml: String) throws {
+        let e = try #require(parseError(yaml))
+        #expect(e.message.contains("socket_group") || e.message.contains("uid_quota"), "\(e)")
+    }
+
     @Test(arguments: ["metrics_textfile: prezero.prom\n", "metrics_textfile: /var/lib/\n", "metrics_interval_ms: 99\n"])
     func badMetricsSettingsAreRefused(yaml: String) throws {
         let e = try #require(parseError(yaml))
@@ -258,6 +277,8 @@ struct ConfigTests {
         c.target = .bytes(3 * GiB)
         c.allowedUids = [1, 2]
         c.fillBandwidth = .bytes(100 * MiB)
+        c.socketGroup = "+4242"
+        c.uidQuota = .percent(12.5)
         c.makeRoomHoldS = 5
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

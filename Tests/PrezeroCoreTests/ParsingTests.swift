@@ -236,4 +236,11 @@ struct CapabilitiesTests {
         #expect(DaemonCapabilities.missing(effective: 0x80000).map(\.name) == ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER"])
         #expect(DaemonCapabilities.effective(status: "Name:\tx\n") == nil)
     }
+
+    @Test("with other callers, setuid and setgid too: their links are made with their own identity")
+    func otherCallers() {
+        #expect(DaemonCapabilities.missing(effective: 0x8000b, otherCallers: true).map(\.name) == ["CAP_SETGID", "CAP_SETUID"])
+        #expect(DaemonCapabilities.missing(effective: 0x800cb, otherCallers: true).isEmpty)
+        #expect(DaemonCapabilities.needed(otherCallers: false) == DaemonCapabilities.needed)
+    }
 }

@@ -158,7 +158,7 @@ extension PoolTests {
         #expect(try FileBytes.allZero(c.path))
     }
 
-    @Test("a non-root peer is refused: by the socket's mode, and by SO_PEERCRED")
+    @Test("a non-root peer is refused: by the socket's mode and group, and by SO_PEERCRED")
     func nonRootPeer() throws {
         // Default: the socket is root-only; nobody cannot even connect.
         let pool = try badInputPool()
@@ -170,15 +170,18 @@ extension PoolTests {
         #expect(r.err.contains("permission denied"), "\(r.err)")
         #expect(pool.snapshot() == snap)
 
-        // With another uid allowed the socket is open to all, and SO_PEERCRED turns nobody away.
-        let open = try TestPool(config: "allowed_uids: [4242]", mountConfig: "target: 0")
+        // With another uid allowed the socket is its group's (never open to all): nobody outside
+        // the group cannot connect, and in the group SO_PEERCRED turns it away.
+        let open = try TestPool(config: "allowed_uids: [4242]\nsocket_group: \"+4243\"", mountConfig: "target: 0")
         defer { open.close() }
         try open.start()
         let cli2 = try open.copyCLI()
-        let r2 = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", cli2,
-                          "claim", "--size", "2M", "--dest", open.mount + "/x", "--socket", open.socket])
-        #expect(r2.status == 1)
-        #expect(r2.err.contains("uid 65534 may not use prezerod"), "\(r2.err)")
+        for (groups, status, says) in [("--clear-groups", Int32(3), "permission denied"), ("--groups=4243", 1, "uid 65534 may not use prezerod")] {
+            let r2 = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", groups, cli2,
+                              "claim", "--size", "2M", "--dest", open.mount + "/x", "--socket", open.socket])
+            #expect(r2.status == status)
+            #expect(r2.err.contains(says), "\(r2.err)")
+        }
         #expect(!FileManager.default.fileExists(atPath: open.mount + "/x"))
     }
 }

@@ -141,8 +141,9 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             case .crossDevice: throw error(18, e)
             case .shortWrite:
                 // Half of the work, then the error: a write cut short.
-                if case .journal(let k, let d?) = e {
-                    journalEntries[k] = String(d.prefix(d.count / 2))
+                if case .journal(let k, let d?, let u) = e {
+                    let text = LeaseRecord(dest: d, claimant: u).text
+                    journalEntries[k] = String(text.prefix(text.count / 2))
                 }
                 throw error(5, e)
             }
@@ -221,8 +222,8 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
             collect(ino)
             return .tookBack(TakeBack(bytes: before.allocated, held: before.allocated - min(before.allocated, back),
                                       extraLinks: before.links - 1, names: names))
-        case .journal(let key, let dest):
-            journalEntries[key] = dest
+        case .journal(let key, let dest, let claimant):
+            journalEntries[key] = dest.map { LeaseRecord(dest: $0, claimant: claimant).text }
         case .journalHeld(let key, _, let node, let bytes):
             heldEntries[key] = bytes.map { (node, $0) }
         }
@@ -263,7 +264,7 @@ final class ModelFileSystem: PoolFileSystem, @unchecked Sendable {
         NodeCounters(free: UInt64(free[k.node] ?? 0) * pageSize, total: UInt64(totals[k.node] ?? 0) * pageSize)
     }
 
-    func journal(_ lease: String) -> String? { journalEntries[lease] }
+    func journal(_ lease: String) -> LeaseRecord? { journalEntries[lease].flatMap(LeaseRecord.parse) }
 
     func heldJournal(mount: Int) -> [(id: String, node: Int, bytes: UInt64)] {
         heldEntries.sorted { $0.key < $1.key }.map { ($0.key, $0.value.node, $0.value.bytes) }

@@ -39,8 +39,9 @@ public enum Effect: Hashable, Sendable, CustomStringConvertible {
     /// node's own fills paused so that the rise of its free pages shows what pins still
     /// hold, and its name is removed. The inode is never seen again.
     case takeBack(FileRef, node: Int)
-    /// Remembers (or, with nil, forgets) where a lease's first link went, across restarts.
-    case journal(lease: String, destination: String?)
+    /// Remembers (or, with nil, forgets) where a lease's first link went and which uid
+    /// claimed it, across restarts (see `LeaseRecord`).
+    case journal(lease: String, destination: String?, claimant: UInt32 = 0)
     /// Remembers (or, with nil, forgets) the pages a taken-back lease left pinned outside
     /// the pool, across restarts: written at the file's whole size before the punch, so
     /// that a crash never loses pinned pages from the count, and set to what stayed after.
@@ -59,7 +60,7 @@ public enum Effect: Hashable, Sendable, CustomStringConvertible {
         case .unlinkLink(let f, let d): "unlink \(d) if it is \(f)"
         case .checkSole(let f): "check that \(f) has no other name"
         case .takeBack(let f, let n): "take back \(f) (node \(n))"
-        case .journal(let k, let d): d.map { "journal \(k) = \($0)" } ?? "journal forget \(k)"
+        case .journal(let k, let d, let u): d.map { "journal \(k) = \($0) (uid \(u))" } ?? "journal forget \(k)"
         case .journalHeld(let k, _, let n, let b): b.map { "journal \(k) holds \($0) bytes on node \(n)" } ?? "journal: \(k) holds nothing"
         }
     }
@@ -82,6 +83,8 @@ public struct EffectError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A file with more names than it should have (EMLINK).
     public static let otherNames: Int32 = 31
     public var isNoSpace: Bool { errno == Self.noSpace }
+    /// The kernel refused whom the effect was performed as (EACCES or EPERM).
+    public var isPermission: Bool { errno == 13 || errno == 1 }
     public var description: String { message }
 }
 

@@ -10,6 +10,8 @@ public struct ClaimTicket: Sendable, Equatable {
     public var request: ClaimRequest
     /// The directory the file is taken from. A claim takes only from `clean/` (invariant 1).
     public var source: FileState = .clean
+    /// The uid the claim is for (root for the hook's), journalled with the lease.
+    public var claimant: UInt32 = 0
 
     public var bytes: UInt64 { request.bytes }
     public var node: Int { picked.node }
@@ -70,7 +72,7 @@ public enum PoolOp: Sendable, Equatable, CustomStringConvertible {
             case .hit, .miss: break
             }
             let r = t.request
-            return e + [.setOwner(t.leased, uid: r.uid, gid: r.gid, mode: r.mode), .journal(lease: t.key, destination: r.dest),
+            return e + [.setOwner(t.leased, uid: r.uid, gid: r.gid, mode: r.mode), .journal(lease: t.key, destination: r.dest, claimant: t.claimant),
                         .link(t.leased, destination: r.dest)]
         case .release(let l):
             var e: [Effect] = [.setOwner(l.ref, uid: 0, gid: 0, mode: 0o600)]

@@ -83,6 +83,9 @@ public struct Lease: Sendable, Equatable {
     public var file: PoolFileName
     public var dest: String?
     public var inode: UInt64
+    /// The uid that claimed it (root for the hook's): only it, or root, may release it, and
+    /// its bytes count against that uid's quota until the pages are back.
+    public var claimant: UInt32
     /// Still being set up by a claim: the reclaimer leaves it alone.
     public var claiming: Bool
     /// Released by a request: ended, whatever names the file still has. Otherwise a lease
@@ -94,13 +97,14 @@ public struct Lease: Sendable, Equatable {
     public var nextScan: Double = 0
     public var heldScans: Int = 0
 
-    public init(key: String, mount: Int, file: PoolFileName, dest: String?, inode: UInt64, claiming: Bool) {
+    public init(key: String, mount: Int, file: PoolFileName, dest: String?, inode: UInt64, claiming: Bool, claimant: UInt32 = 0) {
         self.key = key
         self.mount = mount
         self.file = file
         self.dest = dest
         self.inode = inode
         self.claiming = claiming
+        self.claimant = claimant
     }
 
     public var leasedName: String { LeasedName(key: key, file: file).description }

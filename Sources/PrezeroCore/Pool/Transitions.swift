@@ -58,8 +58,8 @@ extension PoolState {
     /// Picks a clean file for a checked claim and takes it out of `clean/` in the state;
     /// nil is a miss. The refill of its node is held back from this moment: the worker
     /// must not start refilling while the claim is still linking the file.
-    public mutating func beginClaim(_ c: ClaimRequest, mount mi: Int, counters: [NodeKey: NodeCounters],
-                                    now: Double) throws(ControlError) -> (key: String, ticket: ClaimTicket?) {
+    public mutating func beginClaim(_ c: ClaimRequest, mount mi: Int, counters: [NodeKey: NodeCounters], now: Double,
+                                    claimant: UInt32 = 0) throws(ControlError) -> (key: String, ticket: ClaimTicket?) {
         var key = c.lease ?? ""
         while key.isEmpty || (c.lease == nil && leases[key] != nil) { key = "claim-\(nextSeq())" }
         guard leases[key] == nil else {
@@ -76,11 +76,11 @@ extension PoolState {
             if c.bytes - f.bytes > cnt.free - min(cnt.free, keep) { choice = ClaimChoice(outcome: .miss, file: nil) }
         }
         guard let f = choice.file else { return (key, nil) }
-        let t = ClaimTicket(key: key, mount: mi, picked: f.name, outcome: choice.outcome, request: c)
+        let t = ClaimTicket(key: key, mount: mi, picked: f.name, outcome: choice.outcome, request: c, claimant: claimant)
         let k = NodeKey(mount: mi, node: f.node)
         nodes[k]?.clean.removeAll { $0 == f.name }
         settleRefill(k, now: now)
-        leases[key] = Lease(key: key, mount: mi, file: t.handedOut, dest: c.dest, inode: 0, claiming: true)
+        leases[key] = Lease(key: key, mount: mi, file: t.handedOut, dest: c.dest, inode: 0, claiming: true, claimant: claimant)
         return (key, t)
     }
 
@@ -247,9 +247,9 @@ extension PoolState {
     // MARK: recovery
 
     /// Rebuilds the state of one mount from its listing alone (see `Recovery`), with
-    /// `journal` giving each lease's destination. Files from nodes this host does not
-    /// have are quarantined: their pages cannot be placed right.
-    public mutating func recover(mount mi: Int, listing: [ListedFile], journal: (String) -> String?) -> [PoolOp] {
+    /// `journal` giving each lease's destination and claimant (root's when it has no record).
+    /// Files from nodes this host does not have are quarantined: their pages cannot be placed right.
+    public mutating func recover(mount mi: Int, listing: [ListedFile], journal: (String) -> LeaseRecord?) -> [PoolOp] {
         for f in listing {
             if let n = PoolFileName(f.name) ?? LeasedName(f.name)?.file { seq = max(seq, n.seq) }
         }
@@ -264,8 +264,9 @@ extension PoolState {
                 return .countQuarantined
             case .keep(.leased, let name):
                 guard let ln = LeasedName(name) else { return .countQuarantined }
-                return .adoptLease(Lease(key: ln.key, mount: mi, file: ln.file, dest: journal(ln.key),
-                                         inode: inodes[FileRef(mi, .leased, name)] ?? 0, claiming: false))
+                let record = journal(ln.key)
+                return .adoptLease(Lease(key: ln.key, mount: mi, file: ln.file, dest: record?.dest,
+                                         inode: inodes[FileRef(mi, .leased, name)] ?? 0, claiming: false, claimant: record?.claimant ?? 0))
             case .keep(let state, let name):
                 if let q = unknownNode(state, name) { return q }
                 guard let f = PoolFileName(name) else { return .countQuarantined }
