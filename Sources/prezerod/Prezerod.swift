@@ -44,6 +44,13 @@ struct Prezerod: AsyncParsableCommand {
         let logger = Logger(label: "prezerod")
         var cfg = try loadConfig()
         if let socket { cfg.socket = socket }
+        // Its holder scan reads /proc: from another PID namespace it would see other processes than the host's.
+        let own: String
+        switch Namespaces.pidLink("self") {
+        case .success(let l): own = l
+        case .failure(let e): throw Failure("cannot read /proc/self/ns/pid (\(e)); prezerod needs the host's /proc")
+        }
+        if let why = PIDNamespace.problem(own: own, pid1: try? Namespaces.pidLink("1").get()) { throw Failure(why) }
         let mounts: [PoolMount]
         do {
             mounts = try HostDiscovery.poolMounts(cfg)
