@@ -9,7 +9,8 @@ public struct Config: Sendable, Equatable {
     public var stateDir = "/run/prezero"
     /// Name of the root-only pool directory created on each mount.
     public var poolDir = ".prezero"
-    /// Pool mounts; empty means every hugetlbfs mount on the host.
+    /// Pool mounts; empty means the ones libvirt is configured to use (qemu.conf's
+    /// hugetlbfs_mount and the mount under memory_backing_dir), never every mount on the host.
     public var mounts: [MountConfig] = []
     /// Defaults for every mount and node.
     public var target: SizeSpec = .percent(50)

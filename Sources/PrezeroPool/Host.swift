@@ -64,14 +64,30 @@ public enum HostDiscovery {
         return fs.blockSize
     }
 
-    /// The mounts the configuration names, or every hugetlbfs mount when it names none.
-    public static func poolMounts(_ config: Config) throws -> [PoolMount] {
-        let configured = config.mounts.isEmpty
-            ? hugetlbfsMounts().map { MountConfig(path: $0.path) }
-            : config.mounts
-        guard !configured.isEmpty else {
-            throw HostError(description: "no hugetlbfs mount found; mount one with: mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M none /dev/hugepages (or list mounts in the config)")
+    /// The mounts the configuration names, or, when it names none, the ones libvirt is
+    /// configured to use (see `DefaultPoolMounts`); then `chosen` says which and why, for the log.
+    public static func poolMounts(_ config: Config) throws -> (mounts: [PoolMount], chosen: String?) {
+        guard config.mounts.isEmpty else { return (try poolMounts(config.mounts), nil) }
+        let fix = "list the pool mounts under mounts: in the prezerod config"
+        guard let text = Files.readText(config.qemuConf) else {
+            throw HostError(description: "mounts: is not set and libvirt's \(config.qemuConf) cannot be read to find the mounts libvirt uses; \(fix)")
         }
+        let conf: QemuConf
+        do {
+            conf = try QemuConf.parse(text)
+        } catch {
+            throw HostError(description: "mounts: is not set and \(config.qemuConf) cannot be read as libvirt reads it (\(error.description)); \(fix)")
+        }
+        let (chosen, skipped) = DefaultPoolMounts.choose(conf: conf, hostMounts: hugetlbfsMounts().map(\.path))
+        let passed = skipped.isEmpty ? "" : " (\(skipped.joined(separator: "; ")))"
+        guard !chosen.isEmpty else {
+            throw HostError(description: "mounts: is not set and \(config.qemuConf) names no hugetlbfs mount libvirt uses (hugetlbfs_mount, or a memory_backing_dir on hugetlbfs)\(passed); \(fix)")
+        }
+        let mounts = try poolMounts(chosen.map { MountConfig(path: $0.path) })
+        return (mounts, "mounts: is not set: pooling only the hugetlbfs mounts libvirt is configured to use in \(config.qemuConf): \(chosen.map(\.description).joined(separator: ", "))\(passed)")
+    }
+
+    static func poolMounts(_ configured: [MountConfig]) throws -> [PoolMount] {
         let nodes = Numa.memoryNodes()
         var out: [PoolMount] = []
         for m in configured {

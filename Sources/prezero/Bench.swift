@@ -272,7 +272,7 @@ final class BenchLab {
         c.mounts = [MountConfig(path: mount)]
         var logger = Logger(label: "prezero-bench")
         logger.logLevel = .warning
-        let d = try PoolDaemon(config: c, mounts: HostDiscovery.poolMounts(c), logger: logger)
+        let d = try PoolDaemon(config: c, mounts: HostDiscovery.poolMounts(c).mounts, logger: logger)
         try d.start()
         current = d
         return d

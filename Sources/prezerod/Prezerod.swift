@@ -53,7 +53,9 @@ struct Prezerod: AsyncParsableCommand {
         if let why = PIDNamespace.problem(own: own, pid1: try? Namespaces.pidLink("1").get()) { throw Failure(why) }
         let mounts: [PoolMount]
         do {
-            mounts = try HostDiscovery.poolMounts(cfg)
+            let found = try HostDiscovery.poolMounts(cfg)
+            mounts = found.mounts
+            if let chosen = found.chosen { logger.notice("\(chosen)") }
         } catch {
             throw Failure("\(error)")
         }

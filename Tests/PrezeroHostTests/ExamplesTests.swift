@@ -200,13 +200,19 @@ extension PoolTests {
         #expect(try roundTrip(uuid, pool, lv) == 0, "QEMU punched every page at exit: the take-back found none to give back")
     }
 
-    @Test("examples/prezerod.yaml: as shipped (all defaults) and with every key uncommented, prezerod --check-config accepts it")
+    @Test("examples/prezerod.yaml: as shipped (all defaults, the mounts from qemu.conf) and with every key uncommented, prezerod --check-config accepts it")
     func prezerodYamlExample() throws {
         let pool = try TestPool()
         defer { pool.close() }
         let text = try String(contentsOfFile: examplesDir + "/prezerod.yaml", encoding: .utf8)
-        let shipped = try run([Binaries.prezerod, "--check-config", "--config", examplesDir + "/prezerod.yaml"])
-        #expect(shipped.status == 0, "\(shipped.err)")
+        // As shipped, with a qemu.conf that puts libvirt's guest memory on the test's mount (the
+        // host's own qemu.conf may name none: then prezerod refuses, naming mounts:).
+        let qemuConf = pool.base + "/qemu.conf"
+        try "memory_backing_dir = \"\(pool.mount)/libvirt-ram\"\n".write(toFile: qemuConf, atomically: true, encoding: .utf8)
+        let asShipped = pool.base + "/shipped.yaml"
+        try (text + "\nqemu_conf: \(qemuConf)\n").write(toFile: asShipped, atomically: true, encoding: .utf8)
+        let shipped = try run([Binaries.prezerod, "--check-config", "--config", asShipped])
+        #expect(shipped.status == 0 && shipped.out.contains("1 pool mount(s)"), "\(shipped.err)")
         // Past the header, every commented line is a key at its default: uncomment them all.
         let body = text.components(separatedBy: "\n\n").dropFirst().joined(separator: "\n\n")
         let every = body.split(separator: "\n").map { $0.hasPrefix("# ") ? String($0.dropFirst(2)) : String($0) }

@@ -77,7 +77,9 @@ final class TestPool {
 
     /// - Parameter config: YAML lines added to the generated config (mounts, socket and state_dir are set here).
     ///   - mountOptions: extra hugetlbfs options, e.g. `size=32M` to cap what the pool can ever hold.
-    init(pageSize: UInt64 = page2M, config: String = "", mountConfig: String = "", mountOptions: String = "") throws {
+    ///   - listMount: false leaves `mounts:` out of the config, for prezerod to find its mounts itself.
+    init(pageSize: UInt64 = page2M, config: String = "", mountConfig: String = "", mountOptions: String = "",
+         listMount: Bool = true) throws {
         TestPool.reapStale()
         base = "/tmp/prezero-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         mount = base + "/hugepages"
@@ -89,13 +91,16 @@ final class TestPool {
         let m = try run(["/bin/mount", "-t", "hugetlbfs", "-o", opt, "none", mount])
         guard m.status == 0 else { throw TestFailure("mount hugetlbfs: \(m.err)") }
         let config = config.replacingOccurrences(of: "{mount}", with: mount).replacingOccurrences(of: "{base}", with: base)
+        let mounts = """
+            mounts:
+              - path: \(mount)
+            \(mountConfig.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            """
         let yaml = """
             socket: \(socket)
             state_dir: \(base)/state
             \(config)
-            mounts:
-              - path: \(mount)
-            \(mountConfig.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
+            \(listMount ? mounts : "")
 
             """
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
