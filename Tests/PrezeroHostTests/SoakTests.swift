@@ -848,7 +848,7 @@ extension PoolTests {
         let target = 192 * MiB
         let pool = try TestPool(
             config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 50\nfill_chunk: 2M\nfill_bandwidth: 1G\n"
-                + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf\nallowed_uids: [\(Hostile.uid)]",
+                + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf\nallowed_uids: [\(Hostile.uid)]\nsocket_group: \"+\(Hostile.gid)\"\nuid_quota: 1G",
             mountConfig: "target: 192M\nfile_size: 16M")
         defer { pool.close() }
         let soak = try Soak(pool: pool)
