@@ -37,9 +37,10 @@ cleanup() {
 }
 trap 'cleanup; env_cleanup' EXIT
 
-# Room for one pool file and no second, so that B's file can only be made of A's pages;
-# the control runs on the same pages once the pool is drained.
-pool_up $(( pages + 4 )) "${size_m}M" "${size_m}M"
+# Room for one pool file and not a page more, so that B's file can only be made of A's
+# pages (a spare page would be filled into a small second file while A runs, and B's file
+# would be cut from two); the control runs on the same pages once the pool is drained.
+pool_up "$pages" "${size_m}M" "${size_m}M"
 decide_accel --boots-kernel
 cpu=max; [ "$accel" = kvm ] && cpu=host
 guest=$work/guest
