@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <immintrin.h>
 #include <linux/falloc.h>
 #include <sched.h>
 #include <stdio.h>
@@ -124,42 +123,6 @@ int pz_thread_cpus(int *out, int cap) {
 int pz_gettid(void) { return (int)syscall(SYS_gettid); }
 
 int pz_set_child_subreaper(int on) { return prctl(PR_SET_CHILD_SUBREAPER, on ? 1 : 0, 0, 0, 0); }
-
-__attribute__((target("avx2")))
-static void zero_nt_avx2(char *p, size_t n) {
-    const __m256i z = _mm256_setzero_si256();
-    for (size_t i = 0; i < n; i += 128) {
-        _mm256_stream_si256((__m256i *)(p + i), z);
-        _mm256_stream_si256((__m256i *)(p + i + 32), z);
-        _mm256_stream_si256((__m256i *)(p + i + 64), z);
-        _mm256_stream_si256((__m256i *)(p + i + 96), z);
-    }
-}
-
-static void zero_nt_sse2(char *p, size_t n) {
-    const __m128i z = _mm_setzero_si128();
-    for (size_t i = 0; i < n; i += 64) {
-        _mm_stream_si128((__m128i *)(p + i), z);
-        _mm_stream_si128((__m128i *)(p + i + 16), z);
-        _mm_stream_si128((__m128i *)(p + i + 32), z);
-        _mm_stream_si128((__m128i *)(p + i + 48), z);
-    }
-}
-
-void pz_zero_nontemporal(void *p, size_t n) {
-    char *c = (char *)p;
-    // Streaming stores need 128-byte blocks of aligned memory; huge-page
-    // mappings always are. Any ragged edge goes through memset.
-    size_t head = (size_t)((-(uintptr_t)c) & 127);
-    if (head > n) head = n;
-    memset(c, 0, head);
-    c += head;
-    n -= head;
-    size_t body = n & ~(size_t)127;
-    if (__builtin_cpu_supports("avx2")) zero_nt_avx2(c, body); else zero_nt_sse2(c, body);
-    _mm_sfence();
-    memset(c + body, 0, n - body);
-}
 
 int pz_is_zero(const void *p, size_t n) {
     static const char zeros[4096];

@@ -40,6 +40,13 @@ public struct PoolFileName: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { "n\(node)-\(bytes)-\(seq)" }
 
+    /// The pool file a directory entry names in any state: `n<node>-<bytes>-<seq>`, or a
+    /// leased file's `<lease>~n<node>-<bytes>-<seq>`.
+    public init?(entry name: String) {
+        guard let f = PoolFileName(name) ?? LeasedName(name)?.file else { return nil }
+        self = f
+    }
+
     /// The same file with a new size (after truncation, extension or a partial give-back).
     public func resized(_ bytes: UInt64) -> PoolFileName {
         PoolFileName(node: node, bytes: bytes, seq: seq)

@@ -50,7 +50,7 @@ public final class HostFileSystem: PoolFileSystem {
 
     /// The node a pool file's pages were asked for, from its name.
     func node(of f: FileRef) -> NodeKey? {
-        (PoolFileName(f.name) ?? LeasedName(f.name)?.file).map { NodeKey(mount: f.mount, node: $0.node) }
+        PoolFileName(entry: f.name).map { NodeKey(mount: f.mount, node: $0.node) }
     }
 
     func paused<T>(_ k: NodeKey?, _ body: () throws(SysError) -> T) throws(SysError) -> T {

@@ -236,7 +236,7 @@ public final class PoolEngine: Sendable {
         let held = state.withLock { s in s.nodes.filter { !$0.value.held.isEmpty }.map(\.key) }
         for k in held {
             let files = state.withLock { s in
-                s.knownFiles(mount: k.mount).filter { (PoolFileName($0.name) ?? LeasedName($0.name)?.file)?.node == k.node }
+                s.knownFiles(mount: k.mount).filter { PoolFileName(entry: $0.name)?.node == k.node }
             }
             let u = fs.usage(k, files: files)
             for c in state.withLock({ $0.settleHeld(k, outsideUse: u.inUse - min(u.inUse, u.inFiles)) }) {

@@ -45,8 +45,6 @@ public struct FileStatus: Sendable, Equatable {
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
     public var permissions: UInt32 { mode & 0o7777 }
-    public var deviceMajor: UInt32 { UInt32(((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)) }
-    public var deviceMinor: UInt32 { UInt32((device & 0xff) | ((device >> 12) & ~0xff)) }
 }
 
 /// Directory-relative file operations. Every path here is one name inside a
@@ -128,16 +126,6 @@ public enum Files {
         try requireName("rename", newName)
         try check("rename", "\(from.label)/\(name) to \(to.label)/\(newName)") {
             pz_rename_noreplace(from.raw, name, to.raw, newName)
-        }
-    }
-
-    /// Adds a hard link; fails with EEXIST if anything, a symlink included, has the new name.
-    /// The corresponding C function is `linkat` (flags 0: a symlink source is linked, never followed).
-    public static func link(in from: Descriptor, _ name: String, to: Descriptor, _ newName: String) throws(SysError) {
-        try requireName("link", name)
-        try requireName("link", newName)
-        try check("link", "\(from.label)/\(name) to \(to.label)/\(newName)") {
-            linkat(from.raw, name, to.raw, newName, 0)
         }
     }
 

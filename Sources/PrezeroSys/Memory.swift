@@ -43,10 +43,8 @@ public final class Mapping: Sendable {
 
 }
 
-/// Ways to zero memory; `Zeroing.measure` picks the fastest on this host.
+/// Filling memory and checking that it reads back as zero (tests, benchmarks).
 public enum Zeroing {
-    public static func memsetZero(_ p: UnsafeMutableRawPointer, _ n: Int) { memset(p, 0, n) }
-    public static func nontemporal(_ p: UnsafeMutableRawPointer, _ n: Int) { pz_zero_nontemporal(p, n) }
     public static func isZero(_ p: UnsafeRawPointer, _ n: Int) -> Bool { pz_is_zero(p, n) != 0 }
     public static func fill(_ p: UnsafeMutableRawPointer, _ n: Int, byte: UInt8) { memset(p, Int32(byte), n) }
 }

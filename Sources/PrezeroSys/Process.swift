@@ -93,8 +93,6 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 public enum Processes {
-    /// Does a process with this pid exist (ours to signal or not)?
-    public static func exists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
     public static func current() -> Int32 { getpid() }
 }
 

@@ -279,7 +279,7 @@ final class World: @unchecked Sendable {
                 // A lease with no name but leased/ (a claim cut short, a crash before its truncate)
                 // is taken back whole by the reclaimer, whatever its name says: not lost.
                 let abandonedClaim = dir == .leased && fs.links(ino) == 1
-                let named = PoolFileName(name) ?? LeasedName(name)?.file
+                let named = PoolFileName(entry: name)
                 if let n = named {
                     if UInt64(f.pages.count) * fs.pageSize > n.bytes, !abandonedClaim {
                         v.append("\(ref) holds \(f.pages.count) pages, more than its \(n.bytes) bytes: pages lost to the pool's accounting")

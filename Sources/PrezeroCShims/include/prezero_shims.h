@@ -1,5 +1,5 @@
 // C shims for calls Swift cannot see (_GNU_SOURCE-only, variadic) and for the
-// zeroing loops, which must run at full speed even in a debug build.
+// zero check, which must run at full speed even in a debug build.
 #ifndef PREZERO_SHIMS_H
 #define PREZERO_SHIMS_H
 
@@ -56,8 +56,6 @@ int pz_gettid(void);
 /// prctl(PR_SET_CHILD_SUBREAPER): orphans of this process's descendants are reparented to it.
 int pz_set_child_subreaper(int on);
 
-/// Non-temporal zeroing (AVX2 or SSE2 streaming stores), then a store fence.
-void pz_zero_nontemporal(void *p, size_t n);
 /// Does the range hold only zero bytes?
 int pz_is_zero(const void *p, size_t n);
 

@@ -251,7 +251,7 @@ extension PoolState {
     /// Files from nodes this host does not have are quarantined: their pages cannot be placed right.
     public mutating func recover(mount mi: Int, listing: [ListedFile], journal: (String) -> LeaseRecord?) -> [PoolOp] {
         for f in listing {
-            if let n = PoolFileName(f.name) ?? LeasedName(f.name)?.file { seq = max(seq, n.seq) }
+            if let n = PoolFileName(entry: f.name) { seq = max(seq, n.seq) }
         }
         let inodes = Dictionary(listing.map { (FileRef(mi, $0.state, $0.name), $0.inode) }, uniquingKeysWith: { a, _ in a })
         func step(_ a: RecoveryAction) -> RecoveryStep {
