@@ -212,7 +212,6 @@ extension PoolState {
     /// can still be pinned; held entries beyond it are over, oldest first. While other
     /// programs use huge pages on the node, the bound is theirs too, so held pages may be
     /// reported a while after they came back: never the other way round.
-    /// Returns the bytes seen back.
     /// Returns the entries that changed (nil bytes: gone), for the journal.
     public mutating func settleHeld(_ k: NodeKey, outsideUse: UInt64) -> [(held: HeldPages, bytes: UInt64?)] {
         guard var nb = nodes[k], nb.heldBytes > outsideUse else { return [] }
