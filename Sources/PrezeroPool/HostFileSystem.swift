@@ -95,7 +95,8 @@ public final class HostFileSystem: PoolFileSystem {
         case .unlinkLink(let f, let dest):
             // No directory opened: not a place the request could reach, nothing to remove.
             guard let d = opened.withLock({ $0[dest] }) else { return nil }
-            let inode = try Files.status(open(f)).inode
+            // The leased file's inode by its name: no open of a file its tenant may hold a lease on.
+            guard let inode = try Files.status(in: dir(f), name: f.name)?.inode else { throw SysError("stat", "\(f)", errno: ENOENT) }
             try Self.acting(as: d.caller) { () throws(SysError) in
                 guard let st = try Files.status(in: d.dir, name: d.name), st.inode == inode,
                       st.device == pools[f.mount].device.device else { return }

@@ -46,8 +46,12 @@ public final class PoolDirectory: Sendable {
 
     public func path(_ s: FileState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
 
+    /// Never waits on a lease: a tenant owns its leased file and may take a lease on it
+    /// itself, which would hold every open of it by prezerod (a release's, a take-back's, the
+    /// monitor's) for the kernel's lease-break time; the open fails with EAGAIN instead, and
+    /// the take-back is asked again later, as for any file still in use.
     func open(_ s: FileState, _ name: String, create: Bool = false) throws(SysError) -> Descriptor {
-        try Files.openFile(in: dir(s), name: name, create: create)
+        try Files.openFile(in: dir(s), name: name, create: create, nonBlocking: true)
     }
 
     /// Everything in the state directories, as recovery sees it.

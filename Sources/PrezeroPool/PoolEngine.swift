@@ -171,6 +171,9 @@ public final class PoolEngine: Sendable {
         // Under the reclaim lock: its effects open the leased file, which must not meet a
         // take-back's write lease on it (an opener waits for the lease to go).
         if case .failure(let f) = reclaimLock.withLock({ _ in run(.release(lease)) }) {
+            if f.error.errno == EffectError.inUse {
+                throw ControlError(.busy, "release: lease '\(lease.key)': its file is under a file lease its holder has not given up yet (the kernel is breaking it); try again")
+            }
             throw ControlError(.system, "release of lease '\(lease.key)': \(f.error)")
         }
         logger.info("lease \(lease.key) released")

@@ -87,11 +87,14 @@ public enum Files {
     }
 
     /// Opens a regular file inside `dir` for reading and writing; `create` makes a new one (never an existing one).
-    /// `inheritable` leaves the descriptor open across exec, for a child to use.
+    /// `inheritable` leaves the descriptor open across exec, for a child to use. `nonBlocking`:
+    /// a file someone else holds a lease on fails at once with EAGAIN (the kernel starts
+    /// breaking the lease) instead of sleeping up to `lease-break-time` (45 s by default).
     public static func openFile(in dir: Descriptor, name: String, create: Bool = false, mode: UInt32 = 0o600,
-                                inheritable: Bool = false) throws(SysError) -> Descriptor {
+                                inheritable: Bool = false, nonBlocking: Bool = false) throws(SysError) -> Descriptor {
         try requireName("open", name)
         let flags = O_RDWR | pz_flag_nofollow() | (inheritable ? 0 : pz_flag_cloexec()) | (create ? pz_flag_creat_excl() : 0)
+            | (nonBlocking ? O_NONBLOCK : 0)
         let raw = try check("open", "\(dir.label)/\(name)") { pz_openat(dir.raw, name, flags, mode_t(mode)) }
         return Descriptor(raw, label: "\(dir.label)/\(name)")
     }

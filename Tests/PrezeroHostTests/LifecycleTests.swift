@@ -176,3 +176,39 @@ extension PoolTests {
         unlink(keep)
     }
 }
+
+extension PoolTests {
+    /// A tenant owns its leased file, so it may take a file lease on it itself. Every open of
+    /// that file by prezerod would then sleep for the kernel's lease-break time (45 s here),
+    /// holding the reclaim lock, other tenants' releases and the monitor with it. prezerod
+    /// opens pool files non-blocking: the release answers at once (busy), and the file is
+    /// taken back once the lease is gone.
+    @Test("a tenant's own lease on its file stalls no release: busy at once, taken back once it lets go")
+    func tenantLeaseStallsNothing() throws {
+        let pool = try TestPool(config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 100",
+                                mountConfig: "target: 8M\nfile_size: 8M", mountOptions: "size=8M")
+        defer { pool.close() }
+        try pool.start()
+        try pool.waitClean(8 * MiB)
+        let c = try pool.claim(8 * MiB, as: "vm", lease: "leased-by-tenant")
+        let inode = Files.status(followingPath: c.path)!.inode
+        // The lease holder is sent SIGIO when prezerod's open breaks its lease.
+        Signals.ignoreLeaseBreaks()
+        do {
+            let dir = try Files.openDirectory(path: pool.mount)
+            let fd = try Files.openFile(in: dir, name: "vm")
+            try Files.takeWriteLease(fd)
+            let t = monotonicSeconds()
+            #expect(throws: (any Error).self) { try pool.release(lease: "leased-by-tenant") }
+            let r = try run([Binaries.prezero, "release", "--lease", "leased-by-tenant", "--socket", pool.socket], timeout: 60)
+            let took = monotonicSeconds() - t
+            #expect(r.status != 0 && r.err.contains("try again"), "\(r.err)")
+            #expect(took < 5, "both releases answered in \(took) s, not after the lease-break time")
+            #expect(try pool.node0().leasedBytes == 8 * MiB, "still leased while the tenant holds its lease")
+            Files.dropLease(fd)
+            withExtendedLifetime(fd) {}
+        }
+        #expect(try pool.release(lease: "leased-by-tenant").reclaimed)
+        try pool.expectRecycled(inode: inode, bytes: 8 * MiB, timeout: 30)
+    }
+}
