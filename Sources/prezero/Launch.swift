@@ -11,7 +11,7 @@ struct Launch: ParsableCommand {
         discussion: """
             Each {prezero:NAME} in the VMM's arguments becomes /proc/self/fd/N: the claimed file, open in the \
             VMM from the start and linked nowhere else, so that when the VMM and this command are gone, killed \
-            or not, no process holds it and prezerod scrubs it on its own. SIGTERM, SIGINT and SIGHUP are \
+            or not, nothing has it open and prezerod takes it back on its own (its pages to the kernel). SIGTERM, SIGINT and SIGHUP are \
             passed to the VMM; when it exits, the files are released at once.
 
             Fail-open: on a miss, or with prezerod unreachable, {prezero:NAME} becomes the hugetlbfs mount \
@@ -133,7 +133,7 @@ struct Launch: ParsableCommand {
         if Signals.pending != 0 { vmm.signal(Signals.pending) }
         let code = (try? vmm.wait()) ?? 1
         releaseAll()
-        if !claims.allSatisfy({ $0.lease == nil }) { say("released \(claims.compactMap { $0.lease == nil ? nil : $0.name }.joined(separator: ", ")): scrubbed once no process holds them") }
+        if !claims.allSatisfy({ $0.lease == nil }) { say("released \(claims.compactMap { $0.lease == nil ? nil : $0.name }.joined(separator: ", ")): taken back once nothing has them open") }
         throw ExitCode(code)
     }
 

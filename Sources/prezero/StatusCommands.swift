@@ -94,7 +94,7 @@ struct Claim: ParsableCommand {
 
 struct Release: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Release a claimed file: it is unlinked from its destination, and scrubbed once no process holds it.")
+        abstract: "Release a claimed file: it is unlinked from its destination, and taken back (its pages to the kernel) once nothing has it open.")
 
     @OptionGroup var connection: Connection
     @Option(name: .long, help: "The destination path the file was claimed at.")
@@ -114,8 +114,8 @@ struct Release: ParsableCommand {
             if json {
                 printJSON(r)
             } else {
-                print(r.reclaimed ? "released \(r.lease): queued for scrubbing"
-                                  : "released \(r.lease): still open or mapped by a process; it will be scrubbed once that ends")
+                print(r.reclaimed ? "released \(r.lease): taken back, its pages returned to the kernel"
+                                  : "released \(r.lease): still open or mapped somewhere; it will be taken back once that ends")
             }
         }
     }

@@ -15,7 +15,7 @@ struct Prezerod: AsyncParsableCommand {
         abstract: "Keeps pools of pre-zeroed hugetlbfs files on each NUMA node and hands them to VMs.",
         discussion: """
             Runs one pinned worker per (mount, node) that fills pool files with fallocate and
-            scrubs released ones, and serves the control socket that prezero and prezero-hook use.
+            takes back released ones (their pages to the kernel), and serves the control socket that prezero and prezero-hook use.
             With no --config it runs on embedded defaults (see the README's config reference).
             SIGTERM or SIGINT stops it at the next chunk boundary; its state is the pool directories.
             """)
