@@ -19,6 +19,10 @@ public struct Config: Sendable, Equatable {
     public var fillChunk: SizeSpec = .bytes(256 << 20)
     /// Bytes per second per node that fills may zero; 0 means unlimited.
     public var fillBandwidth: SizeSpec = .bytes(0)
+    /// Files filled at once on each (mount, node), each by its own pinned worker; nil: half
+    /// the node's CPUs, 1 to 16 (see `FillWorkers.count`). One file's fallocate runs at one
+    /// file's rate, so a node's refill scales with its files. `fill_bandwidth` is their total.
+    public var fillWorkers: Int?
     /// Where claims may put files; empty means anywhere on a pool mount outside the pool directory.
     public var allowedDirs: [String] = []
     /// Peers allowed besides root: by uid, or by primary or supplementary group.
@@ -125,7 +129,7 @@ extension Config: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case socket, mounts, target
         case stateDir = "state_dir", poolDir = "pool_dir", minFree = "min_free", fileSize = "file_size"
-        case fillChunk = "fill_chunk", fillBandwidth = "fill_bandwidth", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
+        case fillChunk = "fill_chunk", fillBandwidth = "fill_bandwidth", fillWorkers = "fill_workers", allowedDirs = "allowed_dirs", allowedUids = "allowed_uids"
         case allowedGids = "allowed_gids", socketGroup = "socket_group", uidQuota = "uid_quota", maxRequestBytes = "max_request_bytes"
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
@@ -156,6 +160,10 @@ extension Config: Codable {
         try opt(.fileSize, &d.fileSize)
         try opt(.fillChunk, &d.fillChunk)
         try opt(.fillBandwidth, &d.fillBandwidth)
+        d.fillWorkers = try c.decodeIfPresent(Int.self, forKey: .fillWorkers)
+        if let n = d.fillWorkers, !(1...FillWorkers.most).contains(n) {
+            throw ConfigError(message: "fill_workers: \(n) is out of range; use 1 to \(FillWorkers.most), or leave it out for half the node's CPUs")
+        }
         try opt(.allowedDirs, &d.allowedDirs)
         try opt(.allowedUids, &d.allowedUids)
         try opt(.allowedGids, &d.allowedGids)
