@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
@@ -143,4 +145,26 @@ int pz_fstatfs(int fd, int64_t *magic, uint64_t *bsize) {
     *magic = (int64_t)s.f_type;
     *bsize = (uint64_t)s.f_bsize;
     return 0;
+}
+
+void *pz_rwlock_new(void) {
+    pthread_rwlock_t *l = malloc(sizeof *l);
+    pthread_rwlockattr_t a;
+    if (!l) return NULL;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+    return l;
+}
+
+void pz_rwlock_lock(void *l, int exclusive) {
+    if (exclusive) pthread_rwlock_wrlock(l); else pthread_rwlock_rdlock(l);
+}
+
+void pz_rwlock_unlock(void *l) { pthread_rwlock_unlock(l); }
+
+void pz_rwlock_free(void *l) {
+    pthread_rwlock_destroy(l);
+    free(l);
 }

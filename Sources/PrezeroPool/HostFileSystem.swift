@@ -23,15 +23,12 @@ public final class HostFileSystem: PoolFileSystem {
     let leaseJournal: String
     /// `<state_dir>/held/<lease>~<file>@<inode>`: the mount's path, the node and the bytes a taken-back lease left pinned.
     let heldJournal: String
-    /// One lock per (mount, node): every effect that changes how many pages the node
-    /// has free holds it, so that a take-back's count of what came back is the punch's alone.
-    let nodeLocks: [NodeKey: NodeLock]
+    /// One lock per (mount, node): every effect that changes how many pages the node has
+    /// free holds it shared (a node's fills run at once), and a take-back's punch holds it
+    /// alone, so that its count of what came back is the punch's own.
+    let nodeLocks: [NodeKey: SharedLock]
     /// Destinations of the requests in progress, by path (the path the effects name).
     let opened = Mutex<[String: OpenedDestination]>([:])
-
-    final class NodeLock: Sendable {
-        let m = Mutex(())
-    }
 
     init(pools: [PoolDirectory], stateDir: String, nodes: [NodeKey]) throws(SysError) {
         self.pools = pools
@@ -39,7 +36,7 @@ public final class HostFileSystem: PoolFileSystem {
         heldJournal = stateDir + "/held"
         try Files.makeDirectories(leaseJournal, mode: 0o700)
         try Files.makeDirectories(heldJournal, mode: 0o700)
-        nodeLocks = Dictionary(uniqueKeysWithValues: nodes.map { ($0, NodeLock()) })
+        nodeLocks = Dictionary(uniqueKeysWithValues: nodes.map { ($0, SharedLock()) })
     }
 
     func dir(_ f: FileRef) -> Descriptor { pools[f.mount].dir(f.state) }
@@ -53,9 +50,11 @@ public final class HostFileSystem: PoolFileSystem {
         PoolFileName(entry: f.name).map { NodeKey(mount: f.mount, node: $0.node) }
     }
 
-    func paused<T>(_ k: NodeKey?, _ body: () throws(SysError) -> T) throws(SysError) -> T {
+    /// Runs `body` holding node `k`'s lock: shared, or `alone` (nothing else changes the
+    /// node's free pages meanwhile).
+    func paused<T>(_ k: NodeKey?, alone: Bool = false, _ body: () throws(SysError) -> T) throws(SysError) -> T {
         guard let k, let lock = nodeLocks[k] else { return try body() }
-        return try lock.m.withLock { _ throws(SysError) in try body() }
+        return try lock.with(exclusive: alone, body)
     }
 
     public func perform(_ e: Effect) throws(EffectError) -> Observed? {
@@ -132,7 +131,7 @@ public final class HostFileSystem: PoolFileSystem {
         let st = try Files.status(fd)
         let ps = pools[f.mount].mount.pageSize
         let freeBefore: UInt64, freeAfter: UInt64
-        (freeBefore, freeAfter) = try paused(k) { () throws(SysError) in
+        (freeBefore, freeAfter) = try paused(k, alone: true) { () throws(SysError) in
             let before = rawFree(k)
             if st.size > 0 { try Files.punchHole(fd, offset: 0, length: ByteSize.roundUp(st.size, to: ps)) }
             return (before, rawFree(k))
@@ -228,7 +227,7 @@ public final class HostFileSystem: PoolFileSystem {
 
     public func usage(_ k: NodeKey, files: [FileRef]) -> (inUse: UInt64, inFiles: UInt64) {
         let ps = pools[k.mount].mount.pageSize
-        return (try? paused(k) { () throws(SysError) in
+        return (try? paused(k, alone: true) { () throws(SysError) in
             let c = HugePageCounters.node(k.node, pageSize: ps)
             let inFiles = files.reduce(UInt64(0)) { sum, f in sum + ((try? Files.status(in: dir(f), name: f.name))??.allocated ?? 0) }
             return (((c?.total ?? 0) - min(c?.total ?? 0, c?.free ?? 0)) * ps, inFiles)

@@ -1,4 +1,5 @@
 import Glibc
+import PrezeroCShims
 
 /// Starts a detached OS thread: node workers need a thread of their own to pin
 /// and to bind, which a task executor cannot give.
@@ -19,4 +20,24 @@ public func startThread(_ body: @escaping @Sendable () -> Void) throws(SysError)
         throw SysError("pthread_create", "", errno: rc)
     }
     pthread_detach(tid)
+}
+
+/// Shared or exclusive access, writers first: a node's fills share it, and a take-back's
+/// count of the pages its punch freed takes it alone, without waiting for the fills to pause
+/// on their own. The corresponding C functions are `pthread_rwlock_rdlock` and `_wrlock`.
+public final class SharedLock: @unchecked Sendable {
+    private let lock: UnsafeMutableRawPointer
+
+    public init() {
+        guard let l = pz_rwlock_new() else { fatalError("out of memory for a lock") }
+        lock = l
+    }
+
+    deinit { pz_rwlock_free(lock) }
+
+    public func with<T, E: Error>(exclusive: Bool, _ body: () throws(E) -> T) throws(E) -> T {
+        pz_rwlock_lock(lock, exclusive ? 1 : 0)
+        defer { pz_rwlock_unlock(lock) }
+        return try body()
+    }
 }

@@ -64,4 +64,11 @@ int pz_accept(int fd);
 /// fstatfs(2): filesystem magic and block size (the page size on hugetlbfs).
 int pz_fstatfs(int fd, int64_t *magic, uint64_t *bsize);
 
+/// A writer-preferring read-write lock (glibc's default prefers readers, so a steady
+/// stream of readers would starve a writer). Returns NULL when out of memory.
+void *pz_rwlock_new(void);
+void pz_rwlock_lock(void *l, int exclusive);
+void pz_rwlock_unlock(void *l);
+void pz_rwlock_free(void *l);
+
 #endif
