@@ -81,7 +81,7 @@ public enum CallerPolicy {
 extension PoolState {
     /// Bytes in the leases `uid` claimed, released ones included until their pages are back.
     public func leasedBytes(claimant uid: UInt32) -> UInt64 {
-        leases.values.filter { $0.claimant == uid }.reduce(0) { $0 + $1.file.bytes }
+        leases.bytes(claimant: uid)
     }
 }
 

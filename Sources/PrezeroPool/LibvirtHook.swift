@@ -112,7 +112,7 @@ extension PoolDaemon {
     /// their files are taken back once QEMU is gone.
     func domainEnded(_ xml: String, call: String) throws(ControlError) -> HookResult {
         let d = try parseDomain(xml, call: call)
-        let keys = engine.state.withLock { b in b.leases.keys.filter { $0.hasPrefix(d.uuid + ".") }.sorted() }
+        let keys = engine.state.withLock { $0.leases.keys(group: d.uuid) }
         var result = HookResult()
         for key in keys {
             do {

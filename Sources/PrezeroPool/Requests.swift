@@ -239,7 +239,7 @@ extension PoolDaemon {
         guard let (d, st) = try? openDestination(dest, as: caller),
               let file = try? Files.status(in: d.dir, name: d.name) else { return nil }
         for (mi, pool) in pools.enumerated() where (try? checkDestination(dest, st, on: pool)) != nil {
-            if let l = engine.state.withLock({ s in s.leases.values.first { $0.mount == mi && $0.inode == file.inode } }) { return (l, d) }
+            if let l = engine.state.withLock({ $0.leases.lease(mount: mi, inode: file.inode) }) { return (l, d) }
         }
         return nil
     }

@@ -27,8 +27,14 @@ public struct NodeCounters: Sendable, Equatable {
 /// truth; this is their index plus counters, rebuilt from them at start-up.
 public struct NodeState: Sendable, Equatable {
     public var clean: [PoolFileName] = []
-    /// Files being filled, with bytes allocated so far.
+    /// Files being filled, with bytes allocated so far: up to `fill_workers` at once.
     public var filling: [PoolFileName: UInt64] = [:]
+    /// Bytes the node's fills are allocating right now (a chunk each), not yet in its free
+    /// count: each fill's check of free pages leaves room for the others'.
+    public var allocating: UInt64 = 0
+    /// The refill in progress: when its first file started, and the bytes its files filled.
+    public var refillStarted: Double = 0
+    public var refillBytes: UInt64 = 0
     /// Fills cut short by a crash, to finish first.
     public var resume: [PoolFileName] = []
     /// Pages of released files that something outside the pool still pins, oldest first.
@@ -59,6 +65,9 @@ public struct NodeState: Sendable, Equatable {
 
     public var cleanBytes: UInt64 { clean.reduce(0) { $0 + $1.bytes } }
     public var fillingBytes: UInt64 { filling.values.reduce(0, +) }
+    /// What the files being filled will hold once filled, and what of that is still to come.
+    public var fillingPlannedBytes: UInt64 { filling.keys.reduce(0) { $0 + $1.bytes } }
+    public var fillingOutstandingBytes: UInt64 { filling.reduce(0) { $0 + ($1.key.bytes - min($1.key.bytes, $1.value)) } }
     public var heldBytes: UInt64 { held.reduce(0) { $0 + $1.bytes } }
 }
 
@@ -136,7 +145,7 @@ public struct PoolState: Sendable, Equatable {
     public var config: Config
     public var mounts: [MountState]
     public var nodes: [NodeKey: NodeState] = [:]
-    public var leases: [String: Lease] = [:]
+    public var leases = LeaseTable()
     public var seq: UInt64 = 0
     public var stopping = false
     /// Files an operation left where its failure left them, unknown to the state until a
