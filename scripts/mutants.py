@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Injects each of five known pool bugs, one at a time, and shows the simulation
+"""Injects each of six known pool bugs, one at a time, and shows the simulation
 catches it: the seed and the number of steps after which it did, and what broke.
 Every source file is restored afterwards, whatever happens.
 
@@ -24,6 +24,8 @@ MUTANTS = [
     ("a truncated claim forgets to return the cut tail", CORE + "Pool/PoolOp.swift",
      "case .truncated: e.append(.truncate(t.leased, to: t.bytes))",
      "case .truncated: break"),
+    ("a new fill counts the files being filled at what they hold so far, not at their size", CORE + "Pool/Transitions.swift",
+     "held: nb.cleanBytes + nb.fillingPlannedBytes,", "held: nb.cleanBytes + nb.fillingBytes,"),
 ]
 # The reuse mutant also needs the state to list the file as clean.
 EXTRA = {

@@ -20,7 +20,8 @@ public enum PrometheusText {
                 gauge("held_outside_bytes", "Pages of released files still pinned outside the pool (io_uring buffers, pipes): not free, never reused", Double(n.heldBytes))
                 gauge("pool_leased_bytes", "Bytes handed out to VMs", Double(n.leasedBytes))
                 gauge("pool_filling_bytes", "Bytes being filled", Double(n.fillingBytes))
-                gauge("fill_rate_bytes_per_second", "Rate of the last fill", n.fillRate)
+                gauge("fill_rate_bytes_per_second", "Rate of the node's last refill, all of its fill workers together", n.fillRate)
+                gauge("fill_workers", "Files the node fills at once (fill_workers)", Double(n.fillWorkers))
                 func counter(_ name: String, _ help: String, _ v: UInt64, _ extra: [(String, String)] = []) {
                     r.makeCounter(descriptor: descriptor(name, help), labels: labels + extra).increment(by: Int64(v))
                 }

@@ -4,7 +4,7 @@ import PrezeroCore
 import PrezeroProtocol
 import PrezeroSys
 
-/// The daemon: one pool per mount, one pinned worker per (mount, node), a monitor
+/// The daemon: one pool per mount, `fill_workers` pinned workers per (mount, node), a monitor
 /// that gives pages back and reclaims released leases, and the request handlers the
 /// control server calls. What to do is decided by `PoolState` (PrezeroCore) and done
 /// by `PoolEngine` through the host's file system; this class owns the threads.
@@ -15,7 +15,8 @@ public final class PoolDaemon: Sendable {
     let engine: PoolEngine
     /// The engine's file system, for the destinations requests open (`HostFileSystem.using`).
     let host: HostFileSystem
-    let wakeups: [NodeKey: DispatchSemaphore]
+    /// Each node's workers, one semaphore each: a wake-up reaches them all.
+    let wakeups: [NodeKey: [DispatchSemaphore]]
     let threads = DispatchGroup()
 
     public init(config: Config, mounts: [PoolMount], logger: Logger) throws {
@@ -23,11 +24,14 @@ public final class PoolDaemon: Sendable {
         self.logger = logger
         pools = try mounts.map { try PoolDirectory(mount: $0, name: config.poolDir) }
         var state = PoolState(config: config, mounts: mounts.map { ($0.pageSize, $0.nodes, $0.config) })
-        var wake: [NodeKey: DispatchSemaphore] = [:]
+        var wake: [NodeKey: [DispatchSemaphore]] = [:]
         for k in state.keys {
             let m = mounts[k.mount]
-            state.nodes[k]?.stats.cpus = Numa.cpus(ofNode: k.node)
-            wake[k] = DispatchSemaphore(value: 0)
+            let cpus = Numa.cpus(ofNode: k.node)
+            let workers = FillWorkers.count(configured: config.fillWorkers, nodeCPUs: cpus.count)
+            state.nodes[k]?.stats.cpus = cpus
+            state.nodes[k]?.stats.fillWorkers = workers
+            wake[k] = (0..<workers).map { _ in DispatchSemaphore(value: 0) }
             if (HugePageCounters.node(k.node, pageSize: m.pageSize)?.total ?? 0) == 0 {
                 logger.warning("node \(k.node) has no \(ByteSize.format(m.pageSize)) huge pages reserved; its pool on \(m.path) stays empty", metadata: ["fix": "echo N > /sys/devices/system/node/node\(k.node)/hugepages/hugepages-\(m.pageSize / 1024)kB/nr_hugepages"])
             }
@@ -37,7 +41,7 @@ public final class PoolDaemon: Sendable {
         let fs = try HostFileSystem(pools: pools, stateDir: config.stateDir, nodes: state.keys)
         host = fs
         engine = PoolEngine(fs: fs, state: state, logger: logger, clock: monotonicSeconds, pause: sleepSeconds,
-                            wake: { k in signals[k]?.signal() })
+                            wake: { k in for w in signals[k] ?? [] { w.signal() } })
         try engine.recover()
         for (mi, pool) in pools.enumerated() {
             let s = engine.state.withLock { s in
@@ -55,11 +59,14 @@ public final class PoolDaemon: Sendable {
     /// Starts the node workers and the monitor.
     public func start() throws {
         for k in wakeups.keys.sorted() {
-            threads.enter()
-            try startThread { [self] in
-                defer { threads.leave() }
-                workerLoop(k)
+            for w in wakeups[k]!.indices {
+                threads.enter()
+                try startThread { [self] in
+                    defer { threads.leave() }
+                    workerLoop(k, w)
+                }
             }
+            logger.info("\(wakeups[k]!.count) fill worker(s) on node \(k.node) of \(pools[k.mount].mount.path)")
         }
         threads.enter()
         try startThread { [self] in
@@ -71,7 +78,7 @@ public final class PoolDaemon: Sendable {
     /// Stops every thread at its next chunk boundary and waits for them.
     public func stop(timeout: Double = 30) {
         engine.stop()
-        for w in wakeups.values { w.signal() }
+        for w in wakeups.values.joined() { w.signal() }
         if threads.wait(timeout: .now() + timeout) == .timedOut {
             logger.warning("workers did not stop within \(timeout) s")
         }
@@ -80,13 +87,14 @@ public final class PoolDaemon: Sendable {
 
     var stopping: Bool { engine.stopping }
 
-    func wake(_ k: NodeKey) { wakeups[k]?.signal() }
+    func wake(_ k: NodeKey) { for w in wakeups[k] ?? [] { w.signal() } }
 
     // MARK: threads
 
-    /// The worker of one (mount, node): pinned to the node's CPUs, its memory bound
-    /// to the node, so that every page it fills or faults in lands there.
-    func workerLoop(_ k: NodeKey) {
+    /// Worker `w` of one (mount, node): pinned to the node's CPUs, its memory bound
+    /// to the node, so that every page it fills or faults in lands there. Each fills
+    /// its own file: one file's fallocate does not go faster for more threads.
+    func workerLoop(_ k: NodeKey, _ w: Int) {
         let pool = pools[k.mount]
         let cpus = Numa.cpus(ofNode: k.node)
         do {
@@ -95,7 +103,7 @@ public final class PoolDaemon: Sendable {
             logger.error("worker \(pool.mount.path) node \(k.node): cannot pin to CPUs \(cpus): \(error)")
         }
         Numa.bindMemory(toNode: k.node)
-        logger.info("worker started", metadata: ["mount": "\(pool.mount.path)", "node": "\(k.node)",
+        logger.debug("worker started", metadata: ["mount": "\(pool.mount.path)", "node": "\(k.node)", "worker": "\(w)",
                                                  "cpus": "\(Numa.threadCPUs())", "tid": "\(Numa.threadID())"])
         while true {
             switch engine.nextJob(k) {
@@ -104,7 +112,7 @@ public final class PoolDaemon: Sendable {
             case let job?:
                 engine.perform(job, on: k)
             case nil:
-                _ = wakeups[k]!.wait(timeout: .now() + .milliseconds(config.monitorIntervalMs))
+                _ = wakeups[k]![w].wait(timeout: .now() + .milliseconds(config.monitorIntervalMs))
             }
         }
     }

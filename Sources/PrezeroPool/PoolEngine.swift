@@ -14,9 +14,14 @@ public final class PoolEngine: Sendable {
     let clock: @Sendable () -> Double
     /// Waits (bandwidth budgets, retries after errors). The simulation passes a no-op.
     let pause: @Sendable (Double) -> Void
-    /// Tells a node's worker that there is work (a file taken back: fill a new one).
+    /// Tells a node's workers that there is work (a file taken back: fill a new one).
     let wake: @Sendable (NodeKey) -> Void
-    let reclaimLock = Mutex(())
+    /// Each node's fill budget (`fill_bandwidth`), shared by all of its workers.
+    let budgets = Mutex<[NodeKey: TokenBucket]>([:])
+    /// Leases whose file a release or a take-back is working on: one at a time per lease,
+    /// since a release opens the leased file and a take-back holds a write lease on it
+    /// (an opener would wait for the lease to go).
+    let leaseBusy = Mutex<Set<String>>([])
 
     public init(fs: any PoolFileSystem, state: PoolState, logger: Logger, clock: @escaping @Sendable () -> Double,
                 pause: @escaping @Sendable (Double) -> Void, wake: @escaping @Sendable (NodeKey) -> Void) {
@@ -164,71 +169,91 @@ public final class PoolEngine: Sendable {
     // MARK: release and reclaim
 
     /// Ends a lease: the destination name is removed, the file is root's again at once,
-    /// and it is taken back once the kernel says no one else has it open (now, or on a
-    /// later reclaim pass).
+    /// and it is taken back if the kernel says no one else has it open (else on a later
+    /// reclaim pass). Only this lease's file is looked at: the cost of a release does not
+    /// grow with the number of leases.
     public func release(_ lease: Lease) throws(ControlError) -> ReleaseResult {
         guard !lease.claiming else { throw ControlError(.busy, "release: lease '\(lease.key)' is still being claimed; try again") }
-        // Under the reclaim lock: its effects open the leased file, which must not meet a
-        // take-back's write lease on it (an opener waits for the lease to go).
-        if case .failure(let f) = reclaimLock.withLock({ _ in run(.release(lease)) }) {
+        guard waitForLease(lease.key) else {
+            throw ControlError(.busy, "release: lease '\(lease.key)' is being taken back by prezerod right now; try again")
+        }
+        defer { leaseBusy.withLock { _ = $0.remove(lease.key) } }
+        if case .failure(let f) = run(.release(lease)) {
             if f.error.errno == EffectError.inUse {
                 throw ControlError(.busy, "release: lease '\(lease.key)': its file is under a file lease its holder has not given up yet (the kernel is breaking it); try again")
             }
             throw ControlError(.system, "release of lease '\(lease.key)': \(f.error)")
         }
         logger.info("lease \(lease.key) released")
-        reclaim()
+        if let l = state.withLock({ $0.leases[lease.key] }) { takeBackIfEnded(l, now: clock()) }
         let done = state.withLock { $0.leases[lease.key] == nil }
         return ReleaseResult(lease: lease.key, reclaimed: done)
+    }
+
+    /// Marks a lease busy, waiting (a few seconds at most) while a take-back of it runs.
+    func waitForLease(_ key: String) -> Bool {
+        for _ in 0..<5000 {
+            if leaseBusy.withLock({ $0.insert(key).inserted }) { return true }
+            pause(0.001)
+        }
+        return false
     }
 
     /// Takes back the file of every lease that has ended (released, or its destination
     /// name gone) and that the kernel says no one else has open: its pages are punched
     /// out and the inode let go (`Effect.takeBack`). A file still open stays leased and
-    /// is asked for again later. One pass at a time: `release` and the monitor both call it.
+    /// is asked for again later. The monitor calls it; a lease a release is working on is
+    /// left to that release.
     public func reclaim() {
-        reclaimLock.withLock { _ in
-            let now = clock()
-            for l in state.withLock({ $0.reclaimCandidates(now: now) }) {
-                let info: FileInfo
-                do throws(EffectError) {
-                    guard let i = try fs.status(l.ref) else {
-                        logger.error("lease \(l.key): leased/\(l.leasedName) is gone")
-                        state.withLock { $0.leaseVanished(l) }
-                        continue
-                    }
-                    info = i
-                } catch {
-                    logger.error("reclaim of lease \(l.key): \(error)")
-                    continue
-                }
-                let dest = !l.released && info.links > 1 ? l.dest.flatMap { fs.destinationInode($0, mount: l.mount) } : nil
-                guard state.withLock({ $0.leaseEnded(l, file: info, destination: dest) }) else { continue }
-                let began = clock()
-                let result = run(.recycle(l))
-                let ms = ((clock() - began) * 100_000).rounded() / 100
-                switch result {
-                case .failure(let f) where f.error.errno == EffectError.inUse:
-                    logger.debug("lease \(l.key) ended but its file is still open somewhere (a descriptor, a mapping, a descriptor in flight, io_uring); asked again later")
-                    state.withLock { $0.leaseHeld(l.key, now: now) }
-                case .failure(let f):
-                    logger.error("take-back of lease \(l.key) failed: \(f.error)")
-                    state.withLock { $0.leaseHeld(l.key, now: now) }
-                case .success(let o):
-                    guard case .tookBack(let tb)? = o else { continue }
-                    journal(.journal(lease: l.key, destination: nil))
-                    journal(l.heldRecord(tb.held > 0 ? tb.held : nil))
-                    logger.info("lease \(l.key) taken back in \(ms) ms (write lease, punch, unlink): \(ByteSize.format(tb.bytes - min(tb.bytes, tb.held))) to the kernel")
-                    if tb.held > 0 {
-                        logger.warning("lease \(l.key): \(ByteSize.format(tb.held)) stayed pinned outside the pool after the punch (an io_uring buffer, a pipe); counted as held outside the pool, never reused")
-                    }
-                    if tb.extraLinks > 0 {
-                        let where_ = tb.names.isEmpty ? "not found on the mount" : tb.names.joined(separator: ", ")
-                        logger.warning("lease \(l.key): its file had \(tb.extraLinks) name(s) outside the pool (\(where_)); taken back all the same, the name now leads to an empty root-only file")
-                    }
-                    wake(NodeKey(mount: l.mount, node: l.file.node))
-                }
+        let now = clock()
+        for l in state.withLock({ $0.reclaimCandidates(now: now) }) {
+            guard leaseBusy.withLock({ $0.insert(l.key).inserted }) else { continue }
+            defer { leaseBusy.withLock { _ = $0.remove(l.key) } }
+            // The candidate list is a snapshot: a release may have changed the lease since.
+            guard let current = state.withLock({ $0.leases[l.key] }), !current.claiming else { continue }
+            takeBackIfEnded(current, now: now)
+        }
+    }
+
+    /// One lease: if it has ended and nothing else has its file open, the file is taken back.
+    func takeBackIfEnded(_ l: Lease, now: Double) {
+        let info: FileInfo
+        do throws(EffectError) {
+            guard let i = try fs.status(l.ref) else {
+                logger.error("lease \(l.key): leased/\(l.leasedName) is gone")
+                state.withLock { $0.leaseVanished(l) }
+                return
             }
+            info = i
+        } catch {
+            logger.error("reclaim of lease \(l.key): \(error)")
+            return
+        }
+        let dest = !l.released && info.links > 1 ? l.dest.flatMap { fs.destinationInode($0, mount: l.mount) } : nil
+        guard state.withLock({ $0.leaseEnded(l, file: info, destination: dest) }) else { return }
+        let began = clock()
+        let result = run(.recycle(l))
+        let ms = ((clock() - began) * 100_000).rounded() / 100
+        switch result {
+        case .failure(let f) where f.error.errno == EffectError.inUse:
+            logger.debug("lease \(l.key) ended but its file is still open somewhere (a descriptor, a mapping, a descriptor in flight, io_uring); asked again later")
+            state.withLock { $0.leaseHeld(l.key, now: now) }
+        case .failure(let f):
+            logger.error("take-back of lease \(l.key) failed: \(f.error)")
+            state.withLock { $0.leaseHeld(l.key, now: now) }
+        case .success(let o):
+            guard case .tookBack(let tb)? = o else { return }
+            journal(.journal(lease: l.key, destination: nil))
+            journal(l.heldRecord(tb.held > 0 ? tb.held : nil))
+            logger.info("lease \(l.key) taken back in \(ms) ms (write lease, punch, unlink): \(ByteSize.format(tb.bytes - min(tb.bytes, tb.held))) to the kernel")
+            if tb.held > 0 {
+                logger.warning("lease \(l.key): \(ByteSize.format(tb.held)) stayed pinned outside the pool after the punch (an io_uring buffer, a pipe); counted as held outside the pool, never reused")
+            }
+            if tb.extraLinks > 0 {
+                let where_ = tb.names.isEmpty ? "not found on the mount" : tb.names.joined(separator: ", ")
+                logger.warning("lease \(l.key): its file had \(tb.extraLinks) name(s) outside the pool (\(where_)); taken back all the same, the name now leads to an empty root-only file")
+            }
+            wake(NodeKey(mount: l.mount, node: l.file.node))
         }
     }
 
@@ -378,14 +403,29 @@ public final class PoolEngine: Sendable {
         case .fill(let f, let resume):
             let budget = config.fillBandwidth.resolve(totalBytes: 0)
             let chunk = WorkChunk.bytes(configured: config.fillChunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
+            budgets.withLock { b in
+                if b[k] == nil { b[k] = TokenBucket(rate: Double(budget), burst: Double(chunk), now: clock(), full: false) }
+            }
             return JobRun(key: k, job: job, file: f, ref: FileRef(k.mount, .filling, f.description), phase: resume ? .resume : .create,
-                          chunk: chunk, bucket: TokenBucket(rate: Double(budget), burst: Double(chunk), now: clock(), full: false),
-                          started: clock(), pageSize: ps)
+                          chunk: chunk, started: clock(), pageSize: ps)
         case .stop:
             return JobRun(key: k, job: job, file: PoolFileName(node: k.node, bytes: 0, seq: 0),
-                          ref: FileRef(k.mount, .filling, ""), phase: .over, chunk: ps,
-                          bucket: TokenBucket(rate: 0, burst: 0, now: 0), started: 0, pageSize: ps)
+                          ref: FileRef(k.mount, .filling, ""), phase: .over, chunk: ps, started: 0, pageSize: ps)
         }
+    }
+
+    /// The wait the node's shared budget asks before a chunk of `n` bytes, once per chunk;
+    /// nil to go on.
+    func pace(_ r: inout JobRun, _ n: UInt64) -> Double? {
+        if r.paced {
+            r.paced = false
+            return nil
+        }
+        let now = clock()
+        let wait = budgets.withLock { $0[r.key]?.take(Double(n), now: now) ?? 0 }
+        guard wait > 0 else { return nil }
+        r.paced = true
+        return wait
     }
 
     /// Advances a job by one step (at most one chunk of work). Returns how long to wait
@@ -412,11 +452,14 @@ public final class PoolEngine: Sendable {
         case .fill:
             guard r.done < f.bytes else { r.phase = .fillEnd; break }
             let n = min(r.chunk, f.bytes - r.done)
-            if let wait = r.pace(n, now: clock()) { return wait }
+            if let wait = pace(&r, n) { return wait }
             let c = fs.counters(k)
             let now = clock()
-            if state.withLock({ $0.fillShouldStop(k, counters: c, chunk: n, now: now) }) { r.phase = .fillEnd; break }
-            guard let got = step(.allocate(ref, offset: r.done, length: n, node: k.node), r, "fill") else { return r.over() }
+            guard state.withLock({ $0.fillMayAllocate(k, counters: c, chunk: n, now: now) }) else { r.phase = .fillEnd; break }
+            let got = step(.allocate(ref, offset: r.done, length: n, node: k.node), r, "fill")
+            let done = got == true ? r.done + n : nil
+            state.withLock { $0.fillAllocated(k, f, chunk: n, done: done) }
+            guard let got else { return r.over() }
             guard got else {
                 logger.debug("fill on node \(k.node) stopped: no free pages left on the node or the mount")
                 if r.done == r.had { state.withLock { $0.fillBackOff(k, now: now) } }
@@ -424,8 +467,6 @@ public final class PoolEngine: Sendable {
                 break
             }
             r.done += n
-            let done = r.done
-            state.withLock { $0.fillProgress(k, f, done: done) }
         case .fillEnd:
             let secs = clock() - r.started
             if case .failure(let e) = run(.fillEnd(k, f, done: r.done, fresh: r.done - r.had, seconds: secs)) {
@@ -450,7 +491,6 @@ public struct JobRun: Sendable {
     public let ref: FileRef
     var phase: Phase
     let chunk: UInt64
-    var bucket: TokenBucket
     let started: Double
     let pageSize: UInt64
     var done: UInt64 = 0
@@ -458,15 +498,13 @@ public struct JobRun: Sendable {
     /// The budget's wait before the next chunk has been served.
     var paced = false
 
-    init(key: NodeKey, job: Job, file: PoolFileName, ref: FileRef, phase: Phase, chunk: UInt64, bucket: TokenBucket,
-         started: Double, pageSize: UInt64) {
+    init(key: NodeKey, job: Job, file: PoolFileName, ref: FileRef, phase: Phase, chunk: UInt64, started: Double, pageSize: UInt64) {
         self.key = key
         self.job = job
         self.file = file
         self.ref = ref
         self.phase = phase
         self.chunk = chunk
-        self.bucket = bucket
         self.started = started
         self.pageSize = pageSize
     }
@@ -475,20 +513,6 @@ public struct JobRun: Sendable {
 
     mutating func over() -> Double? {
         phase = .over
-        return nil
-    }
-
-    /// The wait the budget asks before a chunk of `n` bytes, once per chunk; nil to go on.
-    mutating func pace(_ n: UInt64, now: Double) -> Double? {
-        if paced {
-            paced = false
-            return nil
-        }
-        let wait = bucket.take(Double(n), now: now)
-        if wait > 0 {
-            paced = true
-            return wait
-        }
         return nil
     }
 }

@@ -319,6 +319,8 @@ public struct MakeRoomResult: Codable, Sendable, Equatable {
 public struct NodeStatus: Codable, Sendable, Equatable {
     public var node: Int
     public var cpus: [Int]
+    /// Files the node fills at once (`fill_workers`).
+    public var fillWorkers: Int
     public var totalBytes: UInt64
     public var freeBytes: UInt64
     public var targetBytes: UInt64
@@ -331,6 +333,8 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     /// never reused by the pool. Counted until the pages are seen free again.
     public var heldBytes: UInt64
     public var cleanFiles: Int
+    /// The node's rate over its last refill, all of its workers together: bytes filled from
+    /// the first file started to the last one finished, over that time.
     public var fillRate: Double
     public var filledBytes: UInt64
     /// Bytes of released files whose pages went back to the kernel.
@@ -342,6 +346,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public init(node: Int) {
         self.node = node
         cpus = []
+        fillWorkers = 1
         totalBytes = 0
         freeBytes = 0
         targetBytes = 0
@@ -361,6 +366,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case node, cpus, outcomes
+        case fillWorkers = "fill_workers"
         case totalBytes = "total_bytes", freeBytes = "free_bytes", targetBytes = "target_bytes"
         case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", heldBytes = "held_outside_bytes"
         case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes"

@@ -78,6 +78,7 @@ struct ConfigTests {
         file_size: 4G
         fill_chunk: 128M
         fill_bandwidth: 200M
+        fill_workers: 6
         allowed_dirs: [/var/lib/libvirt/qemu, /srv/vm]
         allowed_uids: [64055, 1000]
         allowed_gids: [64055]
@@ -110,6 +111,7 @@ struct ConfigTests {
         #expect(c.fileSize == .bytes(4 * GiB))
         #expect(c.fillChunk == .bytes(128 * MiB))
         #expect(c.fillBandwidth == .bytes(200 * MiB))
+        #expect(c.fillWorkers == 6)
         #expect(c.allowedDirs == ["/var/lib/libvirt/qemu", "/srv/vm"])
         #expect(c.allowedUids == [64055, 1000])
         #expect(c.allowedGids == [64055])
@@ -207,8 +209,22 @@ struct ConfigTests {
         #expect(e.message.contains("not a size") || e.message.contains("Expected"), "\(e)")
     }
 
+    @Test(arguments: ["fill_workers: 0", "fill_workers: 65", "fill_workers: -3"])
+    func fillWorkersOutOfRange(text: String) throws {
+        let e = try #require(parseError(text), "\(text) parsed")
+        #expect(e.message.hasPrefix("fill_workers: ") && e.message.contains("1 to 64"), "\(e)")
+    }
+
+    @Test func fillWorkersDefaultToHalfTheNodesCPUs() {
+        #expect(FillWorkers.count(configured: nil, nodeCPUs: 2) == 1)
+        #expect(FillWorkers.count(configured: nil, nodeCPUs: 1) == 1)
+        #expect(FillWorkers.count(configured: nil, nodeCPUs: 16) == 8)
+        #expect(FillWorkers.count(configured: nil, nodeCPUs: 96) == 16)
+        #expect(FillWorkers.count(configured: 4, nodeCPUs: 2) == 4)
+    }
+
     @Test(arguments: ["learned_shapes: many", "allowed_uids: [-1]", "allowed_dirs: /one", "mounts: /dev/hugepages",
-                      "pool_dir: [a]", "request_timeout_ms: 1.5"])
+                      "pool_dir: [a]", "request_timeout_ms: 1.5", "fill_workers: two"])
     func aBadTypeIsAnError(text: String) {
         #expect(parseError(text) != nil, "\(text) parsed")
     }

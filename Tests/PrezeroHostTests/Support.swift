@@ -90,7 +90,10 @@ final class TestPool {
         let opt = (pageSize == GiB ? "pagesize=1G" : "pagesize=2M") + (mountOptions.isEmpty ? "" : "," + mountOptions)
         let m = try run(["/bin/mount", "-t", "hugetlbfs", "-o", opt, "none", mount])
         guard m.status == 0 else { throw TestFailure("mount hugetlbfs: \(m.err)") }
-        let config = config.replacingOccurrences(of: "{mount}", with: mount).replacingOccurrences(of: "{base}", with: base)
+        // Three fill workers unless a test says otherwise: every host test then runs with
+        // fills at once (this machine's default, half its CPUs, may be 1).
+        let config = (config.contains("fill_workers:") ? config : config + "\nfill_workers: 3")
+            .replacingOccurrences(of: "{mount}", with: mount).replacingOccurrences(of: "{base}", with: base)
         let mounts = """
             mounts:
               - path: \(mount)

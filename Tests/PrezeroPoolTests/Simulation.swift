@@ -26,7 +26,8 @@ enum Action: CustomStringConvertible {
     case otherReturn(node: Int)
     /// A launch the pool does not serve: make-room, then the pages are taken.
     case makeRoomAndTake(node: Int, pages: Int)
-    case work(node: Int, steps: Int)
+    /// One of a node's fill workers: each fills its own file, several at once.
+    case work(node: Int, worker: Int, steps: Int)
     case monitor
     case sigterm
 
@@ -44,7 +45,7 @@ enum Action: CustomStringConvertible {
         case .otherTake(let n, let p): "other user takes \(p) pages on node \(n)"
         case .otherReturn(let n): "other user returns its pages on node \(n)"
         case .makeRoomAndTake(let n, let p): "make-room \(p) pages on node \(n), then take them"
-        case .work(let n, let s): "worker of node \(n): \(s) steps"
+        case .work(let n, let w, let s): "worker \(w) of node \(n): \(s) steps"
         case .monitor: "monitor pass"
         case .sigterm: "SIGTERM and restart"
         }
@@ -71,12 +72,14 @@ final class World: @unchecked Sendable {
     static let nodes = [0, 1]
     static let pagesPerNode = 24
     static let pageSize: UInt64 = 2 << 20
+    static let workersPerNode = 3
 
     let fs = ModelFileSystem(pageSize: pageSize, pagesPerNode: Dictionary(uniqueKeysWithValues: nodes.map { ($0, pagesPerNode) }))
     let config: Config
     let clock = Clock()
     var engine: PoolEngine!
-    var runs: [Int: JobRun] = [:]
+    /// The jobs in progress, by node and worker.
+    var runs: [Int: [Int: JobRun]] = [:]
     struct Holding {
         var inode: UInt64
         var tenant: Int
@@ -101,6 +104,7 @@ final class World: @unchecked Sendable {
         c.minFree = .bytes(2 * Self.pageSize)
         c.fillChunk = .bytes(Self.pageSize)
         c.refillDelayMs = 500
+        c.fillWorkers = Self.workersPerNode
         config = c
         boot()
     }
@@ -206,10 +210,9 @@ final class World: @unchecked Sendable {
         case .otherReturn(let node):
             fs.giveBack(node: node)
         case .makeRoomAndTake(let node, let pages):
-            let inFlight = runs[node].map { r -> Int in
-                guard let ino = fs.inode(r.ref) else { return 0 }
-                return fs.files[ino]?.pages.count ?? 0
-            } ?? 0
+            let inFlight = (runs[node] ?? [:]).values.reduce(0) { n, r in
+                n + (fs.inode(r.ref).flatMap { fs.files[$0]?.pages.count } ?? 0)
+            }
             // Without prezero, every page but those in use would be free for this launch. (Files an
             // earlier failure left to recovery are not the pool's to give back until a restart.)
             let known = Set(engine.state.withLock { $0.knownFiles(mount: 0) })
@@ -223,15 +226,15 @@ final class World: @unchecked Sendable {
                 violations.append("a launch needing \(pages) pages on node \(node) found \(free) free after make-room; without prezero \(available) would be")
             }
             fs.take(node: node, pages: pages)
-        case .work(let node, let n):
+        case .work(let node, let w, let n):
             for _ in 0..<n {
-                if runs[node] == nil {
+                if runs[node]?[w] == nil {
                     guard let job = engine.nextJob(key(node)), job != .stop else { return }
-                    runs[node] = engine.begin(job, on: key(node))
+                    runs[node, default: [:]][w] = engine.begin(job, on: key(node))
                 }
                 // The first step of a job performs its first effect (create, take), so that the
                 // state and the directories agree between steps.
-                if engine.advance(&runs[node]!) == nil { runs[node] = nil }
+                if engine.advance(&runs[node]![w]!) == nil { runs[node]![w] = nil }
                 if fs.crashed { return }
             }
         case .monitor:
@@ -244,7 +247,10 @@ final class World: @unchecked Sendable {
         case .sigterm:
             engine.stop()
             for n in Self.nodes {
-                while runs[n] != nil, engine.advance(&runs[n]!) != nil, !fs.crashed {}
+                for w in (runs[n] ?? [:]).keys.sorted() {
+                    while engine.advance(&runs[n]![w]!) != nil, !fs.crashed {}
+                    if fs.crashed { break }
+                }
                 runs[n] = nil
             }
             if !fs.crashed { boot() }
@@ -289,6 +295,23 @@ final class World: @unchecked Sendable {
                     }
                 }
             }
+        }
+        for (k, nb) in state.nodes {
+            // A chunk is set aside only while its allocation runs, never between steps.
+            if nb.allocating != 0 { v.append("\(k): \(nb.allocating) bytes still set aside for an allocation") }
+            // Workers filling at once plan together: a new file is planned only while what the
+            // pool holds and will hold stays within the target. (A fill a crash cut short is
+            // resumed whatever the target; it stops at the target instead.)
+            let target = state.target(k, totalBytes: UInt64(Self.pagesPerNode) * fs.pageSize)
+            let resumed = (runs[k.node] ?? [:]).values.compactMap { r -> PoolFileName? in
+                if case .fill(let f, resume: true) = r.job { f } else { nil }
+            }
+            let planned = nb.filling.keys.filter { !resumed.contains($0) }
+            if !planned.isEmpty, nb.cleanBytes + nb.fillingPlannedBytes > target {
+                v.append("\(k): \(nb.cleanBytes) clean and \(nb.fillingPlannedBytes) being filled (\(planned.count) new), over the target of \(target)")
+            }
+            let busy = (runs[k.node] ?? [:]).count
+            if nb.filling.count > busy { v.append("\(k): \(nb.filling.count) files filling with \(busy) workers at work") }
         }
         // Pages add up on every node: free + other users + every file's pages + pinned orphans.
         let known0 = state.knownFiles(mount: 0)
@@ -360,7 +383,7 @@ func sequence(seed: UInt64, length: Int) -> [Step] {
         case 46..<48: a = .otherReturn(node: node)
         case 48..<49: a = [.pin(pick: r(8)), .unpin(pick: r(8)), .linkRace][r(3)]
         case 51..<55: a = .makeRoomAndTake(node: node, pages: 1 + r(10))
-        case 55..<85: a = .work(node: node, steps: 1 + r(6))
+        case 55..<85: a = .work(node: node, worker: r(World.workersPerNode), steps: 1 + r(6))
         case 85..<97: a = .monitor
         default: a = .sigterm
         }

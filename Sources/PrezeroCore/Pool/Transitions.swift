@@ -12,7 +12,9 @@ public enum Job: Sendable, Equatable {
 extension PoolState {
     // MARK: jobs
 
-    /// The next job of a node's worker: finish cut-short fills, then fill toward the target.
+    /// The next job of one of a node's workers: finish cut-short fills, then fill toward the
+    /// target. Several workers fill at once, each its own file: the files already being filled
+    /// count at their planned size, and their pages still to come are not free for another.
     /// A released lease's file is never refilled or reused: the pool fills a new one.
     public mutating func nextJob(_ k: NodeKey, counters c: NodeCounters, now: Double) -> Job? {
         if stopping { return .stop }
@@ -20,32 +22,39 @@ extension PoolState {
         defer { nodes[k] = nb }
         if !nb.resume.isEmpty {
             let f = nb.resume.removeFirst()
-            nb.filling[f] = 0
+            nb.startFill(f, now: now)
             return .fill(f, resume: true)
         }
         let settling = now < nb.fillBackoffUntil
         guard now >= nb.noPagesUntil, !settling || nb.owedRefill > 0 else { return nil }
         let ps = pageSize(k)
         guard let size = FillPlanner.next(
-            target: target(k, totalBytes: c.total), held: nb.cleanBytes + nb.fillingBytes,
+            target: target(k, totalBytes: c.total), held: nb.cleanBytes + nb.fillingPlannedBytes,
             cleanSizes: nb.clean.map(\.bytes), learned: mounts[k.mount].learned.sizes, fileSize: nb.fileSize,
-            freeBytes: c.free, keepFree: keepFree(k, totalBytes: c.total, forFill: true, now: now), pageSize: ps)
+            freeBytes: c.free - min(c.free, nb.fillingOutstandingBytes), keepFree: keepFree(k, totalBytes: c.total, forFill: true, now: now), pageSize: ps)
         else { return nil }
         let f = PoolFileName(node: k.node, bytes: size, seq: nextSeq())
-        nb.filling[f] = 0
+        nb.startFill(f, now: now)
         nb.owedRefill -= min(nb.owedRefill, size)
         return .fill(f, resume: false)
     }
 
-    /// Should a fill stop before its next chunk? (shutdown, a lower target, or pages needed by others)
-    public func fillShouldStop(_ k: NodeKey, counters c: NodeCounters, chunk: UInt64, now: Double) -> Bool {
-        guard !stopping, let nb = nodes[k] else { return true }
+    /// May a fill allocate its next chunk? Not on shutdown, over a lowered target, or when the
+    /// pages are needed by others. Yes sets the chunk aside (`allocating`) until
+    /// `fillAllocated`, so that the node's other fills, checking meanwhile, leave room for it.
+    public mutating func fillMayAllocate(_ k: NodeKey, counters c: NodeCounters, chunk: UInt64, now: Double) -> Bool {
+        guard !stopping, let nb = nodes[k] else { return false }
         let keep = keepFree(k, totalBytes: c.total, forFill: true, now: now)
-        return nb.cleanBytes + nb.fillingBytes > target(k, totalBytes: c.total) || c.free < keep + chunk
+        guard nb.cleanBytes + nb.fillingBytes <= target(k, totalBytes: c.total), c.free >= keep + chunk + nb.allocating else { return false }
+        nodes[k]?.allocating += chunk
+        return true
     }
 
-    public mutating func fillProgress(_ k: NodeKey, _ f: PoolFileName, done: UInt64) {
-        nodes[k]?.filling[f] = done
+    /// A chunk's allocation is over (`got`: what the file holds now; nil: it failed).
+    public mutating func fillAllocated(_ k: NodeKey, _ f: PoolFileName, chunk: UInt64, done: UInt64?) {
+        guard let nb = nodes[k] else { return }
+        nodes[k]?.allocating = nb.allocating - min(nb.allocating, chunk)
+        if let done, nb.filling[f] != nil { nodes[k]?.filling[f] = done }
     }
 
     /// A fill that got no page at all waits a second before the next try.
@@ -332,7 +341,10 @@ extension PoolState {
             nodes[k]?.filling[f] = nil
             if done > 0 { nodes[k]?.clean.append(f.resized(done)) }
             nodes[k]?.stats.filledBytes += fresh
-            if fresh > 0, secs > 0 { nodes[k]?.stats.fillRate = Double(fresh) / secs }
+            nodes[k]?.refillBytes += fresh
+            if let nb = nodes[k], nb.filling.isEmpty, nb.refillBytes > 0, now > nb.refillStarted, secs > 0 {
+                nodes[k]?.stats.fillRate = Double(nb.refillBytes) / (now - nb.refillStarted)
+            }
         case .discard(let k, let ref):
             forgetInFlight(k, ref)
         case .giveBackResume:
@@ -410,5 +422,16 @@ extension PoolState {
         default:
             compensated(op, failedAt: 0)
         }
+    }
+}
+
+extension NodeState {
+    /// A file starts filling; the first of a refill starts its clock.
+    mutating func startFill(_ f: PoolFileName, now: Double) {
+        if filling.isEmpty {
+            refillStarted = now
+            refillBytes = 0
+        }
+        filling[f] = 0
     }
 }
