@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "prezerod", targets: ["prezerod"]),
         .executable(name: "prezero", targets: ["prezero"]),
         .executable(name: "prezero-hook", targets: ["prezero-hook"]),
+        .executable(name: "prezero-bench", targets: ["prezero-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,8 +32,13 @@ let package = Package(
 
         // The control protocol and its JSON: no Foundation, so the static hook shares it.
         .target(name: "PrezeroProtocol", swiftSettings: strict),
-        // Pure logic: no syscalls, inputs as values.
-        .target(name: "PrezeroCore", dependencies: ["PrezeroProtocol", .product(name: "Yams", package: "Yams")],
+        // Pure logic: no syscalls, inputs as values; the standard library alone, so that the
+        // static prezero-bench links the pool without Foundation or libxml2.
+        .target(name: "PrezeroCore", dependencies: ["PrezeroProtocol"], swiftSettings: strict),
+        // libvirt's side as pure logic: domain XML (FoundationXML), its backends, the hook's plan.
+        .target(name: "PrezeroLibvirtModel", dependencies: ["PrezeroProtocol", "PrezeroCore"], swiftSettings: strict),
+        // prezerod's YAML config file read into PrezeroCore's Config (Yams, Foundation).
+        .target(name: "PrezeroConfigYAML", dependencies: ["PrezeroProtocol", "PrezeroCore", .product(name: "Yams", package: "Yams")],
                 swiftSettings: strict),
         // The one place that calls each syscall.
         .target(name: "PrezeroSys", dependencies: ["PrezeroCShims", "CNuma"], swiftSettings: strict),
@@ -43,6 +49,22 @@ let package = Package(
             name: "PrezeroPool",
             dependencies: [
                 "PrezeroProtocol", "PrezeroCore", "PrezeroSys",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // The daemon's side of libvirt's hook (domain XML in, hand-overs out), given to PoolDaemon by prezerod.
+        .target(
+            name: "PrezeroHookHandler",
+            dependencies: [
+                "PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroPool",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        // The pool and storm benchmarks: an in-process pool on a temporary mount, no Foundation.
+        .target(
+            name: "PrezeroBench",
+            dependencies: [
+                "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -58,7 +80,7 @@ let package = Package(
         .executableTarget(
             name: "prezerod",
             dependencies: [
-                "PrezeroPool", "PrezeroProtocol", "PrezeroCore", "PrezeroMetrics",
+                "PrezeroPool", "PrezeroProtocol", "PrezeroCore", "PrezeroMetrics", "PrezeroConfigYAML", "PrezeroHookHandler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -68,7 +90,7 @@ let package = Package(
             name: "prezero",
             dependencies: [
                 "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt",
-                "PrezeroMetrics",
+                "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -78,8 +100,16 @@ let package = Package(
         // starts in ~1 ms where one with shared libraries takes ~3 (measured here).
         .executableTarget(name: "prezero-hook", dependencies: ["PrezeroProtocol", "PrezeroSys"], swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
+        // The pool and storm benchmarks as one static binary: it runs on a machine with no
+        // Swift, libvirt, QEMU, libxml2 or network (`make bench-bundle`). Its arguments are
+        // read by hand: ArgumentParser would link FoundationEssentials.
+        .executableTarget(name: "prezero-bench", dependencies: ["PrezeroBench"], swiftSettings: strict,
+                          linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
-        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroProtocol", "PrezeroCore"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroConfigYAML"],
+                    exclude: ["Fixtures"], swiftSettings: strict),
+        // The benchmarks' pure parts: arguments, statistics, the bundle's sizes.
+        .testTarget(name: "PrezeroBenchTests", dependencies: ["PrezeroBench"], swiftSettings: strict),
         // The pool engine over an in-memory model file system: no root, no huge pages.
         .testTarget(
             name: "PrezeroPoolTests",
@@ -89,7 +119,8 @@ let package = Package(
         // test binary. `swift build --build-tests` builds it all the same.
         .testTarget(
             name: "PrezeroHostTests",
-            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroClient", "prezerod", "prezero"],
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroClient",
+                           "prezerod", "prezero"],
             swiftSettings: strict),
     ]
 )

@@ -1,5 +1,3 @@
-import Foundation
-
 /// The capabilities prezerod needs as root, and why; examples/systemd/prezerod.service keeps exactly
 /// these (`CapabilityBoundingSet=`, checked by a test). Nothing else it does needs one: sched_setaffinity
 /// and set_mempolicy(MPOL_BIND) on its own threads, fallocate/mmap/madvise on hugetlbfs, SO_PEERCRED
@@ -31,7 +29,7 @@ public enum DaemonCapabilities {
     /// The effective set from /proc/self/status (`CapEff:` in hex); nil if absent.
     public static func effective(status: String) -> UInt64? {
         for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
-            return UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+            return UInt64(Text.trimmed(line.dropFirst("CapEff:".count)), radix: 16)
         }
         return nil
     }

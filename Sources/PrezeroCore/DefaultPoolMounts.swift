@@ -11,10 +11,15 @@ public enum DefaultPoolMounts {
         public var description: String { "\(path) (\(why))" }
     }
 
+    /// A path with its slashes made single and no trailing one, as libvirt compares mount paths.
+    public static func normalize(_ path: String) -> String {
+        "/" + path.split(separator: "/").joined(separator: "/")
+    }
+
     /// - Parameter hostMounts: the paths of the hugetlbfs mounts on the host.
     /// - Returns: the mounts, in qemu.conf's order without repeats, and what was passed over and why.
     public static func choose(conf: QemuConf, hostMounts: [String]) -> (mounts: [Choice], skipped: [String]) {
-        let host = hostMounts.map(HookPlanner.normalize)
+        let host = hostMounts.map(normalize)
         var mounts: [Choice] = []
         var skipped: [String] = []
         func add(_ path: String, _ why: String) {
@@ -22,14 +27,14 @@ public enum DefaultPoolMounts {
         }
         if let named = conf.hugetlbfsMounts {
             for p in named {
-                if host.contains(HookPlanner.normalize(p)) { add(HookPlanner.normalize(p), "hugetlbfs_mount") }
+                if host.contains(normalize(p)) { add(normalize(p), "hugetlbfs_mount") }
                 else { skipped.append("hugetlbfs_mount \(p) is not a hugetlbfs mount") }
             }
         } else {
             skipped.append("hugetlbfs_mount is not set (libvirt would then take every hugetlbfs mount; prezerod does not)")
         }
         if let dir = conf.memoryBackingDir {
-            let d = HookPlanner.normalize(dir)
+            let d = normalize(dir)
             let holder = host.filter { d == $0 || d.hasPrefix($0 == "/" ? "/" : $0 + "/") }.max { $0.count < $1.count }
             if let m = holder { add(m, "memory_backing_dir \(dir)") }
             else { skipped.append("memory_backing_dir \(dir) is not on hugetlbfs") }

@@ -61,7 +61,7 @@ public enum LaunchPlan {
         var out: [String] = []
         for arg in command {
             var rest = arg[...]
-            while let start = rest.range(of: placeholderPrefix), let end = rest[start.upperBound...].firstIndex(of: "}") {
+            while let start = rest.firstRange(of: placeholderPrefix), let end = rest[start.upperBound...].firstIndex(of: "}") {
                 out.append(String(rest[start.upperBound..<end]))
                 rest = rest[rest.index(after: end)...]
             }
@@ -72,7 +72,7 @@ public enum LaunchPlan {
     /// The arguments with each `{prezero:NAME}` replaced by its path.
     public static func substitute(_ command: [String], paths: [String: String]) -> [String] {
         command.map { arg in
-            paths.reduce(arg) { a, p in a.replacingAll(placeholder(p.key), with: p.value) }
+            paths.reduce(arg) { a, p in a.replacing(placeholder(p.key), with: p.value) }
         }
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import PrezeroProtocol
 
 /// A hugetlbfs mount found in `/proc/self/mountinfo`.
@@ -13,10 +12,10 @@ public enum ProcParsers {
     /// hugetlbfs mounts from mountinfo text.
     public static func hugetlbfsMounts(mountinfo: String) -> [HugetlbfsMount] {
         mountinfo.split(separator: "\n").compactMap { line in
-            let halves = line.components(separatedBy: " - ")
-            guard halves.count >= 2 else { return nil }
-            let left = halves[0].split(separator: " ")
-            let right = halves[1].split(separator: " ")
+            // The optional fields end at the first " - "; the file system type follows it.
+            guard let dash = line.firstRange(of: " - ") else { return nil }
+            let left = line[..<dash.lowerBound].split(separator: " ")
+            let right = line[dash.upperBound...].split(separator: " ")
             guard left.count >= 5, right.count >= 3, right[0] == "hugetlbfs" else { return nil }
             let options = right[2].split(separator: ",")
             let size = options.first { $0.hasPrefix("pagesize=") }
@@ -68,7 +67,7 @@ public enum ProcParsers {
         // fields[0] is field 3 (state); field 22 is fields[19].
         guard fields.count > 19, let ticks = Double(fields[19]) else { return nil }
         guard let line = procStat.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
-              let boot = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) else { return nil }
+              let boot = Double(Text.trimmed(line.dropFirst(6))) else { return nil }
         return boot + ticks / ticksPerSecond
     }
 
@@ -84,7 +83,7 @@ public enum ProcParsers {
     /// A list of CPUs or nodes as the kernel writes them: `0-3,8,10-11`.
     public static func cpuList(_ text: String) -> [Int] {
         var out: [Int] = []
-        for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+        for part in Text.trimmed(text).split(separator: ",") {
             let r = part.split(separator: "-")
             if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a <= b {
                 out.append(contentsOf: a...b)

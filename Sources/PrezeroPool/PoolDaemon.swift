@@ -18,10 +18,13 @@ public final class PoolDaemon: Sendable {
     /// Each node's workers, one semaphore each: a wake-up reaches them all.
     let wakeups: [NodeKey: [DispatchSemaphore]]
     let threads = DispatchGroup()
+    /// libvirt's hook calls, handed in by prezerod (they need an XML parser this target does not link).
+    let hooks: (any HookHandling)?
 
-    public init(config: Config, mounts: [PoolMount], logger: Logger) throws {
+    public init(config: Config, mounts: [PoolMount], logger: Logger, hooks: (any HookHandling)? = nil) throws {
         self.config = config
         self.logger = logger
+        self.hooks = hooks
         pools = try mounts.map { try PoolDirectory(mount: $0, name: config.poolDir) }
         var state = PoolState(config: config, mounts: mounts.map { ($0.pageSize, $0.nodes, $0.config) })
         var wake: [NodeKey: [DispatchSemaphore]] = [:]

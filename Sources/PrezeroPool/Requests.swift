@@ -25,7 +25,10 @@ extension PoolDaemon {
                 try setTargets(scope, drain: true)
                 return .status(status())
             case .hook(let h):
-                return .hook(try hook(h))
+                guard let hooks else {
+                    throw ControlError(.badRequest, "hook: this daemon takes no libvirt hook calls (it was started without a hook handler); point the hook at prezerod's socket")
+                }
+                return .hook(try hooks.hook(h, daemon: self))
             case .makeRoom(let m):
                 return .makeRoom(try makeRoom(m))
             }

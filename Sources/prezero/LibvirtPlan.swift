@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import PrezeroClient
 import PrezeroCore
+import PrezeroHookHandler
+import PrezeroLibvirtModel
 import PrezeroLibvirt
 import PrezeroPool
 import PrezeroProtocol

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Glibc
 import Logging
+import PrezeroConfigYAML
 import PrezeroCore
+import PrezeroHookHandler
 import PrezeroMetrics
 import PrezeroPool
 import PrezeroProtocol
@@ -78,7 +80,7 @@ struct Prezerod: AsyncParsableCommand {
             throw Failure("file leases are switched off (/proc/sys/fs/leases-enable is 0), and prezerod needs one to prove that nothing still has a released file open before its pages go back; switch them on: sysctl -w fs.leases-enable=1")
         }
         Signals.ignoreLeaseBreaks()
-        let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger)
+        let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger, hooks: LibvirtHookHandler())
         let server = try ControlServer(daemon: daemon, logger: logger)
         var services: [any Service] = [PoolService(daemon: daemon, server: server)]
         if let path = cfg.metricsTextfile {

@@ -1,5 +1,6 @@
 import Testing
 @testable import PrezeroCore
+@testable import PrezeroLibvirtModel
 
 /// A defined domain as `virsh dumpxml --inactive` prints it, with its <memoryBacking> varied.
 private func defined(_ backing: String?, cells: String = "") -> String {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PrezeroCore
+@testable import PrezeroLibvirtModel
 
 private let MiB: UInt64 = 1 << 20
 private let GiB: UInt64 = 1 << 30

@@ -12,19 +12,30 @@ struct LayeringTests {
     static let imports: [String: Set<String>] = [
         // The standard library only: the static hook links it, and it must start in a millisecond.
         "PrezeroProtocol": [],
-        "PrezeroCore": ["Foundation", "FoundationXML", "PrezeroProtocol", "Yams"],
+        // The pool model and host text parsers: the standard library only, so that the static
+        // prezero-bench links the pool with no Foundation or libxml2.
+        "PrezeroCore": ["PrezeroProtocol"],
+        // libvirt's side as pure logic: domain XML needs an XML parser.
+        "PrezeroLibvirtModel": ["Foundation", "FoundationXML", "PrezeroCore", "PrezeroProtocol"],
+        "PrezeroConfigYAML": ["Foundation", "PrezeroCore", "PrezeroProtocol", "Yams"],
         "PrezeroSys": ["Glibc", "PrezeroCShims", "CNuma", "Synchronization"],
         // Glibc for errno and signal names only: no call (see `syscalls`).
         "PrezeroPool": ["Dispatch", "Glibc", "Logging", "PrezeroCore", "PrezeroProtocol", "PrezeroSys", "Synchronization"],
         "PrezeroClient": ["Glibc", "PrezeroCore", "PrezeroProtocol", "PrezeroSys"],
         "PrezeroMetrics": ["PrezeroCore", "PrezeroProtocol", "Prometheus"],
+        // The daemon's side of libvirt's hook, handed to PoolDaemon by prezerod.
+        "PrezeroHookHandler": ["Logging", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroPool", "PrezeroProtocol", "PrezeroSys"],
+        // The pool and storm benches: linked into a static binary with no Foundation.
+        "PrezeroBench": ["Dispatch", "Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroPool", "PrezeroProtocol",
+                         "PrezeroSys", "Synchronization"],
+        "prezero-bench": ["PrezeroBench"],
         // libvirt's C API is this target's C layer, as the C library is PrezeroSys's.
         "PrezeroLibvirt": ["CLibvirt", "Glibc"],
-        "prezerod": ["ArgumentParser", "Glibc", "Logging", "PrezeroCore", "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol",
-                     "PrezeroSys",
-                     "ServiceLifecycle"],
-        "prezero": ["ArgumentParser", "Foundation", "Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroLibvirt",
-                    "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys"],
+        "prezerod": ["ArgumentParser", "Glibc", "Logging", "PrezeroConfigYAML", "PrezeroCore", "PrezeroHookHandler",
+                     "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys", "ServiceLifecycle"],
+        "prezero": ["ArgumentParser", "Foundation", "Glibc", "Logging", "PrezeroClient", "PrezeroConfigYAML", "PrezeroCore",
+                    "PrezeroHookHandler", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics", "PrezeroPool",
+                    "PrezeroProtocol", "PrezeroSys"],
         "prezero-hook": ["Glibc", "PrezeroProtocol", "PrezeroSys"],
     ]
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import PrezeroCore
+@testable import PrezeroLibvirtModel
 
 private let KiB: UInt64 = 1 << 10
 private let MiB: UInt64 = 1 << 20

@@ -1,5 +1,6 @@
 import Testing
 @testable import PrezeroCore
+@testable import PrezeroLibvirtModel
 
 @Suite("XMLTree: one strict SAX pass to values")
 struct XMLTreeTests {

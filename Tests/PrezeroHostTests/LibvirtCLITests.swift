@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import PrezeroCore
+import PrezeroLibvirtModel
 import PrezeroSys
 import Testing
 

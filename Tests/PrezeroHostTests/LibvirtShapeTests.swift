@@ -2,6 +2,8 @@ import Foundation
 import Glibc
 import PrezeroClient
 import PrezeroCore
+import PrezeroHookHandler
+import PrezeroLibvirtModel
 import PrezeroPool
 import PrezeroSys
 import Testing

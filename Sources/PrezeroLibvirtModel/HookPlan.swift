@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroCore
 import PrezeroProtocol
 
 /// What prezero does for one backend at libvirt's `start begin`.
@@ -114,9 +115,7 @@ public enum HookPlanner {
         return Dictionary(uniqueKeysWithValues: nodes.map { (.node($0), share) })
     }
 
-    public static func normalize(_ path: String) -> String {
-        "/" + path.split(separator: "/").joined(separator: "/")
-    }
+    public static func normalize(_ path: String) -> String { DefaultPoolMounts.normalize(path) }
 
     /// The directory libvirt creates for a domain under cfg->memoryBackingDir (`base`, see
     /// HookHost.backingBase): `<base>/<short name>` (qemuGetMemoryBackingDomainPath), for each
@@ -136,54 +135,5 @@ public enum HookPlanner {
             names.append("\(id)-\(cut)")
         }
         return names
-    }
-}
-
-/// The qemu.conf settings prezero needs, read as libvirt's qemu driver reads them.
-public struct QemuConf: Equatable, Sendable {
-    public var memoryBackingDir: String?
-    public var user: String?
-    public var group: String?
-    /// `hugetlbfs_mount`: a string or a list of strings.
-    public var hugetlbfsMounts: [String]?
-
-    public init(memoryBackingDir: String? = nil, user: String? = nil, group: String? = nil, hugetlbfsMounts: [String]? = nil) {
-        self.memoryBackingDir = memoryBackingDir
-        self.user = user
-        self.group = group
-        self.hugetlbfsMounts = hugetlbfsMounts
-    }
-
-    public struct ConfError: Error, Equatable, CustomStringConvertible {
-        @OneLine public var description: String
-    }
-
-    /// A qemu.conf libvirtd would refuse (a syntax error, or a setting of the wrong type) throws.
-    public static func parse(_ text: String) throws(ConfError) -> QemuConf {
-        let entries: [(name: String, value: VirConf.Value)]
-        do {
-            entries = try VirConf.parse(text)
-        } catch {
-            throw ConfError(description: "qemu.conf \(error.description)")
-        }
-        func string(_ key: String) throws(ConfError) -> String? {
-            switch VirConf.lookup(entries, key) {
-            case nil: return nil
-            case .string(let s)?: return s
-            default: throw ConfError(description: "qemu.conf: \(key) must be a string")
-            }
-        }
-        var c = QemuConf(memoryBackingDir: try string("memory_backing_dir"), user: try string("user"), group: try string("group"))
-        switch VirConf.lookup(entries, "hugetlbfs_mount") {
-        case nil: break
-        case .string(let s)?: c.hugetlbfsMounts = [s]
-        case .list(let items)?:
-            c.hugetlbfsMounts = try items.map { v throws(ConfError) in
-                guard case .string(let s) = v else { throw ConfError(description: "qemu.conf: hugetlbfs_mount must list strings") }
-                return s
-            }
-        case .integer?: throw ConfError(description: "qemu.conf: hugetlbfs_mount must be a string or a list of strings")
-        }
-        return c
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
+import PrezeroCore
 #endif
 
 /// An XML document as values, read in one strict pass of libxml2's SAX parser

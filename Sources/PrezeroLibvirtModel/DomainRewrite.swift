@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroCore
 
 /// `prezero libvirt enable`: a defined domain's XML rewritten to the eligible form
 /// (`<source type='file'/>`, `<access mode='shared'/>`, no `<hugepages>`), as text,

@@ -1,11 +1,18 @@
-import Glibc
 import PrezeroCore
+import PrezeroLibvirtModel
+import PrezeroPool
 import PrezeroProtocol
 import PrezeroSys
 
-/// The daemon side of prezero-hook: libvirt's qemu hook calls, forwarded with
-/// their arguments and the domain XML. See DESIGN.md for the calls and what each
-/// one's XML carries.
+/// The daemon side of prezero-hook, as prezerod hands it to its PoolDaemon: libvirt's
+/// qemu hook calls, forwarded with their arguments and the domain XML. See DESIGN.md
+/// for the calls and what each one's XML carries.
+public struct LibvirtHookHandler: HookHandling {
+    public init() {}
+
+    public func hook(_ h: HookRequest, daemon: PoolDaemon) throws(ControlError) -> HookResult { try daemon.hook(h) }
+}
+
 extension PoolDaemon {
     func hook(_ h: HookRequest) throws(ControlError) -> HookResult {
         guard h.args.count >= 3 else {
@@ -33,7 +40,7 @@ extension PoolDaemon {
     func hookHost(for d: DomainMemory, call: String) throws(ControlError) -> (QemuConf, HookHost) {
         do {
             return try HostDiscovery.hookHost(qemuConf: config.qemuConf, domain: d,
-                                              poolMounts: pools.map { HookHost.Mount(path: $0.mount.path, pageSize: $0.mount.pageSize) })
+                                              poolMounts: poolMounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) })
         } catch {
             throw ControlError(.badRequest, "hook \(call): \(error.description); the domain is left to libvirt")
         }
@@ -54,7 +61,7 @@ extension PoolDaemon {
         }
         var result = HookResult()
         func say(_ s: String) {
-            logger.info("domain \(d.name) (\(d.uuid)): \(s)")
+            log.info("domain \(d.name) (\(d.uuid)): \(s)")
             result.decisions.append(s)
         }
         for p in plan.backends {
@@ -87,9 +94,9 @@ extension PoolDaemon {
                 let key = "\(d.uuid).\(b.alias)"
                 // A lease left from an earlier run of this domain (libvirtd died before release):
                 // its name is gone, so it is reclaimed like any other.
-                if engine.state.withLock({ $0.leases[key] != nil }) { _ = try? release(ReleaseRequest(lease: key)) }
+                if hasLease(key) { _ = try? hookRelease(ReleaseRequest(lease: key)) }
                 do {
-                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
+                    let c = try hookClaim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
                                                    uid: owner.uid, gid: owner.gid, mode: 0o600, lease: key))
                     result.handovers.append(c)
                     say(c.outcome == .miss
@@ -112,18 +119,18 @@ extension PoolDaemon {
     /// their files are taken back once QEMU is gone.
     func domainEnded(_ xml: String, call: String) throws(ControlError) -> HookResult {
         let d = try parseDomain(xml, call: call)
-        let keys = engine.state.withLock { $0.leases.keys(group: d.uuid) }
+        let keys = leaseKeys(group: d.uuid)
         var result = HookResult()
         for key in keys {
             do {
-                _ = try release(ReleaseRequest(lease: key))
+                _ = try hookRelease(ReleaseRequest(lease: key))
                 result.released.append(key)
             } catch {
                 result.decisions.append("\(key): \(error.message)")
             }
         }
         let line = keys.isEmpty ? "\(call): no leases" : "\(call): released \(keys.joined(separator: ", "))"
-        logger.info("domain \(d.name) (\(d.uuid)): \(line)")
+        log.info("domain \(d.name) (\(d.uuid)): \(line)")
         result.decisions.append(line)
         return result
     }
@@ -139,16 +146,15 @@ extension PoolDaemon {
     func makeRoomForLaunch(pageSize: UInt64, pages: [NodeChoice: UInt64], say: (String) -> Void) {
         let perNode = Dictionary(uniqueKeysWithValues: pages.compactMap { k, v in k.node.map { (String($0), v) } })
         if let any = pages[.any] {
-            guard let mi = pools.firstIndex(where: { $0.mount.pageSize == pageSize }) else {
+            guard makeRoomAnywhere(pageSize: pageSize, pages: any) else {
                 say("no pool of \(ByteSize.format(pageSize)) pages: nothing to give back")
                 return
             }
-            engine.makeRoomAnywhere(mount: mi, pages: any)
             say("made room for \(any) pages on any node")
         }
         guard !perNode.isEmpty else { return }
         do {
-            let r = try makeRoom(MakeRoomRequest(pageSize: pageSize, pages: perNode))
+            let r = try hookMakeRoom(MakeRoomRequest(pageSize: pageSize, pages: perNode))
             say("made room: \(r.free.sorted { $0.key < $1.key }.map { "node \($0.key) has \($0.value) pages free" }.joined(separator: ", "))")
         } catch {
             say("make-room failed: \(error.message)")

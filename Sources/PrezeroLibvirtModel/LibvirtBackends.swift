@@ -1,3 +1,4 @@
+import PrezeroCore
 import PrezeroProtocol
 
 /// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.

@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroCore
 import PrezeroProtocol
 
 /// What a libvirt domain XML says about guest memory: the parts of libvirt 9.0's
