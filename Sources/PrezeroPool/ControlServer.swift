@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import PrezeroCore
@@ -5,13 +6,18 @@ import PrezeroProtocol
 import PrezeroSys
 import Synchronization
 
-/// The control socket: newline-delimited JSON, one request per connection,
-/// peers checked with SO_PEERCRED before a byte is read.
+/// The control socket: newline-delimited JSON, one request per connection, peers checked
+/// with SO_PEERCRED before a byte is read.
+///
+/// One thread owns every connection and every deadline in an epoll loop: it accepts, reads
+/// requests, writes answers and lets connections go. An idle or slow peer costs a
+/// descriptor, not a thread. A whole request goes to the handlers of its lane
+/// (`ControlLane`), a small fixed pool each, so no request waits behind another lane's
+/// long work; the answer comes back to the loop, which writes it without blocking.
 public final class ControlServer: Sendable {
     let daemon: PoolDaemon
     let listener: UnixListener
     let logger: Logger
-    let active = Atomic<Int>(0)
     static let maxConnections = 64
     /// When all places are taken, the connection that has waited longest for its
     /// request gives its place to the new one, once it has waited this long: the hook
@@ -19,11 +25,16 @@ public final class ControlServer: Sendable {
     /// (which may come back at once: then it is the newest, and the next to go is the
     /// oldest of the others).
     static let evictableAfter = 0.1
-    /// The connections still reading their request, by number: when they came, and the
-    /// connection, which only an entry here may cut off (its owner removes the entry
-    /// before it closes the descriptor). One cut off is answered `too_many_connections`.
-    let reading = Mutex<[UInt64: (since: Double, conn: UnixConnection)]>([:])
-    let accepted = Atomic<UInt64>(0)
+    /// How long a stop waits for the requests being handled to be answered.
+    static let stopGrace = 10.0
+
+    let epoll: Epoll
+    let wakeup: Wakeup
+    /// Answers the handlers have ready for the loop, by connection.
+    let answers = Mutex<[(id: UInt64, response: Response)]>([])
+    let lanes: [ControlLane: HandlerLane]
+    let stopping = Atomic<Bool>(false)
+    let stopped = DispatchSemaphore(value: 0)
 
     public init(daemon: PoolDaemon, logger: Logger) throws {
         let c = daemon.config
@@ -39,128 +50,407 @@ public final class ControlServer: Sendable {
             group = gid
         }
         listener = try UnixListener(path: c.socket, mode: group == nil ? 0o600 : 0o660, group: group)
+        try listener.setNonBlocking()
+        epoll = try Epoll()
+        wakeup = try Wakeup()
+        lanes = Dictionary(uniqueKeysWithValues: ControlLane.allCases.map { ($0, HandlerLane($0)) })
         self.daemon = daemon
         self.logger = logger
     }
 
     public func start() throws {
-        try startThread { [self] in acceptLoop() }
+        try epoll.add(listener.fd, .readable, token: EventLoop.listenerToken)
+        try epoll.add(wakeup.fd, .readable, token: EventLoop.wakeupToken)
+        for lane in lanes.values {
+            for _ in 0..<lane.lane.handlers { try startThread { [self] in handle(lane) } }
+        }
+        try startThread { [self] in
+            EventLoop(server: self).run()
+            stopped.signal()
+        }
         logger.info("listening on \(listener.path)")
     }
 
-    public func stop() { listener.close() }
-
-    func acceptLoop() {
-        while true {
-            let conn: UnixConnection
-            do {
-                conn = try listener.accept()
-            } catch {
-                if error.errno == EINVAL || error.errno == EBADF { return }  // closed for shutdown
-                logger.error("accept: \(error)")
-                sleepSeconds(0.1)
-                continue
-            }
-            // A bounded number of connections at a time: a flood of slow peers must not
-            // take every thread the hook and the CLI need. When all are taken, the
-            // oldest peer that has still not sent its request is cut off for the new
-            // one (its thread ends at once); the bound on threads is then twice the limit.
-            let n = active.wrappingAdd(1, ordering: .relaxed).newValue
-            guard n <= ControlServer.maxConnections || (n <= 2 * ControlServer.maxConnections && evictOldestIdle()) else {
-                active.wrappingSubtract(1, ordering: .relaxed)
-                _ = try? conn.setTimeout(seconds: 0.1)
-                _ = try? conn.writeAll(Wire.encode(Response.error(ControlError(.tooManyConnections, "prezerod is serving \(ControlServer.maxConnections) connections, none of them idle; try again"))))
-                // Take in the request already sent (10 ms at most), so that the peer reads
-                // this answer rather than a connection reset.
-                conn.shutdownWrite()
-                _ = try? conn.setTimeout(seconds: 0.01)
-                _ = try? conn.readAll(max: daemon.config.maxRequestBytes)
-                continue
-            }
-            let id = accepted.wrappingAdd(1, ordering: .relaxed).newValue
-            reading.withLock { $0[id] = (monotonicSeconds(), conn) }
-            do {
-                try startThread { [self] in
-                    defer { active.wrappingSubtract(1, ordering: .relaxed) }
-                    serve(conn, id: id)
-                }
-            } catch {
-                reading.withLock { _ = $0.removeValue(forKey: id) }
-                active.wrappingSubtract(1, ordering: .relaxed)
-                logger.error("cannot start a connection thread: \(error)")
-            }
+    /// Stops accepting (the socket file goes at once), answers the requests being handled
+    /// (for up to `stopGrace` seconds), and lets every connection go.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .relaxed) else { return }
+        listener.close()
+        wakeup.raise()
+        if stopped.wait(timeout: .now() + ControlServer.stopGrace + 1) == .timedOut {
+            logger.warning("control server: requests still handled after \(Int(ControlServer.stopGrace)) s; stopping without their answers")
         }
-    }
-
-    /// Cuts off the connection that has waited longest for its request, if it has for
-    /// `evictableAfter`; false when every connection is young or busy with an answer.
-    func evictOldestIdle() -> Bool {
-        let now = monotonicSeconds()
-        return reading.withLock { r in
-            guard let (id, oldest) = r.filter({ now - $0.value.since >= ControlServer.evictableAfter })
-                .min(by: { $0.value.since < $1.value.since }) else { return false }
-            r.removeValue(forKey: id)
-            oldest.conn.stopReading()
-            logger.warning("all \(ControlServer.maxConnections) connections taken: cut off one idle for \(Int((now - oldest.since) * 1000)) ms without a request")
-            return true
-        }
+        for lane in lanes.values { lane.stop() }
     }
 
     func allowed(_ c: Caller) -> Bool {
         CallerPolicy.admitted(c, allowedUids: daemon.config.allowedUids, allowedGids: daemon.config.allowedGids)
     }
 
-    func serve(_ conn: UnixConnection, id: UInt64) {
-        let response: Response
-        let timeout = Double(daemon.config.requestTimeoutMs) / 1000
-        do {
-            defer { reading.withLock { _ = $0.removeValue(forKey: id) } }
-            try conn.setTimeout(seconds: timeout)
-            let p = try conn.peer()
-            let peer = Caller(pid: p.pid, uid: p.uid, gid: p.gid, groups: p.uid == 0 ? [] : try conn.peerGroups())
-            response = answer(conn, peer: peer, id: id, deadline: monotonicSeconds() + timeout)
-            try conn.setTimeout(seconds: timeout)
-            try conn.writeAll(Wire.encode(response))
-            // Take in what the peer still sends (a refused or oversized request) before
-            // closing, so that it reads our answer rather than a connection reset.
-            conn.shutdownWrite()
-            _ = try? conn.readAll(max: daemon.config.maxRequestBytes * 4)
-        } catch {
-            logger.warning("control connection: \(error)")
+    /// A handler thread of `lane`: takes the lane's requests in order until the server stops.
+    func handle(_ lane: HandlerLane) {
+        while let job = lane.next() {
+            let res = daemon.handle(job.request, from: job.peer)
+            if case .error(let e) = res {
+                logger.warning("\(job.request.operation.rawValue) from pid \(job.peer.pid) uid \(job.peer.uid) refused: \(e.message)")
+            }
+            answers.withLock { $0.append((job.id, res)) }
+            wakeup.raise()
+        }
+    }
+}
+
+/// One lane's queue of whole requests and its handlers' wake-ups.
+final class HandlerLane: Sendable {
+    struct Job: Sendable {
+        var id: UInt64
+        var request: Request
+        var peer: Caller
+    }
+
+    let lane: ControlLane
+    let queue = Mutex<(jobs: [Job], head: Int, stopping: Bool)>(([], 0, false))
+    let ready = DispatchSemaphore(value: 0)
+
+    init(_ lane: ControlLane) { self.lane = lane }
+
+    func submit(_ job: Job) {
+        queue.withLock { $0.jobs.append(job) }
+        ready.signal()
+    }
+
+    /// The next request, waiting for one; nil once the lane stops and its queue is empty.
+    func next() -> Job? {
+        while true {
+            ready.wait()
+            let job: Job?? = queue.withLock { q in
+                guard q.head < q.jobs.count else { return q.stopping ? .some(nil) : nil }
+                let j = q.jobs[q.head]
+                q.head += 1
+                if q.head == q.jobs.count { q.jobs.removeAll(keepingCapacity: true); q.head = 0 }
+                return .some(j)
+            }
+            if let job { return job }
         }
     }
 
-    private func answer(_ conn: UnixConnection, peer: Caller, id: UInt64, deadline: Double) -> Response {
-        guard allowed(peer) else {
-            logger.warning("refused peer pid \(peer.pid) uid \(peer.uid) gid \(peer.gid)")
-            return Response.error(ControlError(.forbidden, "uid \(peer.uid) may not use prezerod; run as root or add the uid to allowed_uids (or a group of it to allowed_gids) in the prezerod config"))
+    func stop() {
+        queue.withLock { $0.stopping = true }
+        for _ in 0..<lane.handlers { ready.signal() }
+    }
+}
+
+/// The loop's own state, touched by its thread alone.
+final class EventLoop {
+    static let listenerToken: UInt64 = 0
+    static let wakeupToken: UInt64 = 1
+
+    enum Phase {
+        /// Waiting for the whole request; cut off at its deadline or to make room.
+        case reading
+        /// With a handler; never cut off, and out of the epoll set meanwhile.
+        case handling
+        /// The answer going out as the peer takes it.
+        case writing
+        /// Answered and our side shut: what the peer still sends is read and dropped, so
+        /// that it reads our answer rather than a connection reset.
+        case draining
+    }
+
+    final class Connection {
+        let conn: UnixConnection
+        let since: Double
+        var phase = Phase.reading
+        var deadline: Double
+        var watched = false
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var written = 0
+        var dropped = 0
+        var peer = Caller(pid: 0, uid: 0, gid: 0, groups: [])
+
+        init(_ conn: UnixConnection, now: Double, deadline: Double) {
+            self.conn = conn
+            since = now
+            self.deadline = deadline
         }
-        let max = daemon.config.maxRequestBytes
-        let line: [UInt8]
-        do {
-            let read = try conn.readLine(max: max, deadline: deadline)
-            // A whole request is in: from here on the connection is never cut off.
-            guard reading.withLock({ $0.removeValue(forKey: id) }) != nil else {
-                return Response.error(ControlError(.tooManyConnections, "cut off: no whole request within \(ControlServer.evictableAfter) s while prezerod had \(ControlServer.maxConnections) connections"))
+    }
+
+    let server: ControlServer
+    var conns: [UInt64: Connection] = [:]
+    var nextID: UInt64 = 2
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let timeout: Double
+    let maxBytes: Int
+    var logger: Logger { server.logger }
+
+    init(server: ControlServer) {
+        self.server = server
+        timeout = Double(server.daemon.config.requestTimeoutMs) / 1000
+        maxBytes = server.daemon.config.maxRequestBytes
+    }
+
+    func run() {
+        var stopBy: Double?
+        while true {
+            let now = monotonicSeconds()
+            let soonest = conns.values.lazy.filter { $0.phase != .handling }.map(\.deadline).min()
+            let wait = [soonest, stopBy, resumeAccepting(now)].compactMap { $0.map { max($0 - now, 0) } }.min()
+            for (token, events) in server.epoll.wait(timeout: wait) {
+                switch token {
+                case Self.listenerToken: acceptWaiting()
+                case Self.wakeupToken: deliverAnswers()
+                default: if let c = conns[token] { serve(c, id: token, events) }
+                }
             }
-            switch read {
-            case .line(let l): line = l
-            case .closed: return Response.error(ControlError(.badRequest, "request ended before its newline"))
-            case .tooLong: return Response.error(ControlError(.tooLarge, "request is larger than max_request_bytes (\(max))"))
-            case .timedOut: return Response.error(ControlError(.badRequest, "no complete request within request_timeout_ms"))
+            expire(monotonicSeconds())
+            if server.stopping.load(ordering: .relaxed) {
+                if stopBy == nil {
+                    stopBy = monotonicSeconds() + ControlServer.stopGrace
+                    pauseAccepting()
+                    deliverAnswers()
+                }
+                // Requests not yet whole are dropped; those with a handler are answered first.
+                for (id, c) in conns where c.phase == .reading || c.phase == .draining { close(id, c) }
+                if conns.isEmpty || monotonicSeconds() >= stopBy! { return }
+            }
+        }
+    }
+
+    /// Connections that hold a place: all but those answered.
+    var live: Int { conns.values.count { $0.phase != .draining } }
+
+    /// Takes waiting connections (a few at a time, so that a flood of them cannot starve the
+    /// requests already in). Past the limit, the connection that has waited longest for its
+    /// request, a tenth of a second or more, is cut off for the new one. With none such, the
+    /// newcomer is let in all the same, up to twice the limit; there the loop stops accepting
+    /// until a place frees or one turns old enough: newcomers wait in the kernel's listen
+    /// queue (connect() waits while it is full), not in a refusal loop.
+    func acceptWaiting() {
+        for _ in 0..<16 where !server.stopping.load(ordering: .relaxed) {
+            let conn: UnixConnection
+            do {
+                guard let c = try server.listener.acceptIfWaiting() else { return }
+                conn = c
+            } catch {
+                logger.error("accept: \(error)")
+                return
+            }
+            let now = monotonicSeconds()
+            let id = nextID
+            nextID += 1
+            let c = Connection(conn, now: now, deadline: now + timeout)
+            conns[id] = c
+            let answered = conns.filter { $0.value.phase == .draining }
+            if answered.count > 4 * ControlServer.maxConnections, let (oldID, old) = answered.min(by: { $0.value.since < $1.value.since }) {
+                close(oldID, old)   // its answer is in the peer's queue already
+            }
+            admit(c, id: id)
+            // Up to twice the limit, a newcomer is let in while the idle age out, so that it
+            // never waits on them; past that, the listen queue holds it.
+            if live > ControlServer.maxConnections && !evictOldestIdle(now) && live >= 2 * ControlServer.maxConnections {
+                pauseAccepting()
+                return
+            }
+        }
+    }
+
+    /// Reads the peer's credentials and lets it send its request, or refuses it.
+    func admit(_ c: Connection, id: UInt64) {
+        do {
+            let p = try c.conn.peer()
+            c.peer = Caller(pid: p.pid, uid: p.uid, gid: p.gid, groups: p.uid == 0 ? [] : try c.conn.peerGroups())
+        } catch {
+            logger.warning("control connection: \(error)")
+            return close(id, c)
+        }
+        guard server.allowed(c.peer) else {
+            logger.warning("refused peer pid \(c.peer.pid) uid \(c.peer.uid) gid \(c.peer.gid)")
+            return answer(c, id: id, .error(ControlError(.forbidden, "uid \(c.peer.uid) may not use prezerod; run as root or add the uid to allowed_uids (or a group of it to allowed_gids) in the prezerod config")))
+        }
+        watch(c, id: id, .readable)
+    }
+
+    /// Cuts off the connection that has waited longest for its request, if it has for
+    /// `evictableAfter` and nothing it sent is waiting to be read; false when every
+    /// connection is young or past its request.
+    func evictOldestIdle(_ now: Double) -> Bool {
+        let old = conns.filter { $0.value.phase == .reading && now - $0.value.since >= ControlServer.evictableAfter }
+            .sorted { $0.value.since < $1.value.since }
+        for (id, c) in old {
+            serve(c, id: id, .readable)   // what it sent counts: its request may be whole
+            guard conns[id] != nil else { return true }
+            guard c.phase == .reading else { continue }
+            logger.warning("all \(ControlServer.maxConnections) connections taken: cut off one idle for \(Int((now - c.since) * 1000)) ms without a request")
+            answer(c, id: id, .error(ControlError(.tooManyConnections, "cut off: no whole request within \(ControlServer.evictableAfter) s while prezerod had \(ControlServer.maxConnections) connections")))
+            return true
+        }
+        return false
+    }
+
+    var accepting = true
+
+    func pauseAccepting() {
+        guard accepting else { return }
+        server.epoll.remove(server.listener.fd)
+        accepting = false
+    }
+
+    /// When the loop should look again at a paused listener: once a place under twice the
+    /// limit is free, or when its oldest reader may be cut off.
+    func resumeAccepting(_ now: Double) -> Double? {
+        guard !accepting, !server.stopping.load(ordering: .relaxed) else { return nil }
+        let oldest = conns.values.lazy.filter { $0.phase == .reading }.map(\.since).min()
+        if live < 2 * ControlServer.maxConnections || oldest.map({ now - $0 >= ControlServer.evictableAfter }) == true {
+            do {
+                try server.epoll.add(server.listener.fd, .readable, token: Self.listenerToken)
+                accepting = true
+                return nil
+            } catch {
+                logger.error("control server: \(error)")
+            }
+        }
+        return oldest.map { $0 + ControlServer.evictableAfter } ?? now + ControlServer.evictableAfter
+    }
+
+    func serve(_ c: Connection, id: UInt64, _ events: Epoll.Events) {
+        do {
+            switch c.phase {
+            case .reading: try read(c, id: id)
+            case .writing: try write(c, id: id)
+            case .draining: try drain(c, id: id)
+            case .handling: break
             }
         } catch {
-            let why = error.errno == EAGAIN ? "no complete request within request_timeout_ms" : "\(error)"
-            return Response.error(ControlError(.badRequest, why))
+            if c.phase != .draining { logger.warning("control connection: \(error)") }
+            close(id, c)
         }
-        switch Wire.decodeRequest(line) {
+    }
+
+    /// Takes in what the peer sent; a whole line goes to its lane's handlers.
+    func read(_ c: Connection, id: UInt64) throws(SysError) {
+        while true {
+            switch try c.conn.readAvailable(into: &buffer) {
+            case .nothingYet:
+                return
+            case .end:
+                return answer(c, id: id, .error(ControlError(.badRequest, "request ended before its newline")))
+            case .bytes(let n):
+                if let nl = buffer[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                    c.input.append(contentsOf: buffer[0..<nl])
+                    return c.input.count > maxBytes ? tooLarge(c, id: id) : dispatch(c, id: id)
+                }
+                c.input.append(contentsOf: buffer[0..<n])
+                if c.input.count > maxBytes { return tooLarge(c, id: id) }
+            }
+        }
+    }
+
+    func tooLarge(_ c: Connection, id: UInt64) {
+        answer(c, id: id, .error(ControlError(.tooLarge, "request is larger than max_request_bytes (\(maxBytes))")))
+    }
+
+    func dispatch(_ c: Connection, id: UInt64) {
+        switch Wire.decodeRequest(c.input) {
         case .failure(let e):
-            logger.warning("bad request from pid \(peer.pid): \(e.message)")
-            return Response.error(e)
+            logger.warning("bad request from pid \(c.peer.pid): \(e.message)")
+            answer(c, id: id, .error(e))
         case .success(let r):
-            let res = daemon.handle(r, from: peer)
-            if case .error(let e) = res { logger.warning("\(r.operation.rawValue) from pid \(peer.pid) uid \(peer.uid) refused: \(e.message)") }
-            return res
+            c.input = []
+            c.phase = .handling
+            unwatch(c)
+            server.lanes[ControlLane(r.operation)]!.submit(HandlerLane.Job(id: id, request: r, peer: c.peer))
         }
+    }
+
+    func deliverAnswers() {
+        server.wakeup.lower()
+        let ready = server.answers.withLock { a -> [(id: UInt64, response: Response)] in
+            let all = a
+            a.removeAll()
+            return all
+        }
+        for r in ready {
+            if let c = conns[r.id] { answer(c, id: r.id, r.response) }
+        }
+    }
+
+    /// Sends `res` as the peer takes it, then lets the connection go.
+    func answer(_ c: Connection, id: UInt64, _ res: Response) {
+        c.output = Wire.encode(res)
+        c.written = 0
+        c.phase = .writing
+        c.deadline = monotonicSeconds() + timeout
+        do {
+            try write(c, id: id)
+        } catch {
+            logger.warning("control connection: \(error)")
+            close(id, c)
+        }
+    }
+
+    func write(_ c: Connection, id: UInt64) throws(SysError) {
+        while c.written < c.output.count {
+            let n = try c.conn.writeAvailable(c.output, from: c.written)
+            if n == 0 { return watch(c, id: id, .writable) }
+            c.written += n
+        }
+        c.conn.shutdownWrite()
+        c.phase = .draining
+        c.deadline = monotonicSeconds() + timeout
+        watch(c, id: id, .readable)
+        try drain(c, id: id)
+    }
+
+    func drain(_ c: Connection, id: UInt64) throws(SysError) {
+        while true {
+            switch try c.conn.readAvailable(into: &buffer) {
+            case .nothingYet: return
+            case .end: return close(id, c)
+            case .bytes(let n):
+                c.dropped += n
+                if c.dropped > 4 * maxBytes { return close(id, c) }
+            }
+        }
+    }
+
+    /// A request not whole by its deadline is answered so; an answer not taken, or a peer
+    /// that never closes after it, is let go.
+    func expire(_ now: Double) {
+        for (id, c) in conns where c.phase != .handling && c.deadline <= now {
+            switch c.phase {
+            case .reading: answer(c, id: id, .error(ControlError(.badRequest, "no complete request within request_timeout_ms")))
+            case .writing:
+                logger.warning("control connection: pid \(c.peer.pid) did not read its answer within request_timeout_ms")
+                close(id, c)
+            default: close(id, c)
+            }
+        }
+    }
+
+    func watch(_ c: Connection, id: UInt64, _ events: Epoll.Events) {
+        do {
+            if c.watched {
+                try server.epoll.modify(c.conn.fd, events, token: id)
+            } else {
+                try server.epoll.add(c.conn.fd, events, token: id)
+                c.watched = true
+            }
+        } catch {
+            logger.error("control connection: \(error)")
+            close(id, c)
+        }
+    }
+
+    func unwatch(_ c: Connection) {
+        guard c.watched else { return }
+        server.epoll.remove(c.conn.fd)
+        c.watched = false
+    }
+
+    /// Drops the connection; its descriptor closes with it.
+    func close(_ id: UInt64, _ c: Connection) {
+        unwatch(c)
+        conns[id] = nil
     }
 }

@@ -169,6 +169,35 @@ public final class UnixConnection: Sendable {
         return try conn.readAll(max: maxAnswer, deadline: deadline)
     }
 
+    /// What a non-blocking read found.
+    public enum Available: Equatable {
+        case bytes(Int)
+        case nothingYet
+        case end
+    }
+
+    /// On a non-blocking connection: reads what has arrived into `buf`, without waiting.
+    public func readAvailable(into buf: inout [UInt8]) throws(SysError) -> Available {
+        do {
+            let n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
+            return n == 0 ? .end : .bytes(n)
+        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            return .nothingYet
+        }
+    }
+
+    /// On a non-blocking connection: writes what the socket takes now of `bytes[from...]`;
+    /// how many bytes it took (0 when it is full).
+    public func writeAvailable(_ bytes: [UInt8], from: Int) throws(SysError) -> Int {
+        do {
+            return try check("write", fd.label) {
+                bytes.withUnsafeBytes { send(fd.raw, $0.baseAddress! + from, $0.count - from, Int32(MSG_NOSIGNAL)) }
+            }
+        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            return 0
+        }
+    }
+
     /// Ends our side of the stream so the peer sees end of file.
     public func shutdownWrite() { end(Int32(SHUT_WR)) }
 
@@ -226,6 +255,21 @@ public final class UnixListener: Sendable {
     public func accept() throws(SysError) -> UnixConnection {
         let raw = try check("accept", path) { pz_accept(fd.raw) }
         return UnixConnection(Descriptor(raw, label: path))
+    }
+
+    /// Makes `acceptIfWaiting` never block. The corresponding C function is `fcntl`.
+    public func setNonBlocking() throws(SysError) {
+        _ = try check("fcntl(O_NONBLOCK)", path) { pz_set_nonblocking(fd.raw) }
+    }
+
+    /// The next waiting connection, itself non-blocking, or nil when none waits.
+    public func acceptIfWaiting() throws(SysError) -> UnixConnection? {
+        do {
+            let raw = try check("accept", path) { pz_accept_nonblocking(fd.raw) }
+            return UnixConnection(Descriptor(raw, label: path))
+        } catch where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+            return nil
+        }
     }
 
     /// Wakes a blocked accept and removes the socket file.

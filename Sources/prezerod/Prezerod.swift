@@ -82,10 +82,14 @@ struct Prezerod: AsyncParsableCommand {
         Signals.ignoreLeaseBreaks()
         let daemon = try PoolDaemon(config: cfg, mounts: mounts, logger: logger, hooks: LibvirtHookHandler())
         let server = try ControlServer(daemon: daemon, logger: logger)
-        var services: [any Service] = [PoolService(daemon: daemon, server: server)]
+        try daemon.start()
+        // A service group stops its services last first: the control server stops taking
+        // requests and answers those it holds before the metrics and the pool stop.
+        var services: [any Service] = [PoolService(daemon: daemon)]
         if let path = cfg.metricsTextfile {
             services.append(MetricsTextfileService(daemon: daemon, path: path, intervalMs: cfg.metricsIntervalMs, logger: logger))
         }
+        services.append(ControlService(server: server))
         let group = ServiceGroup(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -107,17 +111,25 @@ struct Prezerod: AsyncParsableCommand {
     }
 }
 
-/// Runs the pool until graceful shutdown, then stops it at a chunk boundary.
+/// Runs the pool (started before the group) until graceful shutdown, then stops it at a chunk boundary.
 struct PoolService: Service {
     let daemon: PoolDaemon
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        daemon.stop()
+    }
+}
+
+/// Serves the control socket until graceful shutdown, then stops taking requests and
+/// answers the ones being handled.
+struct ControlService: Service {
     let server: ControlServer
 
     func run() async throws {
-        try daemon.start()
         try server.start()
         try? await gracefulShutdown()
         server.stop()
-        daemon.stop()
     }
 }
 

@@ -46,7 +46,8 @@ struct LayeringTests {
         "getuid", "geteuid", "getgid", "isatty", "getenv", "setenv", "malloc", "calloc", "free", "chown", "fchown", "chmod",
         "fchmod", "stat", "fstat", "lstat", "fstatat", "socket", "bind", "listen", "accept", "connect", "mount", "umount2",
         "ioctl", "fork", "execve", "waitpid", "sysconf", "set_mempolicy", "mbind", "sched_setaffinity", "nanosleep",
-        "usleep", "signal", "sigaction", "pthread_create", "dup2", "pipe", "poll",
+        "usleep", "signal", "sigaction", "pthread_create", "dup2", "pipe", "poll", "epoll_create1", "epoll_ctl", "epoll_wait",
+        "eventfd", "accept4", "fcntl",
     ]
     /// Foundation types that do file or process I/O.
     static let foundationIO = ["FileManager", "FileHandle", "Process()", "ProcessInfo"]

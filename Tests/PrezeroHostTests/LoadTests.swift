@@ -143,8 +143,9 @@ extension PoolTests {
         let lat = k.latencies.sorted()
         let p = { (q: Double) in lat.isEmpty ? 0 : lat[min(lat.count - 1, Int(Double(lat.count) * q))] * 1000 }
         let (first, last) = (k.rss.first ?? 0, k.rss.max() ?? 0)
-        print(String(format: "load: %.0f s, 32 clients: %d claim+release (%d misses), 0 of them failed: %@; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d idle connections cut off, %d slow writers refused, %d hang-ups; prezerod RSS %.1f MiB at start, %.1f MiB peak",
-                     seconds, k.ops, k.misses, k.failures.isEmpty ? "yes" : "NO (\(k.failures.count))", p(0.5), p(0.99), p(1), k.idleCutOff,
+        print(String(format: "load: %.0f s, 32 clients: %d claim+release (%d misses), %.0f/s, %.0f hits/s, 0 of them failed: %@; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d idle connections cut off, %d slow writers refused, %d hang-ups; prezerod RSS %.1f MiB at start, %.1f MiB peak",
+                     seconds, k.ops, k.misses, Double(k.ops) / seconds, Double(k.ops - k.misses) / seconds,
+                     k.failures.isEmpty ? "yes" : "NO (\(k.failures.count))", p(0.5), p(0.99), p(1), k.idleCutOff,
                      k.slowRefused.count, k.aborted, Double(first) / Double(MiB), Double(last) / Double(MiB)))
         #expect(k.failures.isEmpty, "a well-behaved client was not served: \(k.failures.prefix(5))")
         #expect(k.ops > 32, "the clients got through")

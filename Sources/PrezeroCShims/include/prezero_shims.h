@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 #include <sys/types.h>
 
 #define PZ_MADV_POPULATE_WRITE 23
@@ -61,6 +62,16 @@ int pz_is_zero(const void *p, size_t n);
 
 /// accept4(2) with SOCK_CLOEXEC.
 int pz_accept(int fd);
+/* accept4 with SOCK_NONBLOCK: -1 with EAGAIN when no connection waits. */
+int pz_accept_nonblocking(int fd);
+/* O_NONBLOCK on an open descriptor. */
+int pz_set_nonblocking(int fd);
+/* epoll: the packed struct epoll_event stays in C. `token` comes back with the events. */
+int pz_epoll_create(void);
+int pz_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token);
+int pz_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int max, int timeout_ms);
+/* An eventfd counter, non-blocking, for waking an epoll loop. */
+int pz_eventfd(void);
 /// fstatfs(2): filesystem magic and block size (the page size on hugetlbfs).
 int pz_fstatfs(int fd, int64_t *magic, uint64_t *bsize);
 

@@ -1,0 +1,73 @@
+import Glibc
+import PrezeroCShims
+
+/// An epoll set: one thread waits on many descriptors, each known by a token.
+/// Level-triggered: a descriptor still readable (or writable) is reported again.
+/// The corresponding C functions are `epoll_create1`, `epoll_ctl` and `epoll_wait`.
+public final class Epoll: Sendable {
+    public struct Events: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let readable = Events(rawValue: UInt32(EPOLLIN.rawValue))
+        public static let writable = Events(rawValue: UInt32(EPOLLOUT.rawValue))
+        /// The peer closed or reset: reported whether asked for or not.
+        public static let hangUp = Events(rawValue: UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue))
+    }
+
+    let fd: Descriptor
+
+    public init() throws(SysError) {
+        fd = Descriptor(try check("epoll_create1", "") { pz_epoll_create() }, label: "epoll")
+    }
+
+    /// Watches `d` for `events`, reporting `token`.
+    public func add(_ d: Descriptor, _ events: Events, token: UInt64) throws(SysError) {
+        try control(EPOLL_CTL_ADD, d, events, token)
+    }
+
+    /// Watches `d` for other events.
+    public func modify(_ d: Descriptor, _ events: Events, token: UInt64) throws(SysError) {
+        try control(EPOLL_CTL_MOD, d, events, token)
+    }
+
+    /// Stops watching `d` (closing it does as well, when no copy of it is open).
+    public func remove(_ d: Descriptor) {
+        _ = pz_epoll_ctl(fd.raw, EPOLL_CTL_DEL, d.raw, 0, 0)
+    }
+
+    private func control(_ op: Int32, _ d: Descriptor, _ events: Events, _ token: UInt64) throws(SysError) {
+        _ = try check("epoll_ctl", d.label) { pz_epoll_ctl(fd.raw, op, d.raw, events.rawValue, token) }
+    }
+
+    /// Waits up to `timeout` seconds (for ever when nil) for events; none on a timeout or a signal.
+    public func wait(timeout: Double?) -> [(token: UInt64, events: Events)] {
+        var tokens = [UInt64](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        let ms = timeout.map { Int32(min(max(($0 * 1000).rounded(.up), 0), 60_000)) } ?? -1
+        let n = tokens.withUnsafeMutableBufferPointer { t in
+            events.withUnsafeMutableBufferPointer { e in pz_epoll_wait(fd.raw, t.baseAddress, e.baseAddress, 64, ms) }
+        }
+        guard n > 0 else { return [] }
+        return (0..<Int(n)).map { (tokens[$0], Events(rawValue: events[$0])) }
+    }
+}
+
+/// An eventfd: other threads wake an epoll loop by raising it; the loop lowers it.
+/// The corresponding C function is `eventfd`.
+public final class Wakeup: Sendable {
+    public let fd: Descriptor
+
+    public init() throws(SysError) {
+        fd = Descriptor(try check("eventfd", "") { pz_eventfd() }, label: "eventfd")
+    }
+
+    public func raise() {
+        var one: UInt64 = 1
+        _ = write(fd.raw, &one, 8)
+    }
+
+    public func lower() {
+        var n: UInt64 = 0
+        _ = read(fd.raw, &n, 8)
+    }
+}
