@@ -90,7 +90,7 @@ let package = Package(
             name: "prezero",
             dependencies: [
                 "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt",
-                "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler",
+                "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler", "PrezeroBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -115,12 +115,12 @@ let package = Package(
             name: "PrezeroPoolTests",
             dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroPool", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        // prezero-hook is not a dependency: its -static-executable would be linked into the
-        // test binary. `swift build --build-tests` builds it all the same.
+        // prezero-hook and prezero-bench are no dependencies: their -static-executable would be
+        // linked into the test binary. `swift build --build-tests` builds them all the same.
         .testTarget(
             name: "PrezeroHostTests",
             dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroClient",
-                           "prezerod", "prezero"],
+                           "PrezeroBench", "prezerod", "prezero"],
             swiftSettings: strict),
     ]
 )

@@ -1,1 +1,3 @@
 import PrezeroBench
+
+BenchCommand.main()

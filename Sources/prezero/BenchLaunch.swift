@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import PrezeroBench
 import PrezeroClient
 import PrezeroCore
 import PrezeroProtocol

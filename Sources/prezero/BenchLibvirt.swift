@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import PrezeroBench
 import PrezeroClient
 import PrezeroCore
 import PrezeroHookHandler

@@ -1,4 +1,5 @@
 import Foundation
+import PrezeroBench
 
 /// A line chart as SVG: medians joined by lines, each with its min–max range as a bar.
 enum Chart {
