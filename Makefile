@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 SWIFT ?= swift
 
-.PHONY: all deps build release test sim mutants fuzz isolation hostile load soak demo bench bench-libvirt bench-launch bench-reuse install install-files uninstall clean
+.PHONY: all deps build release test sim mutants fuzz isolation hostile load soak demo bench bench-storm bench-bundle bench-libvirt bench-launch bench-reuse install install-files uninstall clean
 
 all: build
 
@@ -99,9 +99,27 @@ numa: deps
 demo: release
 	scripts/demo.sh
 
+# The pool bench (prezero-bench pool): fill with 1 and N workers beside 1 and N files fallocated
+# on the node, recycle, hand-over, fill budget; 8 GiB of 2 MiB pages unless BENCH_ARGS says.
 bench: release
 	scripts/hugepages.sh reserve 0 4096
-	status=0; .build/release/prezero bench pool $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+	status=0; .build/release/prezero-bench pool $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+
+# A boot storm (prezero-bench storm): 32 claims of 256 MiB at once, then 32 releases, beside
+# 32 VMs preallocating at once; BENCH_ARGS as prezero-bench --help says.
+bench-storm: release
+	scripts/hugepages.sh reserve 0 4096
+	status=0; .build/release/prezero-bench storm $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+
+# The benches for a machine with nothing installed (no Swift, libvirt, QEMU or network):
+# the static prezero-bench and scripts/bench-bundle/run.sh in .build/prezero-bench-bundle.tar.gz.
+# There: tar xzf it, then sudo OUT=DIR bench-bundle/run.sh (under 8 minutes; JSON per bench in DIR).
+bench-bundle: release
+	rm -rf .build/bench-bundle && mkdir -p .build/bench-bundle
+	cp .build/release/prezero-bench scripts/bench-bundle/run.sh .build/bench-bundle/
+	strip .build/bench-bundle/prezero-bench
+	tar -C .build -czf .build/prezero-bench-bundle.tar.gz bench-bundle
+	@ls -l .build/prezero-bench-bundle.tar.gz
 
 # libvirt starts: stock <hugepages/> against a hand-over (BENCH_SIZE GiB, default 8), on a private setup.
 bench-libvirt: release
@@ -131,6 +149,7 @@ install-files:
 	install -m 755 $(BIN)/prezerod $(DESTDIR)$(PREFIX)/sbin/prezerod
 	install -m 755 $(BIN)/prezero $(DESTDIR)$(PREFIX)/bin/prezero
 	install -m 755 $(BIN)/prezero-hook $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook
+	install -m 755 $(BIN)/prezero-bench $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-bench
 	sed 's|/usr/local/sbin/prezerod|$(PREFIX)/sbin/prezerod|; s|/usr/local/share/doc|$(PREFIX)/share/doc|' \
 		examples/systemd/prezerod.service > $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service
 	sed 's|/usr/local/share/doc|$(PREFIX)/share/doc|' examples/systemd/prezero.slice > $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice
@@ -147,7 +166,7 @@ uninstall:
 	if [ -x $(DESTDIR)$(PREFIX)/bin/prezero ]; then $(DESTDIR)$(PREFIX)/bin/prezero install --uninstall --root "$(DESTDIR)"; \
 	else rm -f $(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero; fi
 	rm -f $(DESTDIR)$(PREFIX)/sbin/prezerod $(DESTDIR)$(PREFIX)/bin/prezero $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook \
-		$(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
+		$(DESTDIR)$(PREFIX)/libexec/prezero/prezero-bench $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero \
 		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/prezero $(DESTDIR)$(PREFIX)/share/doc/prezero 2>/dev/null

@@ -201,3 +201,23 @@ void pz_rwlock_free(void *l) {
     pthread_rwlock_destroy(l);
     free(l);
 }
+
+void *pz_mutex_new(void) {
+    pthread_mutex_t *m = malloc(sizeof *m);
+    pthread_mutexattr_t a;
+    if (!m) return NULL;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &a);
+    pthread_mutexattr_destroy(&a);
+    return m;
+}
+
+void pz_mutex_lock(void *m) { pthread_mutex_lock(m); }
+
+void pz_mutex_unlock(void *m) { pthread_mutex_unlock(m); }
+
+void pz_mutex_free(void *m) {
+    pthread_mutex_destroy(m);
+    free(m);
+}

@@ -1,6 +1,7 @@
 import Logging
 import PrezeroCore
 import PrezeroProtocol
+import PrezeroSys
 import Synchronization
 
 /// The one executor: it asks `PoolState`'s transitions what to do, performs the
@@ -9,7 +10,7 @@ import Synchronization
 /// the caller; the decisions live in PrezeroCore.
 public final class PoolEngine: Sendable {
     public let fs: any PoolFileSystem
-    public let state: Mutex<PoolState>
+    public let state: Locked<PoolState>
     let logger: Logger
     let clock: @Sendable () -> Double
     /// Waits (bandwidth budgets, retries after errors). The simulation passes a no-op.
@@ -26,15 +27,16 @@ public final class PoolEngine: Sendable {
     public init(fs: any PoolFileSystem, state: PoolState, logger: Logger, clock: @escaping @Sendable () -> Double,
                 pause: @escaping @Sendable (Double) -> Void, wake: @escaping @Sendable (NodeKey) -> Void) {
         self.fs = fs
-        self.state = Mutex(state)
+        self.state = Locked(state)
+        config = state.config
         self.logger = logger
         self.clock = clock
         self.pause = pause
         self.wake = wake
     }
 
-    /// The daemon's configuration: the state's, which is the only copy.
-    public var config: Config { state.withLock { $0.config } }
+    /// The daemon's configuration, as the state was made with (it never changes).
+    public let config: Config
     public var stopping: Bool { state.withLock { $0.stopping } }
     public func stop() { state.withLock { $0.stopping = true } }
 

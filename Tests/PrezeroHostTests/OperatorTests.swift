@@ -65,13 +65,13 @@ extension PoolTests {
         #expect(r.status == 0, "\(r.err)")
         let files = [
             "/opt/prezero/sbin/prezerod", "/opt/prezero/bin/prezero", "/opt/prezero/libexec/prezero/prezero-hook",
-            "/etc/libvirt/hooks/qemu.d/prezero", "/etc/prezero/prezerod.yaml", "/etc/prezero/hook.conf",
+            "/etc/libvirt/hooks/qemu.d/prezero", "/opt/prezero/libexec/prezero/prezero-bench", "/etc/prezero/prezerod.yaml", "/etc/prezero/hook.conf",
             "/opt/prezero/lib/systemd/system/prezerod.service", "/opt/prezero/lib/systemd/system/prezero.slice",
             "/opt/prezero/share/bash-completion/completions/prezero", "/opt/prezero/share/zsh/site-functions/_prezero",
             "/opt/prezero/share/doc/prezero/README.md",
         ]
         for f in files { #expect(FileManager.default.fileExists(atPath: dest + f), "\(f)") }
-        for f in files.prefix(4) { #expect(FileManager.default.isExecutableFile(atPath: dest + f), "\(f) is executable") }
+        for f in files.prefix(5) { #expect(FileManager.default.isExecutableFile(atPath: dest + f), "\(f) is executable") }
         let unit = (try? String(contentsOfFile: dest + "/opt/prezero/lib/systemd/system/prezerod.service", encoding: .utf8)) ?? ""
         #expect(unit.contains("ExecStart=/opt/prezero/sbin/prezerod "), "the unit runs the installed prezerod")
         let bash = (try? String(contentsOfFile: dest + "/opt/prezero/share/bash-completion/completions/prezero", encoding: .utf8)) ?? ""

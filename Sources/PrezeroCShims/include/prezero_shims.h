@@ -81,5 +81,10 @@ void *pz_rwlock_new(void);
 void pz_rwlock_lock(void *l, int exclusive);
 void pz_rwlock_unlock(void *l);
 void pz_rwlock_free(void *l);
+/* A plain (non-PI, adaptive) pthread mutex. */
+void *pz_mutex_new(void);
+void pz_mutex_lock(void *m);
+void pz_mutex_unlock(void *m);
+void pz_mutex_free(void *m);
 
 #endif
