@@ -7,7 +7,8 @@ import PrezeroSys
 public enum BenchCommand {
     public static let usage = """
         usage: prezero-bench pool  [--size S] [--runs N] [--workers N] [--budget R] [--json]
-               prezero-bench storm [--vms N] [--size S] [--runs N] [--page-size P] [--json]
+               prezero-bench storm [--vms N] [--size S] [--runs N] [--page-size P]
+                                   [--launch [--qemu BIN] [--prezero PATH]] [--json]
 
         Each benchmark runs beside its baseline, measured in the same run, on a
         temporary hugetlbfs mount with an in-process prezerod (root; free huge pages).
@@ -28,6 +29,10 @@ public enum BenchCommand {
           --size S      each VM's memory (default 256M)
           --runs N      storms (default 3)
           --page-size P 2M (default) or 1G
+          --launch      N QEMUs through prezero launch instead, each timed from its
+                        spawn to QMP ready, against N QEMUs with prealloc=on on
+                        fresh files (--qemu, default qemu-system-x86_64; --prezero,
+                        default the prezero beside this binary)
 
         --json prints the results as JSON; otherwise progress goes to stderr.
         Exit status: 0 done, 1 the host cannot run it (the message says why),
@@ -54,7 +59,7 @@ public enum BenchCommand {
             print(usage)
             return args.isEmpty ? 2 : 0
         }
-        let known = ["pool": ["size", "runs", "workers", "budget"], "storm": ["vms", "size", "runs", "page-size"]]
+        let known = ["pool": ["size", "runs", "workers", "budget"], "storm": ["vms", "size", "runs", "page-size", "qemu", "prezero"]]
         var opts = try Options(Array(args.dropFirst()), takes: Set(known[sub] ?? []))
         if opts.help {
             print(usage)
@@ -79,6 +84,9 @@ public enum BenchCommand {
                 o.size = try opts.size("size") ?? o.size
                 o.runs = try opts.int("runs", min: 1) ?? o.runs
                 o.pageSize = try opts.size("page-size") ?? o.pageSize
+                o.launch = opts.flag("launch")
+                o.qemu = opts.string("qemu") ?? o.qemu
+                o.prezero = opts.string("prezero")
                 try opts.done()
                 let r = try StormBench(o, note: note).run()
                 print(json ? try Wire.pretty(r) : StormBench.text(r))
@@ -107,7 +115,7 @@ public enum BenchCommand {
                 guard a.hasPrefix("--") else { throw BenchError("unexpected argument '\(a)' (prezero-bench --help)", code: 2) }
                 var name = String(a.dropFirst(2))
                 if name == "help" { help = true; i += 1; continue }
-                if name == "json" { flags.insert(name); i += 1; continue }
+                if name == "json" || name == "launch" { flags.insert(name); i += 1; continue }
                 var value: String
                 if let eq = name.firstIndex(of: "=") {
                     value = String(name[name.index(after: eq)...])
@@ -126,6 +134,8 @@ public enum BenchCommand {
         }
 
         mutating func flag(_ name: String) -> Bool { flags.remove(name) != nil }
+
+        mutating func string(_ name: String) -> String? { values.removeValue(forKey: name) }
 
         mutating func size(_ name: String) throws(BenchError) -> UInt64? {
             guard let v = values.removeValue(forKey: name) else { return nil }

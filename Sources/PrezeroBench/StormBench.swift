@@ -3,6 +3,7 @@ import PrezeroCore
 import PrezeroPool
 import PrezeroProtocol
 import PrezeroSys
+import Glibc
 
 /// `prezero-bench storm`: a boot storm against a private prezerod's control socket. N
 /// claims arrive at once, as N hooks would; each VM then populates its file, as QEMU does.
@@ -16,6 +17,11 @@ public struct StormBench {
         public var runs = 3
         public var pageSize: UInt64 = 2 << 20
         public var json = false
+        /// N QEMUs through `prezero launch` instead of N claims.
+        public var launch = false
+        public var qemu = "qemu-system-x86_64"
+        /// The prezero CLI for `launch`; nil: the one beside this binary.
+        public var prezero: String?
         public init() {}
     }
 
@@ -47,8 +53,10 @@ public struct StormBench {
         public var stockVsPrezeroP50: Double
         public var stockVsPrezeroMax: Double
         public var backToTargetS: Spread
+        /// With --launch: QEMU's accelerator; the latencies are then spawn to QMP ready.
+        public var launch: String?
         enum CodingKeys: String, CodingKey {
-            case vms, bytes, runs, workers, claims, hits
+            case vms, bytes, runs, workers, claims, hits, launch
             case pageSize = "page_size", claimS = "claim_s", releaseS = "release_s", readyS = "ready_s"
             case stockReadyS = "stock_ready_s", stockVsPrezeroP50 = "stock_vs_prezero_p50"
             case stockVsPrezeroMax = "stock_vs_prezero_max", backToTargetS = "back_to_target_s"
@@ -76,12 +84,17 @@ public struct StormBench {
         note("bench storm: \(n) VMs × \(ByteSize.format(o.size)) of \(ByteSize.format(ps)) pages on node \(lab.nodeID), \(o.runs) runs; warming the pages once")
         try lab.warm(need)
 
-        // Stock: every VM populates a fresh file of its own, all at once.
+        let vm = o.launch ? try Launcher(o, lab: lab) : nil
+        // Stock: every VM populates a fresh file of its own (or QEMU preallocates one), all at once.
         var stock: [Double] = []
         for r in 1...o.runs {
             let size = o.size
-            stock += try together(n) { i in try lab.timeFreshFile(size, populate: true, name: "stock-\(i)") }
-            note("  stock run \(r): \(n) fresh files populated at once, slowest \(Figures.fixed(stock.suffix(n).max()!, 3)) s")
+            if let vm {
+                stock += try vm.startAll(n, mem: { _ in lab.mount }, through: nil)
+            } else {
+                stock += try together(n) { i in try lab.timeFreshFile(size, populate: true, name: "stock-\(i)") }
+            }
+            note("  stock run \(r): \(n) \(vm == nil ? "fresh files populated" : "QEMUs preallocating fresh files") at once, slowest \(Figures.fixed(stock.suffix(n).max()!, 3)) s")
         }
 
         let d = try lab.daemon(fileSize: o.size, workers: nil, refillDelayMs: 0, serve: true)
@@ -90,7 +103,21 @@ public struct StormBench {
         let socket = lab.socket, mount = lab.mount, size = o.size
         var claims: [Double] = [], ready: [Double] = [], releases: [Double] = [], back: [Double] = []
         var hits = 0
-        for r in 1...o.runs {
+        for r in 1...o.runs where vm != nil {
+            // N QEMUs through prezero launch, each timed to QMP ready; stopping them all releases the files.
+            let t = try vm!.startAll(n, mem: { _ in "{prezero:m0}" }, through: socket) { running in
+                let leased = Int(d.status().mounts[0].nodes.map(\.leasedBytes).reduce(0, +) / size)
+                hits += leased
+                running()
+                return leased
+            }
+            ready += t
+            let t0 = monotonicSeconds()
+            try lab.wait("the pool back at its target") { let s = lab.node(d); return s.cleanBytes == need && s.fillingBytes == 0 && s.leasedBytes == 0 }
+            back.append(monotonicSeconds() - t0)
+            note("  launch run \(r): \(hits) hits so far, slowest QEMU ready in \(Figures.fixed(t.max()!, 3)) s, back to target in \(Figures.fixed(back.last!, 3)) s")
+        }
+        for r in 1...o.runs where vm == nil {
             let got = try together(n) { i -> (Double, Double, Bool, String) in
                 let client = ControlClient(socket: socket, timeout: 30)
                 let lease = "storm-\(r)-\(i)"
@@ -119,11 +146,21 @@ public struct StormBench {
         return Result(vms: n, bytes: o.size, pageSize: ps, runs: o.runs, workers: workers, claims: n * o.runs, hits: hits,
                       claimS: Latency(claims), releaseS: Latency(releases), readyS: p, stockReadyS: s,
                       stockVsPrezeroP50: s.p50 / max(p.p50, 1e-9), stockVsPrezeroMax: s.max / max(p.max, 1e-9),
-                      backToTargetS: Spread(back))
+                      backToTargetS: Spread(back), launch: vm?.accel)
     }
 
     public static func text(_ r: Result) -> String {
-        """
+        if let accel = r.launch {
+            return """
+                prezero bench storm --launch: \(r.vms) QEMUs (\(accel)) × \(ByteSize.format(r.bytes)) of \(ByteSize.format(r.pageSize)) pages at once, \(r.runs) runs, fill_workers \(r.workers)
+                hits         \(r.hits) of \(r.claims)
+                QEMU ready   stock (prealloc=on, a fresh file each) \(r.stockReadyS.text)
+                             prezero launch (a pre-zeroed file each) \(r.readyS.text)
+                             stock / prezero: \(Figures.fixed(r.stockVsPrezeroP50, 1))× at p50, \(Figures.fixed(r.stockVsPrezeroMax, 1))× at max
+                back to target after the QEMUs stop: \(r.backToTargetS.text(3)) s
+                """
+        }
+        return """
         prezero bench storm: \(r.vms) VMs × \(ByteSize.format(r.bytes)) of \(ByteSize.format(r.pageSize)) pages at once, \(r.runs) runs, fill_workers \(r.workers)
         claims       \(r.hits) of \(r.claims) hits; \(r.claimS.text)
         memory ready stock (each VM populates a fresh file) \(r.stockReadyS.text)
@@ -132,5 +169,66 @@ public struct StormBench {
         releases     \(r.releaseS.text)
         back to target after the releases: \(r.backToTargetS.text(3)) s
         """
+    }
+}
+
+/// N QEMUs started at once, each timed from its spawn until it answers on QMP.
+struct Launcher: Sendable {
+    let qemu: String
+    let prezero: String
+    let accel: String
+    let size: UInt64
+    let pageSize: UInt64
+    let work: String
+
+    init(_ o: StormBench.Options, lab: Lab) throws {
+        let own = (try? Files.readLink("/proc/self/exe").get()) ?? CommandLine.arguments[0]
+        let beside = String(own[..<(own.lastIndex(of: "/") ?? own.startIndex)]) + "/prezero"
+        prezero = o.prezero ?? beside
+        guard Files.status(followingPath: prezero) != nil else {
+            throw BenchError("storm --launch needs the prezero CLI: none at \(prezero); pass --prezero PATH")
+        }
+        qemu = o.qemu
+        accel = HostAccelerator.forDirectQEMU().accel.rawValue
+        size = o.size
+        pageSize = o.pageSize
+        work = lab.base
+    }
+
+    /// Starts `n` QEMUs at once with their memory at `mem(i)`, through `prezero launch` on
+    /// `socket` when given; once every one is up, `whileUp` runs (it is handed the stop), then
+    /// they are stopped. Each one's seconds from spawn to QMP ready.
+    func startAll(_ n: Int, mem: @escaping @Sendable (Int) -> String, through socket: String?,
+                  whileUp: ((() -> Void) -> Int)? = nil) throws -> [Double] {
+        let up = try together(n) { i -> (Double, ChildProcess) in
+            let qmp = "\(work)/qmp-\(i)"
+            let mib = size >> 20
+            var args = [qemu, "-accel", accel, "-nodefaults", "-nographic", "-display", "none", "-m", "\(mib)M",
+                        "-object", "memory-backend-file,id=m0,mem-path=\(mem(i)),size=\(mib)M,share=on,prealloc=on",
+                        "-machine", "pc,memory-backend=m0", "-qmp", "unix:\(qmp),server=on,wait=off"]
+            if let socket {
+                args = [prezero, "launch", "--socket", socket, "--memory", "m0=\(mib)M", "--page-size", pageSize == 1 << 30 ? "1G" : "2M", "--"] + args
+            }
+            let t = monotonicSeconds()
+            let p: ChildProcess
+            do {
+                p = try ChildProcess(args, stderr: "\(work)/vm-\(i).err")
+            } catch {
+                throw BenchError("cannot start \(args[0]): \(error)")
+            }
+            guard QMP.waitReady(socket: qmp, timeout: 300, alive: { p.isRunning }) else {
+                p.signal(SIGKILL)
+                _ = try? p.wait(timeout: 10)
+                let err = Files.readText("\(work)/vm-\(i).err") ?? ""
+                throw BenchError("VM \(i): QEMU did not answer on QMP: \(err.split(separator: "\n").last ?? "no message")")
+            }
+            return (monotonicSeconds() - t, p)
+        }
+        let stop = {
+            for (_, p) in up { p.signal(SIGTERM) }
+            for (_, p) in up { _ = try? p.wait(timeout: 60) }
+        }
+        if let whileUp { _ = whileUp(stop) } else { stop() }
+        return up.map(\.0)
     }
 }

@@ -5,7 +5,7 @@ import Testing
 extension PoolTests {
     /// The short form of `make bench` and `make bench-storm`: the static binary runs, through
     /// the CLI as well, and its figures are whole. Not a timed test: no rate is asserted.
-    @Test("prezero-bench is static, and its pool and storm benches run on real huge pages with every claim a hit")
+    @Test("prezero-bench is static, and its pool and storm benches (claims and QEMUs) run on real huge pages with every claim a hit")
     func benchShortForms() throws {
         let bin = Binaries.dir + "/prezero-bench"
         #expect(try !Self.hasInterpreter(bin), "prezero-bench names a dynamic loader: it would not run on a machine without Swift's libraries")
@@ -15,6 +15,12 @@ extension PoolTests {
         let s = try JSONDecoder().decode(StormBench.Result.self, from: Data(storm.out.utf8))
         #expect(s.claims == 8 && s.hits == 8, "a storm within the pool's target is all hits: \(s.hits) of \(s.claims)")
         #expect(s.claimS.max > 0 && s.backToTargetS.runs == 1)
+
+        // --launch: QEMUs through prezero launch, every one on a handed-over file.
+        let launch = try run([bin, "storm", "--vms", "2", "--size", "64M", "--runs", "1", "--launch", "--prezero", Binaries.prezero, "--json"], timeout: 300)
+        #expect(launch.status == 0, "\(launch.err)")
+        let l = try JSONDecoder().decode(StormBench.Result.self, from: Data(launch.out.utf8))
+        #expect(l.hits == 2 && l.launch != nil && l.readyS.max > 0, "\(launch.out)")
 
         let pool = try run([bin, "pool", "--size", "128M", "--runs", "1", "--workers", "2", "--json"], timeout: 300)
         #expect(pool.status == 0, "\(pool.err)")
