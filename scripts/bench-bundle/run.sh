@@ -31,8 +31,9 @@ trap restore EXIT
 avail_g=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
 share_g=$(( avail_g * 35 / 100 ))
 [ "$share_g" -ge 1 ] || { echo "bench-bundle: only ${avail_g} GiB available; too little to measure" >&2; exit 1; }
-echo $(( share_g * 512 )) > "$two"
+# 1 GiB pages first: they need whole free gigabytes, which 2 MiB pages would break up.
 [ -w "$one" ] && echo "$share_g" > "$one" 2>/dev/null
+echo $(( share_g * 512 )) > "$two"
 got2=$(( $(cat "$two") / 512 )) got1=$(cat "$one" 2>/dev/null || echo 0)
 log "$(nproc) CPUs, $(uname -r), ${avail_g} GiB available; reserved ${got2} GiB of 2 MiB pages and ${got1} x 1 GiB pages"
 { uname -a; nproc; grep -E 'MemTotal|MemAvailable|Huge' /proc/meminfo; ls /sys/devices/system/node | grep node; } > "$OUT/machine.txt" 2>&1
