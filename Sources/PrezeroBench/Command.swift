@@ -6,7 +6,8 @@ import PrezeroSys
 /// this binary must run on a machine with nothing but a Linux kernel.
 public enum BenchCommand {
     public static let usage = """
-        usage: prezero-bench pool  [--size S] [--runs N] [--workers N] [--budget R] [--json]
+        usage: prezero-bench pool  [--size S] [--runs N] [--workers N] [--budget R]
+                                   [--only PARTS] [--json]
                prezero-bench storm [--vms N] [--size S] [--runs N] [--page-size P]
                                    [--launch [--qemu BIN] [--prezero PATH]] [--json]
 
@@ -16,11 +17,13 @@ public enum BenchCommand {
         pool: fill rate with 1 worker and with N per node, against one thread and N
         threads each fallocating its own file on the same node; recycle (release to
         clean) against a raw fallocate; hand-over populate at the largest size the
-        free pages allow, for 2 MiB and 1 GiB pages; the fill budget's error.
+        free pages allow, for 2 MiB and 1 GiB pages, against a fresh file
+        populated by one thread and by one per CPU (up to 16); the fill budget.
           --size S      2 MiB pages to fill (default 8G, capped by the free pages)
           --runs N      repetitions, median and range (default 5)
           --workers N   fill workers against 1 (default: the node's, at least 2)
           --budget R    fill_bandwidth of the budget check, bytes/s (default 1G)
+          --only PARTS  some of fill,recycle,handover,budget (default all)
 
         storm: N claims at once over the control socket, as N hooks would, each
         file then populated as QEMU does, against N fresh files populated at once
@@ -59,7 +62,7 @@ public enum BenchCommand {
             print(usage)
             return args.isEmpty ? 2 : 0
         }
-        let known = ["pool": ["size", "runs", "workers", "budget"], "storm": ["vms", "size", "runs", "page-size", "qemu", "prezero"]]
+        let known = ["pool": ["size", "runs", "workers", "budget", "only"], "storm": ["vms", "size", "runs", "page-size", "qemu", "prezero"]]
         var opts = try Options(Array(args.dropFirst()), takes: Set(known[sub] ?? []))
         if opts.help {
             print(usage)
@@ -75,6 +78,13 @@ public enum BenchCommand {
                 o.runs = try opts.int("runs", min: 1) ?? o.runs
                 o.workers = try opts.int("workers", min: 1)
                 o.budget = try opts.size("budget") ?? o.budget
+                if let only = opts.string("only") {
+                    let parts = only.split(separator: ",").map { PoolBench.Part(rawValue: String($0)) }
+                    guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else {
+                        throw BenchError("--only \(only): a comma-separated list of fill, recycle, handover, budget", code: 2)
+                    }
+                    o.only = Set(parts.compactMap { $0 })
+                }
                 try opts.done()
                 let r = try PoolBench(o, note: note).run()
                 print(json ? try Wire.pretty(r) : PoolBench.text(r))

@@ -92,6 +92,24 @@ final class Lab: @unchecked Sendable {
         return monotonicSeconds() - t
     }
 
+    /// Seconds to populate a new file of `bytes` with `threads` threads, each over its own
+    /// slice of one mapping, as QEMU's prealloc-threads does.
+    func timeFreshFile(_ bytes: UInt64, threads: Int) throws -> Double {
+        let dir = try Files.openDirectory(path: mount)
+        let fd = try Files.openFile(in: dir, name: "fresh-threads", create: true)
+        defer { try? Files.unlink(in: dir, "fresh-threads") }
+        let t = monotonicSeconds()
+        try Files.truncate(fd, to: bytes)
+        let m = try Mapping(fd, length: Int(bytes))
+        defer { m.unmap() }
+        let pages = Int(bytes / pageSize), ps = Int(pageSize)
+        _ = try together(threads) { i in
+            let first = pages * i / threads, last = pages * (i + 1) / threads
+            if last > first { try m.populateWrite(offset: first * ps, length: (last - first) * ps) }
+        }
+        return monotonicSeconds() - t
+    }
+
     func send(_ d: PoolDaemon, _ r: Request) throws -> Response {
         let res = d.handle(r)
         if case .error(let e) = res { throw BenchError("bench: \(e.message)") }

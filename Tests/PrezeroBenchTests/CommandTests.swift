@@ -22,6 +22,7 @@ struct CommandTests {
               (["storm", "--size", "lots"], "--size lots: not a size"),
               (["pool", "--size=1G", "--size", "2G"], "--size is given twice"),
               (["pool", "8G"], "unexpected argument '8G'"),
+              (["pool", "--only", "fill,warp"], "--only fill,warp: a comma-separated list of fill, recycle, handover, budget"),
           ])
     func refusedArguments(_ args: [String], _ says: String) {
         let e = refused(args)

@@ -26,9 +26,12 @@ extension PoolTests {
         #expect(pool.status == 0, "\(pool.err)")
         let p = try JSONDecoder().decode(PoolBench.Result.self, from: Data(pool.out.utf8))
         #expect(p.workers == 2 && p.fillBytes == 128 << 20)
-        #expect(p.fillWorkersBps.median > 0 && p.fallocateFilesBps.median > 0 && p.recycleS.median > 0)
+        #expect((p.fill?.workersBps.median ?? 0) > 0 && (p.fill?.fallocateFilesBps.median ?? 0) > 0 && (p.recycle?.releaseToCleanS.median ?? 0) > 0)
         // A pool file is populated without zeroing: faster than a fresh one at every size.
-        #expect(!p.handover.isEmpty && p.handover.allSatisfy { $0.ratio.median > 1 }, "\(p.handover)")
+        #expect(!p.handover.isEmpty && p.handover.allSatisfy { $0.ratio.median > 1 && $0.freshThreadsS.median > 0 }, "\(p.handover)")
+        let part = try run([bin, "pool", "--size", "64M", "--runs", "1", "--only", "budget", "--json"], timeout: 120)
+        let b = try JSONDecoder().decode(PoolBench.Result.self, from: Data(part.out.utf8))
+        #expect(part.status == 0 && b.budget != nil && b.fill == nil && b.recycle == nil && b.handover.isEmpty, "--only runs that part alone: \(part.out)")
 
         let bad = try run([bin, "storm", "--vms", "0"])
         #expect(bad.status == 2 && bad.err.hasPrefix("prezero-bench: --vms 0:") && bad.err.split(separator: "\n").count == 1, "\(bad.err)")

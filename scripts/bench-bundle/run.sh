@@ -1,11 +1,14 @@
 #!/bin/bash
 # prezero's scale benchmarks on a machine with nothing installed: a static prezero-bench
-# beside this script, root, and hugetlbfs. Most important first, each repeated (RUNS, default
-# 3), its JSON written to $OUT (default ./out) as soon as it is done, so that a run cut short
-# keeps what it finished. Huge pages are reserved for the run and given back on exit.
+# beside this script, root, and hugetlbfs. The most important item first, each repeated
+# RUNS times (default 3) and cut off at its time limit (all of them: under 8 minutes), its
+# JSON written to $OUT (default ./out) as soon as it is done, so that a run cut short keeps
+# what it finished. One page size is reserved at a time (96 GiB of 2 MiB pages and 64 GiB of
+# 1 GiB pages do not fit in 128 GiB together); the pages are given back on exit.
 #   sudo OUT=/some/dir ./run.sh
-# Sizes follow the free memory (about 35% each for 2 MiB and 1 GiB pages); POOL_SIZE,
-# STORM_VMS and STORM_SIZE override them (a small machine: POOL_SIZE=1G STORM_VMS=8 STORM_SIZE=64M).
+# Sizes follow the memory: RESERVE_2M_G (default 96, at most 3/4 of what is available),
+# RESERVE_1G_G (default 64, the same bound), FILL_G (default 64, at most the 2 MiB
+# reservation), STORM_VMS (16) and STORM_SIZE (FILL_G / STORM_VMS, in MiB).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bench="$here/prezero-bench"
@@ -28,26 +31,22 @@ restore() {
 }
 trap restore EXIT
 
-avail_g=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
-share_g=$(( avail_g * 35 / 100 ))
-[ "$share_g" -ge 1 ] || { echo "bench-bundle: only ${avail_g} GiB available; too little to measure" >&2; exit 1; }
-# 1 GiB pages first: they need whole free gigabytes, which 2 MiB pages would break up.
-[ -w "$one" ] && echo "$share_g" > "$one" 2>/dev/null
-echo $(( share_g * 512 )) > "$two"
-got2=$(( $(cat "$two") / 512 )) got1=$(cat "$one" 2>/dev/null || echo 0)
-log "$(nproc) CPUs, $(uname -r), ${avail_g} GiB available; reserved ${got2} GiB of 2 MiB pages and ${got1} x 1 GiB pages"
-{ uname -a; nproc; grep -E 'MemTotal|MemAvailable|Huge' /proc/meminfo; ls /sys/devices/system/node | grep node; } > "$OUT/machine.txt" 2>&1
+# reserve SIZE_KB GIB: sets that size's pages (the other size's to 0), prints the GiB it got.
+reserve() {
+    local file; file=$(pages "$1")
+    [ -w "$two" ] && echo 0 > "$two"
+    [ -w "$one" ] && echo 0 > "$one"
+    [ -w "$file" ] || { echo 0; return; }
+    echo $(( $2 * 1048576 / $1 )) > "$file" 2>/dev/null
+    echo $(( $(cat "$file") * $1 / 1048576 ))
+}
 
-POOL_SIZE=${POOL_SIZE:-$(( got2 > 32 ? 32 : got2 ))G}
-STORM_VMS=${STORM_VMS:-32}
-STORM_SIZE=${STORM_SIZE:-$(( got2 * 1024 / STORM_VMS / 2 * 2 > 1024 ? 1024 : got2 * 1024 / STORM_VMS / 2 * 2 ))M}
-
-# name, time limit in seconds, arguments
+# item NAME LIMIT ARGS...: one benchmark, its JSON in $OUT/NAME.json.
 item() {
     local name=$1 limit=$2; shift 2
-    log "$name: prezero-bench $* (at most ${limit} s)"
+    log "$name: prezero-bench $* --runs $RUNS (at most ${limit} s)"
     local t0=$SECONDS
-    if timeout "$limit" "$bench" "$@" --json > "$OUT/$name.json.tmp" 2> "$OUT/$name.err"; then
+    if timeout "$limit" "$bench" "$@" --runs "$RUNS" --json > "$OUT/$name.json.tmp" 2> "$OUT/$name.err"; then
         mv "$OUT/$name.json.tmp" "$OUT/$name.json"
         log "$name: done in $(( SECONDS - t0 )) s"
     else
@@ -55,6 +54,33 @@ item() {
     fi
 }
 
-item pool 240 pool --size "$POOL_SIZE" --runs "$RUNS"
-item storm 150 storm --vms "$STORM_VMS" --size "$STORM_SIZE" --runs "$RUNS"
-log "all done: $(ls "$OUT" | tr "\n" " ")"
+cpus=$(nproc)
+avail_g=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo)
+cap_g=$(( avail_g * 3 / 4 ))
+want2=${RESERVE_2M_G:-96} want1=${RESERVE_1G_G:-64}
+{ uname -a; echo "cpus $cpus"; grep -E 'MemTotal|MemAvailable|Huge' /proc/meminfo; ls /sys/devices/system/node | grep node; } > "$OUT/machine.txt" 2>&1
+log "$cpus CPUs, $(uname -r), ${avail_g} GiB available"
+
+# 2 MiB pages: fill with 16 (or one per CPU) and 4 workers against as many files, the
+# hand-over at the whole reservation, the storm, then recycle and the fill budget.
+got2=$(reserve 2048 $(( want2 < cap_g ? want2 : cap_g )))
+log "reserved ${got2} GiB of 2 MiB pages"
+if [ "$got2" -ge 1 ]; then
+    fill=${FILL_G:-64}; [ "$fill" -le "$got2" ] || fill=$got2
+    many=$(( cpus < 16 ? cpus : 16 ))
+    vms=${STORM_VMS:-16}
+    storm_mib=${STORM_SIZE:-$(( fill * 1024 / vms / 2 * 2 ))}
+    item fill-$many 120 pool --only fill --size "${fill}G" --workers "$many"
+    item handover-2M 110 pool --only handover --size "${got2}G"
+    item storm-$vms 60 storm --vms "$vms" --size "${storm_mib}M"
+    item fill-4 70 pool --only fill --size "${fill}G" --workers 4
+    item recycle-budget 40 pool --only recycle,budget --size "${fill}G" --workers "$many"
+fi
+
+# 1 GiB pages: the hand-over at the whole reservation.
+got1=$(reserve 1048576 $(( want1 < cap_g ? want1 : cap_g )))
+log "reserved ${got1} x 1 GiB pages"
+if [ "$got1" -ge 1 ]; then
+    item handover-1G 50 pool --only handover --size 64M
+fi
+log "all done: $(ls "$OUT" | tr '\n' ' ')"
