@@ -1,5 +1,6 @@
 // libFuzzer harness: prezerod's YAML configuration (scripts/fuzz.sh links PrezeroCore).
 // A file is read or refused in one line; one that is read parses the same again.
+import PrezeroConfigYAML
 import PrezeroCore
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -2,6 +2,7 @@
 // the parser and the planner the daemon runs at `start begin`, on a host with a 2 MiB
 // and a 1 GiB pool mount (scripts/fuzz.sh links PrezeroCore).
 import PrezeroCore
+import PrezeroLibvirtModel
 
 private let mounts = [HookHost.Mount(path: "/dev/hugepages", pageSize: 2 << 20),
                       HookHost.Mount(path: "/dev/hugepages1G", pageSize: 1 << 30)]

@@ -2,6 +2,7 @@
 // (a line each) NUL stdin, through the code the hook runs and the daemon's first step
 // (scripts/fuzz.sh links PrezeroCore, which holds PrezeroProtocol).
 import PrezeroCore
+import PrezeroLibvirtModel
 import PrezeroProtocol
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -4,6 +4,7 @@
 // two documents are compared as trees, read by libxml2 rather than by the rewrite's
 // text scanner.
 import PrezeroCore
+import PrezeroLibvirtModel
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

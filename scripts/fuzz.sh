@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # libFuzzer over every parser of outside input, FUZZ_SECONDS each (default 30).
 #
-# SwiftPM builds PrezeroCore (and PrezeroProtocol, Yams under it) with
-# --sanitize=fuzzer,address into its own scratch path; each harness, a file in Fuzz/
+# SwiftPM builds the parsers' targets (PrezeroLibvirtModel, PrezeroConfigYAML, and
+# PrezeroCore, PrezeroProtocol and Yams under them) with --sanitize=fuzzer,address
+# into its own scratch path; each harness, a file in Fuzz/
 # exporting LLVMFuzzerTestOneInput, is linked against those objects. A harness's
 # corpus starts from the fixtures and from Fuzz/corpus/HARNESS, which also keeps every
 # input that once crashed it (libFuzzer runs each seed first, so a fixed crash that
@@ -23,14 +24,16 @@ export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0"
 # trips ASan and buries the message.
 export SWIFT_BACKTRACE=enable=no
 
-echo "fuzz: building PrezeroCore with -sanitize=fuzzer,address" >&2
+echo "fuzz: building the parsers' targets with -sanitize=fuzzer,address" >&2
 # One -sanitize=fuzzer,address: given as two flags (SwiftPM's --sanitize), the driver
 # hands the compiler only the last, and the objects get no coverage counters.
-swift build -c release --scratch-path "$scratch" --target PrezeroCore \
-    -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
-objects=$(find "$scratch/release/"{PrezeroCore,PrezeroProtocol,Yams,CYaml}.build -name '*.o')
-if ! objdump -h "$scratch/release/PrezeroCore.build/MemoryPlan.swift.o" | grep sancov > /dev/null; then
-    echo "fuzz: PrezeroCore was built without coverage counters; libFuzzer would search blind" >&2; exit 1
+for target in PrezeroLibvirtModel PrezeroConfigYAML; do
+    swift build -c release --scratch-path "$scratch" --target "$target" \
+        -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
+done
+objects=$(find "$scratch/release/"{PrezeroLibvirtModel,PrezeroConfigYAML,PrezeroCore,PrezeroProtocol,Yams,CYaml}.build -name '*.o')
+if ! objdump -h "$scratch/release/PrezeroLibvirtModel.build/MemoryPlan.swift.o" | grep sancov > /dev/null; then
+    echo "fuzz: PrezeroLibvirtModel was built without coverage counters; libFuzzer would search blind" >&2; exit 1
 fi
 
 # seed HARNESS DIR: the fixture inputs for HARNESS, copied into DIR.

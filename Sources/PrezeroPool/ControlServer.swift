@@ -25,13 +25,20 @@ public final class ControlServer: Sendable {
     /// (which may come back at once: then it is the newest, and the next to go is the
     /// oldest of the others).
     static let evictableAfter = 0.1
-    /// How long a stop waits for the requests being handled to be answered.
-    static let stopGrace = 10.0
+    /// How long a stop waits for the requests being handled to be answered: with the pool's
+    /// own stop, within systemd's default 30 s TimeoutStopSec.
+    static let stopGrace = 5.0
+    /// Requests larger than this are decoded by a handler, not on the loop: only the hook's
+    /// domain XML is this large, and a tenant's megabyte of JSON must not stall every peer.
+    static let decodeOnLoopBelow = 64 << 10
+    /// Requests a non-root uid may have with handlers at once; more are refused at once
+    /// (too_many_connections, asked again), so one tenant cannot fill every lane.
+    static let perUidInFlight = 16
 
     let epoll: Epoll
     let wakeup: Wakeup
     /// Answers the handlers have ready for the loop, by connection.
-    let answers = Mutex<[(id: UInt64, response: Response)]>([])
+    let answers = Locked<[(id: UInt64, response: Response)]>([])
     let lanes: [ControlLane: HandlerLane]
     let stopping = Atomic<Bool>(false)
     let stopped = DispatchSemaphore(value: 0)
@@ -76,11 +83,12 @@ public final class ControlServer: Sendable {
     public func stop() {
         guard !stopping.exchange(true, ordering: .relaxed) else { return }
         listener.close()
+        // Requests not yet started never start: each is answered that prezerod is stopping.
+        for lane in lanes.values { lane.stop() }
         wakeup.raise()
         if stopped.wait(timeout: .now() + ControlServer.stopGrace + 1) == .timedOut {
             logger.warning("control server: requests still handled after \(Int(ControlServer.stopGrace)) s; stopping without their answers")
         }
-        for lane in lanes.values { lane.stop() }
     }
 
     func allowed(_ c: Caller) -> Bool {
@@ -88,28 +96,61 @@ public final class ControlServer: Sendable {
     }
 
     /// A handler thread of `lane`: takes the lane's requests in order until the server stops.
+    /// A request that waited past `request_timeout_ms` for a handler is not run: its client has
+    /// given up or is about to, and it is told so (nothing was done; it may ask again).
     func handle(_ lane: HandlerLane) {
-        while let job = lane.next() {
-            let res = daemon.handle(job.request, from: job.peer)
-            if case .error(let e) = res {
-                logger.warning("\(job.request.operation.rawValue) from pid \(job.peer.pid) uid \(job.peer.uid) refused: \(e.message)")
+        let timeout = Double(daemon.config.requestTimeoutMs) / 1000
+        while let (job, stopping) = lane.next() {
+            let res: Response
+            if stopping {
+                res = .error(ControlError(.tooManyConnections, "prezerod is stopping; nothing was done"))
+            } else if monotonicSeconds() - job.queued > timeout {
+                logger.warning("\(lane.lane.rawValue) lane: a request from pid \(job.peer.pid) waited past request_timeout_ms for a handler; not run")
+                res = .error(ControlError(.tooManyConnections, "prezerod was too busy to start this request within request_timeout_ms; nothing was done; try again"))
+            } else {
+                res = answer(job)
             }
             answers.withLock { $0.append((job.id, res)) }
             wakeup.raise()
         }
+    }
+
+    func answer(_ job: HandlerLane.Job) -> Response {
+        let request: Request
+        switch job.payload {
+        case .request(let r): request = r
+        case .line(let line):
+            switch Wire.decodeRequest(line) {
+            case .failure(let e):
+                logger.warning("bad request from pid \(job.peer.pid): \(e.message)")
+                return .error(e)
+            case .success(let r): request = r
+            }
+        }
+        let res = daemon.handle(request, from: job.peer)
+        if case .error(let e) = res {
+            logger.warning("\(request.operation.rawValue) from pid \(job.peer.pid) uid \(job.peer.uid) refused: \(e.message)")
+        }
+        return res
     }
 }
 
 /// One lane's queue of whole requests and its handlers' wake-ups.
 final class HandlerLane: Sendable {
     struct Job: Sendable {
+        enum Payload: Sendable {
+            case request(Request)
+            /// Not decoded yet: a large one, decoded by its handler.
+            case line([UInt8])
+        }
         var id: UInt64
-        var request: Request
+        var payload: Payload
         var peer: Caller
+        var queued: Double
     }
 
     let lane: ControlLane
-    let queue = Mutex<(jobs: [Job], head: Int, stopping: Bool)>(([], 0, false))
+    let queue = Locked<(jobs: [Job], head: Int, stopping: Bool)>(([], 0, false))
     let ready = DispatchSemaphore(value: 0)
 
     init(_ lane: ControlLane) { self.lane = lane }
@@ -119,16 +160,17 @@ final class HandlerLane: Sendable {
         ready.signal()
     }
 
-    /// The next request, waiting for one; nil once the lane stops and its queue is empty.
-    func next() -> Job? {
+    /// The next request, waiting for one, and whether the lane has stopped (then it is only
+    /// to be answered so); nil once the lane stops and its queue is empty.
+    func next() -> (Job, stopping: Bool)? {
         while true {
             ready.wait()
-            let job: Job?? = queue.withLock { q in
+            let job: (Job, Bool)?? = queue.withLock { q in
                 guard q.head < q.jobs.count else { return q.stopping ? .some(nil) : nil }
                 let j = q.jobs[q.head]
                 q.head += 1
                 if q.head == q.jobs.count { q.jobs.removeAll(keepingCapacity: true); q.head = 0 }
-                return .some(j)
+                return .some((j, q.stopping))
             }
             if let job { return job }
         }
@@ -178,6 +220,8 @@ final class EventLoop {
 
     let server: ControlServer
     var conns: [UInt64: Connection] = [:]
+    /// Requests with handlers, by non-root uid.
+    var inFlight: [UInt32: Int] = [:]
     var nextID: UInt64 = 2
     var buffer = [UInt8](repeating: 0, count: 65536)
     let timeout: Double
@@ -233,7 +277,11 @@ final class EventLoop {
                 guard let c = try server.listener.acceptIfWaiting() else { return }
                 conn = c
             } catch {
-                logger.error("accept: \(error)")
+                // Out of descriptors or memory: the listener stays readable, so stop watching
+                // it for a tenth of a second rather than spin on it.
+                if !server.stopping.load(ordering: .relaxed) { logger.error("accept: \(error); trying again in 100 ms") }
+                acceptRetryAt = monotonicSeconds() + 0.1
+                pauseAccepting()
                 return
             }
             let now = monotonicSeconds()
@@ -289,6 +337,8 @@ final class EventLoop {
     }
 
     var accepting = true
+    /// After an accept error, when to accept again.
+    var acceptRetryAt: Double?
 
     func pauseAccepting() {
         guard accepting else { return }
@@ -300,6 +350,10 @@ final class EventLoop {
     /// limit is free, or when its oldest reader may be cut off.
     func resumeAccepting(_ now: Double) -> Double? {
         guard !accepting, !server.stopping.load(ordering: .relaxed) else { return nil }
+        if let at = acceptRetryAt {
+            guard now >= at else { return at }
+            acceptRetryAt = nil
+        }
         let oldest = conns.values.lazy.filter { $0.phase == .reading }.map(\.since).min()
         if live < 2 * ControlServer.maxConnections || oldest.map({ now - $0 >= ControlServer.evictableAfter }) == true {
             do {
@@ -351,16 +405,27 @@ final class EventLoop {
     }
 
     func dispatch(_ c: Connection, id: UInt64) {
-        switch Wire.decodeRequest(c.input) {
-        case .failure(let e):
-            logger.warning("bad request from pid \(c.peer.pid): \(e.message)")
-            answer(c, id: id, .error(e))
-        case .success(let r):
-            c.input = []
-            c.phase = .handling
-            unwatch(c)
-            server.lanes[ControlLane(r.operation)]!.submit(HandlerLane.Job(id: id, request: r, peer: c.peer))
+        let uid = c.peer.uid
+        if uid != 0, inFlight[uid, default: 0] >= ControlServer.perUidInFlight {
+            return answer(c, id: id, .error(ControlError(.tooManyConnections, "uid \(uid) has \(ControlServer.perUidInFlight) requests in progress; try again")))
         }
+        let lane: ControlLane, payload: HandlerLane.Job.Payload
+        if c.input.count >= ControlServer.decodeOnLoopBelow {
+            (lane, payload) = (.hook, .line(c.input))
+        } else {
+            switch Wire.decodeRequest(c.input) {
+            case .failure(let e):
+                logger.warning("bad request from pid \(c.peer.pid): \(e.message)")
+                return answer(c, id: id, .error(e))
+            case .success(let r):
+                (lane, payload) = (ControlLane(r.operation), .request(r))
+            }
+        }
+        c.input = []
+        c.phase = .handling
+        if uid != 0 { inFlight[uid, default: 0] += 1 }
+        unwatch(c)
+        server.lanes[lane]!.submit(HandlerLane.Job(id: id, payload: payload, peer: c.peer, queued: monotonicSeconds()))
     }
 
     func deliverAnswers() {
@@ -377,6 +442,11 @@ final class EventLoop {
 
     /// Sends `res` as the peer takes it, then lets the connection go.
     func answer(_ c: Connection, id: UInt64, _ res: Response) {
+        if c.phase == .handling, c.peer.uid != 0 {
+            inFlight[c.peer.uid, default: 1] -= 1
+            if inFlight[c.peer.uid] == 0 { inFlight[c.peer.uid] = nil }
+        }
+        c.input = []
         c.output = Wire.encode(res)
         c.written = 0
         c.phase = .writing
@@ -396,6 +466,7 @@ final class EventLoop {
             c.written += n
         }
         c.conn.shutdownWrite()
+        c.output = []
         c.phase = .draining
         c.deadline = monotonicSeconds() + timeout
         watch(c, id: id, .readable)
