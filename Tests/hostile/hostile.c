@@ -766,8 +766,11 @@ __attribute__((noreturn)) static void tenant(struct opts *o, struct hopper *hp) 
         snprintf(k.detail, sizeof k.detail, "race=%s name=%s", race, k.keep);
         if (strcmp(race, "won") != 0) own.blocks = 0;
     } else if (o->tech == FORKHOP) {
-        for (int i = 0; i < 20; i++) hop(hp);
-        if (hp->on_target == 0) fail("20 hops, none got the pid asked through ns_last_pid");
+        /* 20 hops at least; more while none has landed on the pid asked: between the write to
+         * ns_last_pid and the fork, any task the host creates (a QEMU's threads, a busy soak's
+         * launches) takes that pid first. */
+        for (int i = 0; i < 20 || (hp->on_target == 0 && i < 1000); i++) hop(hp);
+        if (hp->on_target == 0) fail("%lu hops, none got the pid asked through ns_last_pid", hp->hops);
         keeper_read(&k, k.own, NULL, &own, why, sizeof why);
     } else {
         keeper_read(&k, k.own, NULL, &own, why, sizeof why);
