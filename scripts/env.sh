@@ -83,8 +83,9 @@ state_dir: $work/state
 min_free: 0
 refill_delay_ms: ${pool_refill_delay_ms:-1000}
 # Long enough for a stock guest to preallocate the pages make-room freed for it, short
-# enough that a benchmark round does not wait the default 30 s for the refill.
-make_room_hold_s: 10
+# enough that a benchmark round does not wait the default 30 s for the refill (the
+# benches wait for the hold to be over before each start).
+make_room_hold_s: 5
 mounts:
   - path: $mnt
     target: $target

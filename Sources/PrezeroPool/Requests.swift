@@ -51,6 +51,7 @@ extension PoolDaemon {
                     s.freeBytes = c.free
                     s.targetBytes = b.target(k, totalBytes: c.total)
                     s.minFreeBytes = b.keepFree(k, totalBytes: c.total, forFill: false, now: now)
+                    s.keptForLaunchBytes = b.keepFree(k, totalBytes: c.total, forFill: true, now: now) - s.minFreeBytes
                     s.cleanBytes = nb.cleanBytes
                     s.cleanFiles = nb.clean.count
                     s.fillingBytes = nb.fillingBytes

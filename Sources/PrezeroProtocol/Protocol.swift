@@ -325,6 +325,9 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public var freeBytes: UInt64
     public var targetBytes: UInt64
     public var minFreeBytes: UInt64
+    /// Free pages a recent make-room keeps out of the pool's fills, for the launch it was
+    /// made for (`make_room_hold_s`); 0 once the hold is over.
+    public var keptForLaunchBytes: UInt64
     public var cleanBytes: UInt64
     public var leasedBytes: UInt64
     public var fillingBytes: UInt64
@@ -351,6 +354,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         freeBytes = 0
         targetBytes = 0
         minFreeBytes = 0
+        keptForLaunchBytes = 0
         cleanBytes = 0
         leasedBytes = 0
         fillingBytes = 0
@@ -369,6 +373,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         case fillWorkers = "fill_workers"
         case totalBytes = "total_bytes", freeBytes = "free_bytes", targetBytes = "target_bytes"
         case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", heldBytes = "held_outside_bytes"
+        case keptForLaunchBytes = "kept_for_launch_bytes"
         case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes"
         case cleanFiles = "clean_files", fillRate = "fill_rate_bps"
         case filledBytes = "filled_bytes", recycledBytes = "recycled_bytes", recycledFiles = "recycled_files"

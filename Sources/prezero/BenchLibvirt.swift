@@ -552,14 +552,18 @@ final class LibvirtLab {
 }
 
 /// Waits for the pool on `mount` to be back at its target with nothing leased or
-/// filling, so that no start is timed against the pool's own work.
+/// filling, and for a stock start's make-room hold to be over, so that no start is timed
+/// against the pool's own work, and no refill beside a hand-over is cut short by a hold
+/// kept for a guest already gone.
 func settlePool(_ connection: Connection, mount: String) throws {
     let deadline = monotonicSeconds() + 300
     while true {
         let s = try connection.status()
         let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
         let busy = nodes.reduce(UInt64(0)) { $0 + $1.fillingBytes + $1.leasedBytes }
-        if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) }) { return }
+        if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) && $0.keptForLaunchBytes == 0 }) {
+            return
+        }
         guard monotonicSeconds() < deadline else {
             throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing leased or filling); see `prezero status`")
         }
