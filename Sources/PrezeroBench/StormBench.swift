@@ -182,9 +182,7 @@ struct Launcher: Sendable {
     let work: String
 
     init(_ o: StormBench.Options, lab: Lab) throws {
-        let own = (try? Files.readLink("/proc/self/exe").get()) ?? CommandLine.arguments[0]
-        let beside = String(own[..<(own.lastIndex(of: "/") ?? own.startIndex)]) + "/prezero"
-        prezero = o.prezero ?? beside
+        prezero = o.prezero ?? Processes.executableDirectory() + "/prezero"
         guard Files.status(followingPath: prezero) != nil else {
             throw BenchError("storm --launch needs the prezero CLI: none at \(prezero); pass --prezero PATH")
         }

@@ -139,8 +139,6 @@ int pz_is_zero(const void *p, size_t n) {
     return memcmp(c, zeros, n) == 0;
 }
 
-int pz_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
-
 int pz_accept_nonblocking(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
 
 int pz_set_nonblocking(int fd) {

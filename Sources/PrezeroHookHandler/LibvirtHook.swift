@@ -61,7 +61,7 @@ extension PoolDaemon {
         }
         var result = HookResult()
         func say(_ s: String) {
-            log.info("domain \(d.name) (\(d.uuid)): \(s)")
+            logger.info("domain \(d.name) (\(d.uuid)): \(s)")
             result.decisions.append(s)
         }
         for p in plan.backends {
@@ -94,9 +94,9 @@ extension PoolDaemon {
                 let key = "\(d.uuid).\(b.alias)"
                 // A lease left from an earlier run of this domain (libvirtd died before release):
                 // its name is gone, so it is reclaimed like any other.
-                if hasLease(key) { _ = try? hookRelease(ReleaseRequest(lease: key)) }
+                if hasLease(key) { _ = try? release(ReleaseRequest(lease: key)) }
                 do {
-                    let c = try hookClaim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
+                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
                                                    uid: owner.uid, gid: owner.gid, mode: 0o600, lease: key))
                     result.handovers.append(c)
                     say(c.outcome == .miss
@@ -123,14 +123,14 @@ extension PoolDaemon {
         var result = HookResult()
         for key in keys {
             do {
-                _ = try hookRelease(ReleaseRequest(lease: key))
+                _ = try release(ReleaseRequest(lease: key))
                 result.released.append(key)
             } catch {
                 result.decisions.append("\(key): \(error.message)")
             }
         }
         let line = keys.isEmpty ? "\(call): no leases" : "\(call): released \(keys.joined(separator: ", "))"
-        log.info("domain \(d.name) (\(d.uuid)): \(line)")
+        logger.info("domain \(d.name) (\(d.uuid)): \(line)")
         result.decisions.append(line)
         return result
     }
@@ -154,7 +154,7 @@ extension PoolDaemon {
         }
         guard !perNode.isEmpty else { return }
         do {
-            let r = try hookMakeRoom(MakeRoomRequest(pageSize: pageSize, pages: perNode))
+            let r = try makeRoom(MakeRoomRequest(pageSize: pageSize, pages: perNode))
             say("made room: \(r.free.sorted { $0.key < $1.key }.map { "node \($0.key) has \($0.value) pages free" }.joined(separator: ", "))")
         } catch {
             say("make-room failed: \(error.message)")

@@ -240,11 +240,11 @@ final class EventLoop {
             let now = monotonicSeconds()
             let soonest = conns.values.lazy.filter { $0.phase != .handling }.map(\.deadline).min()
             let wait = [soonest, stopBy, resumeAccepting(now)].compactMap { $0.map { max($0 - now, 0) } }.min()
-            for (token, events) in server.epoll.wait(timeout: wait) {
+            for token in server.epoll.wait(timeout: wait) {
                 switch token {
                 case Self.listenerToken: acceptWaiting()
                 case Self.wakeupToken: deliverAnswers()
-                default: if let c = conns[token] { serve(c, id: token, events) }
+                default: if let c = conns[token] { serve(c, id: token) }
                 }
             }
             expire(monotonicSeconds())
@@ -326,7 +326,7 @@ final class EventLoop {
         let old = conns.filter { $0.value.phase == .reading && now - $0.value.since >= ControlServer.evictableAfter }
             .sorted { $0.value.since < $1.value.since }
         for (id, c) in old {
-            serve(c, id: id, .readable)   // what it sent counts: its request may be whole
+            serve(c, id: id)   // what it sent counts: its request may be whole
             guard conns[id] != nil else { return true }
             guard c.phase == .reading else { continue }
             logger.warning("all \(ControlServer.maxConnections) connections taken: cut off one idle for \(Int((now - c.since) * 1000)) ms without a request")
@@ -367,7 +367,7 @@ final class EventLoop {
         return oldest.map { $0 + ControlServer.evictableAfter } ?? now + ControlServer.evictableAfter
     }
 
-    func serve(_ c: Connection, id: UInt64, _ events: Epoll.Events) {
+    func serve(_ c: Connection, id: UInt64) {
         do {
             switch c.phase {
             case .reading: try read(c, id: id)

@@ -12,8 +12,6 @@ public protocol HookHandling: Sendable {
 /// The daemon as a hook handler in another target sees it: claims, releases and make-room
 /// as the control requests do them, and the few facts about its pools a plan needs.
 extension PoolDaemon {
-    package var log: Logger { logger }
-
     /// Each pool mount's path and page size, in the order of the pools.
     package var poolMounts: [(path: String, pageSize: UInt64)] { pools.map { ($0.mount.path, $0.mount.pageSize) } }
 
@@ -21,12 +19,6 @@ extension PoolDaemon {
 
     /// The keys of the leases of one group (a domain's UUID).
     package func leaseKeys(group: String) -> [String] { engine.state.withLock { $0.leases.keys(group: group) } }
-
-    package func hookClaim(_ c: ClaimRequest) throws(ControlError) -> ClaimResult { try claim(c) }
-
-    package func hookRelease(_ r: ReleaseRequest) throws(ControlError) -> ReleaseResult { try release(r) }
-
-    package func hookMakeRoom(_ r: MakeRoomRequest) throws(ControlError) -> MakeRoomResult { try makeRoom(r) }
 
     /// Gives back `pages` from the nodes of the pool of `pageSize` that hold the most; false if there is no such pool.
     package func makeRoomAnywhere(pageSize: UInt64, pages: UInt64) -> Bool {

@@ -10,7 +10,7 @@ import PrezeroSys
 /// by `PoolEngine` through the host's file system; this class owns the threads.
 public final class PoolDaemon: Sendable {
     public let config: Config
-    let logger: Logger
+    package let logger: Logger
     let pools: [PoolDirectory]
     let engine: PoolEngine
     /// The engine's file system, for the destinations requests open (`HostFileSystem.using`).

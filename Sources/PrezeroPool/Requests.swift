@@ -112,7 +112,7 @@ extension PoolDaemon {
     /// Checks a claim, then hands out a clean file (see `PoolEngine.claim`). A non-root
     /// caller's file is its own, at most 0600, linked as the caller (so only where it may
     /// write), and within its `uid_quota`.
-    func claim(_ req: ClaimRequest, by caller: Caller = .root) throws(ControlError) -> ClaimResult {
+    package func claim(_ req: ClaimRequest, by caller: Caller = .root) throws(ControlError) -> ClaimResult {
         let c = try CallerPolicy.claim(req, by: caller)
         let mi = try mountIndex(pageSize: c.pageSize)
         let pool = pools[mi]
@@ -203,7 +203,7 @@ extension PoolDaemon {
     /// Finds the lease by key or by its destination's inode, then ends it (see `PoolEngine.release`).
     /// A non-root caller may end only the leases it claimed, and the destination name is
     /// removed as the caller.
-    func release(_ r: ReleaseRequest, by caller: Caller = .root) throws(ControlError) -> ReleaseResult {
+    package func release(_ r: ReleaseRequest, by caller: Caller = .root) throws(ControlError) -> ReleaseResult {
         var lease: Lease
         var opened: OpenedDestination?
         if let key = r.lease {
@@ -248,7 +248,7 @@ extension PoolDaemon {
         return nil
     }
 
-    func makeRoom(_ r: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
+    package func makeRoom(_ r: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
         try engine.makeRoom(r, mount: mountIndex(pageSize: r.pageSize))
     }
 }

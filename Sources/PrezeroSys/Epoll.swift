@@ -9,9 +9,9 @@ public final class Epoll: Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         public static let readable = Events(rawValue: UInt32(EPOLLIN.rawValue))
+        /// A hang-up or an error is reported whether asked for or not; the read or write
+        /// that follows says which.
         public static let writable = Events(rawValue: UInt32(EPOLLOUT.rawValue))
-        /// The peer closed or reset: reported whether asked for or not.
-        public static let hangUp = Events(rawValue: UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue))
     }
 
     let fd: Descriptor
@@ -39,8 +39,9 @@ public final class Epoll: Sendable {
         _ = try check("epoll_ctl", d.label) { pz_epoll_ctl(fd.raw, op, d.raw, events.rawValue, token) }
     }
 
-    /// Waits up to `timeout` seconds (for ever when nil) for events; none on a timeout or a signal.
-    public func wait(timeout: Double?) -> [(token: UInt64, events: Events)] {
+    /// Waits up to `timeout` seconds (for ever when nil) for events: the tokens of the
+    /// descriptors that have some; none on a timeout or a signal.
+    public func wait(timeout: Double?) -> [UInt64] {
         var tokens = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
         let ms = timeout.map { Int32(min(max(($0 * 1000).rounded(.up), 0), 60_000)) } ?? -1
@@ -48,7 +49,7 @@ public final class Epoll: Sendable {
             events.withUnsafeMutableBufferPointer { e in pz_epoll_wait(fd.raw, t.baseAddress, e.baseAddress, 64, ms) }
         }
         guard n > 0 else { return [] }
-        return (0..<Int(n)).map { (tokens[$0], Events(rawValue: events[$0])) }
+        return Array(tokens[0..<Int(n)])
     }
 }
 

@@ -94,6 +94,13 @@ public final class ChildProcess: @unchecked Sendable {
 
 public enum Processes {
     public static func current() -> Int32 { getpid() }
+
+    /// The directory of this process's executable (/proc/self/exe), where the binaries
+    /// installed or built beside it are.
+    public static func executableDirectory() -> String {
+        let own = (try? Files.readLink("/proc/self/exe").get()) ?? CommandLine.arguments[0]
+        return String(own[..<(own.lastIndex(of: "/") ?? own.startIndex)])
+    }
 }
 
 extension Processes {

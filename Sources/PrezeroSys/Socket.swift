@@ -201,11 +201,6 @@ public final class UnixConnection: Sendable {
     /// Ends our side of the stream so the peer sees end of file.
     public func shutdownWrite() { end(Int32(SHUT_WR)) }
 
-    /// Ends our reading: a read blocked in another thread returns end of file at once,
-    /// and an answer can still be written. The descriptor stays open until its owner
-    /// is done with it.
-    public func stopReading() { end(Int32(SHUT_RD)) }
-
     private func end(_ how: Int32) { shutdown(fd.raw, how) }
 }
 
@@ -251,18 +246,13 @@ public final class UnixListener: Sendable {
         try check("listen", path) { listen(raw, 64) }
     }
 
-    /// Waits for the next connection. The corresponding C function is `accept4`.
-    public func accept() throws(SysError) -> UnixConnection {
-        let raw = try check("accept", path) { pz_accept(fd.raw) }
-        return UnixConnection(Descriptor(raw, label: path))
-    }
-
     /// Makes `acceptIfWaiting` never block. The corresponding C function is `fcntl`.
     public func setNonBlocking() throws(SysError) {
         _ = try check("fcntl(O_NONBLOCK)", path) { pz_set_nonblocking(fd.raw) }
     }
 
-    /// The next waiting connection, itself non-blocking, or nil when none waits.
+    /// The next waiting connection, itself non-blocking, or nil when none waits. The
+    /// corresponding C function is `accept4`.
     public func acceptIfWaiting() throws(SysError) -> UnixConnection? {
         do {
             let raw = try check("accept", path) { pz_accept_nonblocking(fd.raw) }
@@ -272,7 +262,7 @@ public final class UnixListener: Sendable {
         }
     }
 
-    /// Wakes a blocked accept and removes the socket file.
+    /// Ends listening and removes the socket file.
     public func close() {
         shutdown(fd.raw, Int32(SHUT_RDWR))
         unlink(path)

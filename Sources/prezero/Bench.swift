@@ -32,8 +32,7 @@ struct BenchBinary: ParsableCommand {
 
     /// Runs prezero-bench with `args`, passing its output through, and exits with its status.
     static func exec(_ args: [String]) throws {
-        let own = (try? Files.readLink("/proc/self/exe").get()) ?? CommandLine.arguments[0]
-        let dir = String(own[..<(own.lastIndex(of: "/") ?? own.startIndex)])
+        let dir = Processes.executableDirectory()
         let candidates = [dir + "/prezero-bench", dir + "/../libexec/prezero/prezero-bench"]
         guard let bin = candidates.first(where: { Files.status(followingPath: $0).map { $0.mode & 0o111 != 0 } ?? false }) else {
             throw CLIError("prezero-bench is not installed beside prezero (looked for \(candidates.joined(separator: " and "))); build it with make release, or install with make install", code: 1)

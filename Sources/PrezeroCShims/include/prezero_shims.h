@@ -61,7 +61,6 @@ int pz_set_child_subreaper(int on);
 int pz_is_zero(const void *p, size_t n);
 
 /// accept4(2) with SOCK_CLOEXEC.
-int pz_accept(int fd);
 /* accept4 with SOCK_NONBLOCK: -1 with EAGAIN when no connection waits. */
 int pz_accept_nonblocking(int fd);
 /* O_NONBLOCK on an open descriptor. */
