@@ -26,6 +26,7 @@ release: deps
 # parser of outside input.
 test: deps
 	$(SWIFT) build --build-tests
+	scripts/hugepages.sh idle
 	scripts/hugepages.sh reserve 2 512 || { scripts/hugepages.sh restore; exit 1; }
 	status=0; scripts/kvm.sh grant "$$($(SWIFT) build --show-bin-path)/prezero" && SOAK_CYCLES=200 $(SWIFT) test --skip-build || status=$$?; \
 		scripts/kvm.sh restore; scripts/hugepages.sh restore; exit $$status

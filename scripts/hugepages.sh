@@ -2,6 +2,7 @@
 # Reserve huge pages for tests and benchmarks, and give them back afterwards.
 #   scripts/hugepages.sh reserve [PAGES_1G] [PAGES_2M]   (defaults: 2 and 512)
 #   scripts/hugepages.sh restore
+#   scripts/hugepages.sh idle          fails, naming the hugetlbfs mounts, if any huge page is in use
 #   scripts/hugepages.sh most-1g MAX   prints how many 1 GiB pages (up to MAX) the host can reserve now
 # 1 GiB pages are reserved first: 2 MiB pages fragment memory so that 1 GiB pages may not be found.
 # The counts found before are saved and `restore` writes them back.
@@ -35,6 +36,20 @@ restore)
         echo "hugepages: restored to $old_g x 1 GiB, $old_m x 2 MiB"
     fi
     ;;
+idle)
+    # The host tests count the host's huge pages and must be alone in moving them: a page
+    # someone else holds (a leftover mount, a running VM) would fail them for no fault of theirs.
+    busy=""
+    for d in /sys/kernel/mm/hugepages/hugepages-*; do
+        used=$(( $(cat "$d/nr_hugepages") - $(cat "$d/free_hugepages") ))
+        [ "$used" -gt 0 ] && busy="$busy $used x ${d##*hugepages-}"
+    done
+    if [ -n "$busy" ]; then
+        mounts=$(awk '$3 == "hugetlbfs" {printf " %s", $2}' /proc/mounts)
+        echo "hugepages: in use before the tests:$busy (hugetlbfs mounts:${mounts:- none}); the tests must be alone with huge pages: stop the VMs or processes that hold them and unmount what a killed run left" >&2
+        exit 1
+    fi
+    ;;
 most-1g)
     # Ask for MAX, read what the kernel found, and give them back at once.
     old=$(cat "$g" 2>/dev/null || echo 0)
@@ -45,7 +60,7 @@ most-1g)
     echo "$old" > "$g"
     ;;
 *)
-    echo "usage: $0 reserve [PAGES_1G] [PAGES_2M] | restore | most-1g MAX" >&2
+    echo "usage: $0 reserve [PAGES_1G] [PAGES_2M] | restore | idle | most-1g MAX" >&2
     exit 2
     ;;
 esac
