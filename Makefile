@@ -26,10 +26,7 @@ release: deps
 # parser of outside input.
 test: deps
 	$(SWIFT) build --build-tests
-	scripts/hugepages.sh idle
-	scripts/hugepages.sh reserve 2 512 || { scripts/hugepages.sh restore; exit 1; }
-	status=0; scripts/kvm.sh grant "$$($(SWIFT) build --show-bin-path)/prezero" && SOAK_CYCLES=200 $(SWIFT) test --skip-build || status=$$?; \
-		scripts/kvm.sh restore; scripts/hugepages.sh restore; exit $$status
+	SWIFT=$(SWIFT) scripts/swift-tests.sh
 	$(MAKE) numa NUMA_SCRATCH=.build
 	$(MAKE) isolation
 	$(MAKE) hostile
@@ -64,12 +61,10 @@ isolation: release
 hostile: release
 	scripts/hostile.sh
 
-# One host test, its filter $(2), with the environment $(1), on 512 reserved 2 MiB pages
-# that are given back whatever happens.
+# One host test, its filter $(2), with the environment $(1), as make test runs it.
 define on_hugepages
 	$(SWIFT) build --build-tests
-	scripts/hugepages.sh reserve 0 512 || { scripts/hugepages.sh restore; exit 1; }
-	status=0; $(1) $(SWIFT) test --skip-build --filter $(2) || status=$$?; scripts/hugepages.sh restore; exit $$status
+	$(1) SWIFT=$(SWIFT) scripts/swift-tests.sh --filter $(2)
 endef
 
 # 32 clients against prezerod beside idle, slow and hanging-up peers, LOAD_SECONDS long

@@ -5,11 +5,63 @@ import PrezeroCore
 import PrezeroSys
 import Testing
 
-/// The lifecycles of a handed-over domain beyond start and destroy: save and restore,
-/// managed save, reset and reboot, and a destroy that lands while `start begin` runs.
-extension PoolTests {
+extension HostTests {
+    /// The lifecycles of a handed-over domain beyond start and destroy: save and restore,
+    /// managed save, reset and reboot, and a destroy that lands while `start begin` runs.
+    @Suite("libvirt lifecycles: save, restore, managed save, reset, destroy", .tags(.hugePages, .qemu, .libvirt), .enabled(if: HostNeeds.libvirt, HostNeeds.libvirtWhy), .enabled(if: HostNeeds.qemu, HostNeeds.qemuWhy))
+    struct LibvirtLifecycle: HostSuite {
+        @Test("virsh save + restore: the restored guest is handed a pre-zeroed file holding the saved memory; the old file is taken back")
+        func libvirtSaveRestore() throws { try saveAndRestore(managed: false) }
+
+        @Test("virsh managedsave + start: the same through libvirt's managed save image")
+        func libvirtManagedSave() throws { try saveAndRestore(managed: true) }
+
+        @Test("virsh reset and reboot keep QEMU, its lease and its mapping: no hook call, nothing taken back")
+        func libvirtResetReboot() throws {
+            let (pool, lv, uuid) = try lifecycleDomain("pz-e2e-reset")
+            defer { lv.close(); pool.close() }
+            let file = try leasedFile(pool, uuid)
+            let inode = try #require(Files.status(followingPath: file)?.inode)
+            let qemu = try lv.qemuPID(uuid)
+            for op in ["reset", "reboot"] {
+                let r = try lv.virsh(op, uuid)
+                #expect(r.status == 0, "\(op): \(r.err)")
+                sleepSeconds(1)
+                #expect(try lv.qemuPID(uuid) == qemu, "\(op): the same QEMU")
+                #expect(try leasedFile(pool, uuid) == file, "\(op): the same lease")
+                #expect(lv.mappedInodes(qemu) == [inode], "\(op): QEMU maps the same file")
+            }
+            #expect(!pool.log().contains("stopped end: released"), "no stop was seen")
+            #expect(try lv.virsh("destroy", uuid).status == 0)
+            try expectTakenBack(pool, uuid, inode: inode, bytes: 256 * MiB)
+        }
+
+        @Test("virsh destroy while start begin runs: whatever libvirt does, nothing stays leased and no page is lost")
+        func libvirtDestroyDuringStartBegin() throws {
+            let (pool, lv) = try libvirtPool()
+            defer { lv.close(); pool.close() }
+            try lv.installHook(startBeginDelay: 2)
+            let uuid = try lv.define(name: "pz-e2e-destroy-early", memoryMiB: 128, backing: LibvirtHost.eligible)
+            let free = hostFreePages(page2M)
+            let start = try Child(["virsh", "-c", "qemu:///system", "start", uuid], stdout: pool.base + "/start.out", stderr: pool.base + "/start.err")
+            try waitFor("start begin to be called", timeout: 30) { FileManager.default.fileExists(atPath: lv.startBeginMarker) }
+            let destroyed = try lv.virsh("destroy", uuid)
+            let started = try start.wait(timeout: 60)
+            let state = try lv.virsh("domstate", uuid).out.trimmingCharacters(in: .whitespacesAndNewlines)
+            print("destroy during start begin: destroy exited \(destroyed.status) (\(destroyed.err.trimmingCharacters(in: .whitespacesAndNewlines))), start exited \(started), then \(state)")
+            if state == "running" { #expect(try lv.virsh("destroy", uuid).status == 0) }
+            try waitFor("the leases to go", timeout: 30) {
+                try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty
+            }
+            try pool.waitClean(128 * MiB, timeout: 60)
+            #expect(hostFreePages(page2M) == free, "every page is back where it was")
+        }
+    }
+}
+
+extension HostSuite {
     /// The guest RAM range the lifecycle tests mark: above what SeaBIOS touches, below the end.
-    static let markRange = (offset: 64 * Int(MiB), length: 32 * Int(MiB))
+    static var markRange: (offset: Int, length: Int) { (64 * Int(MiB), 32 * Int(MiB)) }
 
     /// The domain's one leased file.
     func leasedFile(_ pool: TestPool, _ uuid: String) throws -> String {
@@ -80,52 +132,5 @@ extension PoolTests {
         let secondInode = try #require(Files.status(followingPath: second)?.inode)
         #expect(try lv.virsh("destroy", uuid).status == 0)
         try expectTakenBack(pool, uuid, inode: secondInode, bytes: 256 * MiB)
-    }
-
-    @Test("virsh save + restore: the restored guest is handed a pre-zeroed file holding the saved memory; the old file is taken back")
-    func libvirtSaveRestore() throws { try saveAndRestore(managed: false) }
-
-    @Test("virsh managedsave + start: the same through libvirt's managed save image")
-    func libvirtManagedSave() throws { try saveAndRestore(managed: true) }
-
-    @Test("virsh reset and reboot keep QEMU, its lease and its mapping: no hook call, nothing taken back")
-    func libvirtResetReboot() throws {
-        let (pool, lv, uuid) = try lifecycleDomain("pz-e2e-reset")
-        defer { lv.close(); pool.close() }
-        let file = try leasedFile(pool, uuid)
-        let inode = try #require(Files.status(followingPath: file)?.inode)
-        let qemu = try lv.qemuPID(uuid)
-        for op in ["reset", "reboot"] {
-            let r = try lv.virsh(op, uuid)
-            #expect(r.status == 0, "\(op): \(r.err)")
-            sleepSeconds(1)
-            #expect(try lv.qemuPID(uuid) == qemu, "\(op): the same QEMU")
-            #expect(try leasedFile(pool, uuid) == file, "\(op): the same lease")
-            #expect(lv.mappedInodes(qemu) == [inode], "\(op): QEMU maps the same file")
-        }
-        #expect(!pool.log().contains("stopped end: released"), "no stop was seen")
-        #expect(try lv.virsh("destroy", uuid).status == 0)
-        try expectTakenBack(pool, uuid, inode: inode, bytes: 256 * MiB)
-    }
-
-    @Test("virsh destroy while start begin runs: whatever libvirt does, nothing stays leased and no page is lost")
-    func libvirtDestroyDuringStartBegin() throws {
-        let (pool, lv) = try libvirtPool()
-        defer { lv.close(); pool.close() }
-        try lv.installHook(startBeginDelay: 2)
-        let uuid = try lv.define(name: "pz-e2e-destroy-early", memoryMiB: 128, backing: LibvirtHost.eligible)
-        let free = hostFreePages(page2M)
-        let start = try Child(["virsh", "-c", "qemu:///system", "start", uuid], stdout: pool.base + "/start.out", stderr: pool.base + "/start.err")
-        try waitFor("start begin to be called", timeout: 30) { FileManager.default.fileExists(atPath: lv.startBeginMarker) }
-        let destroyed = try lv.virsh("destroy", uuid)
-        let started = try start.wait(timeout: 60)
-        let state = try lv.virsh("domstate", uuid).out.trimmingCharacters(in: .whitespacesAndNewlines)
-        print("destroy during start begin: destroy exited \(destroyed.status) (\(destroyed.err.trimmingCharacters(in: .whitespacesAndNewlines))), start exited \(started), then \(state)")
-        if state == "running" { #expect(try lv.virsh("destroy", uuid).status == 0) }
-        try waitFor("the leases to go", timeout: 30) {
-            try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty
-        }
-        try pool.waitClean(128 * MiB, timeout: 60)
-        #expect(hostFreePages(page2M) == free, "every page is back where it was")
     }
 }

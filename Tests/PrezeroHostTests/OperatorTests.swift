@@ -4,95 +4,126 @@ import PrezeroCore
 import PrezeroSys
 import Testing
 
-/// What operators install and read: the metrics textfile, the systemd units, `make install`.
-extension PoolTests {
-    @Test("prezerod writes a node_exporter textfile that promtool accepts, at its interval, and removes it at exit")
-    func metricsTextfile() throws {
-        let pool = try TestPool(config: "min_free: 0\nmetrics_textfile: {base}/textfile/prezero.prom\nmetrics_interval_ms: 200",
-                                mountConfig: "target: 8M\nfile_size: 8M")
-        defer { pool.close() }
-        try FileManager.default.createDirectory(atPath: pool.base + "/textfile", withIntermediateDirectories: true)
-        try pool.start()
-        try pool.waitClean(8 * MiB)
-        let file = pool.base + "/textfile/prezero.prom"
-        // Written again after the fill: it shows the clean bytes.
-        try waitFor("the textfile to show the filled pool", timeout: 10) {
-            ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains("prezero_pool_clean_bytes{mount=\"\(pool.mount)\",page_size=\"2097152\",node=\"0\"} 8388608")
+extension HostTests {
+    /// What operators install and read: the metrics textfile, the systemd units, `make install`.
+    @Suite("operators: status, metrics, doctor and logs", .tags(.hugePages))
+    struct Operator: HostSuite {
+        @Test("prezerod writes a node_exporter textfile that promtool accepts, at its interval, and removes it at exit")
+        func metricsTextfile() throws {
+            let pool = try TestPool(config: "min_free: 0\nmetrics_textfile: {base}/textfile/prezero.prom\nmetrics_interval_ms: 200",
+                                    mountConfig: "target: 8M\nfile_size: 8M")
+            defer { pool.close() }
+            try FileManager.default.createDirectory(atPath: pool.base + "/textfile", withIntermediateDirectories: true)
+            try pool.start()
+            try pool.waitClean(8 * MiB)
+            let file = pool.base + "/textfile/prezero.prom"
+            // Written again after the fill: it shows the clean bytes.
+            try waitFor("the textfile to show the filled pool", timeout: 10) {
+                ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains("prezero_pool_clean_bytes{mount=\"\(pool.mount)\",page_size=\"2097152\",node=\"0\"} 8388608")
+            }
+            let check = try run(["promtool", "check", "metrics"], stdin: try String(contentsOfFile: file, encoding: .utf8))
+            #expect(check.status == 0, "promtool: \(check.out)\(check.err)")
+            #expect(Files.status(followingPath: file)?.permissions == 0o644, "node_exporter (not root) can read it")
+            #expect(try run([Binaries.prezero, "metrics", "--socket", pool.socket]).out.contains("prezero_pool_clean_bytes"),
+                    "prezero metrics prints the same text")
+            pool.stop()
+            #expect(!FileManager.default.fileExists(atPath: file), "no stale figures after prezerod stops")
         }
-        let check = try run(["promtool", "check", "metrics"], stdin: try String(contentsOfFile: file, encoding: .utf8))
-        #expect(check.status == 0, "promtool: \(check.out)\(check.err)")
-        #expect(Files.status(followingPath: file)?.permissions == 0o644, "node_exporter (not root) can read it")
-        #expect(try run([Binaries.prezero, "metrics", "--socket", pool.socket]).out.contains("prezero_pool_clean_bytes"),
-                "prezero metrics prints the same text")
-        pool.stop()
-        #expect(!FileManager.default.fileExists(atPath: file), "no stale figures after prezerod stops")
+
+        @Test("examples/systemd: systemd-analyze verify accepts prezerod.service and prezero.slice with no warning")
+        func systemdUnits() throws {
+            // verify checks that ExecStart exists: the unit is checked with it pointing at the built prezerod.
+            let dir = NSTemporaryDirectory() + "prezero-units-\(getpid())"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let unit = try String(contentsOfFile: examplesDir + "/systemd/prezerod.service", encoding: .utf8)
+            #expect(unit.contains("ExecStart=/usr/local/sbin/prezerod "), "the path make install uses")
+            #expect(unit.contains("Slice=prezero.slice") && unit.contains("ProtectSystem=strict") && unit.contains("ReadWritePaths=/dev/hugepages /run/prezero"))
+            try unit.replacingOccurrences(of: "/usr/local/sbin/prezerod", with: Binaries.prezerod)
+                .write(toFile: dir + "/prezerod.service", atomically: true, encoding: .utf8)
+            try FileManager.default.copyItem(atPath: examplesDir + "/systemd/prezero.slice", toPath: dir + "/prezero.slice")
+            let r = try run(["systemd-analyze", "verify", "--man=no", dir + "/prezerod.service", dir + "/prezero.slice"])
+            #expect(r.status == 0, "\(r.err)")
+            #expect(r.err.isEmpty && r.out.isEmpty, "no warning (an unknown key is only a warning): \(r.err)")
+            // The hardening stays where it is: systemd's own exposure score (0 best, 10 worst), 2.0 today (1.7 without CAP_SETUID/CAP_SETGID).
+            let sec = try run(["systemd-analyze", "security", "--offline=yes", "--threshold=25", dir + "/prezerod.service"])
+            #expect(sec.status == 0, "exposure above 2.5: \(sec.out.split(separator: "\n").last ?? "")")
+            let slice = try String(contentsOfFile: dir + "/prezero.slice", encoding: .utf8)
+            #expect(slice.contains("CPUWeight=") && slice.contains("CPUQuota="))
+        }
+
+        @Test("make install with DESTDIR and PREFIX puts every file in its place, and uninstall takes them away")
+        func makeInstall() throws {
+            let dest = NSTemporaryDirectory() + "prezero-install-\(getpid())"
+            defer { try? FileManager.default.removeItem(atPath: dest) }
+            let make = ["make", "-s", "-C", repoDir, "BIN=\(Binaries.dir)", "DESTDIR=\(dest)", "PREFIX=/opt/prezero"]
+            let r = try run(make + ["install-files"])
+            #expect(r.status == 0, "\(r.err)")
+            let files = [
+                "/opt/prezero/sbin/prezerod", "/opt/prezero/bin/prezero", "/opt/prezero/libexec/prezero/prezero-hook",
+                "/etc/libvirt/hooks/qemu.d/prezero", "/opt/prezero/libexec/prezero/prezero-bench", "/etc/prezero/prezerod.yaml", "/etc/prezero/hook.conf",
+                "/opt/prezero/lib/systemd/system/prezerod.service", "/opt/prezero/lib/systemd/system/prezero.slice",
+                "/opt/prezero/share/bash-completion/completions/prezero", "/opt/prezero/share/zsh/site-functions/_prezero",
+                "/opt/prezero/share/doc/prezero/README.md",
+            ]
+            for f in files { #expect(FileManager.default.fileExists(atPath: dest + f), "\(f)") }
+            for f in files.prefix(5) { #expect(FileManager.default.isExecutableFile(atPath: dest + f), "\(f) is executable") }
+            let unit = (try? String(contentsOfFile: dest + "/opt/prezero/lib/systemd/system/prezerod.service", encoding: .utf8)) ?? ""
+            #expect(unit.contains("ExecStart=/opt/prezero/sbin/prezerod "), "the unit runs the installed prezerod")
+            let bash = (try? String(contentsOfFile: dest + "/opt/prezero/share/bash-completion/completions/prezero", encoding: .utf8)) ?? ""
+            #expect(bash.contains("launch") && bash.contains("libvirt"), "completions cover every subcommand")
+            // A kept config is never overwritten.
+            try "target: 8G\n".write(toFile: dest + "/etc/prezero/prezerod.yaml", atomically: true, encoding: .utf8)
+            #expect(try run(make + ["install-files"]).status == 0)
+            #expect(try String(contentsOfFile: dest + "/etc/prezero/prezerod.yaml", encoding: .utf8) == "target: 8G\n")
+            #expect(try String(contentsOfFile: dest + "/etc/prezero/hook.conf", encoding: .utf8).contains("timeout_ms"), "hook.conf as prezero install writes it")
+            // prezero install, run from the installed tree, finds the hook in libexec.
+            let hooks = dest + "/hooks-by-prezero-install"
+            let pi = try run([dest + "/opt/prezero/bin/prezero", "install", "--hooks-dir", hooks, "--config-dir", dest + "/etc/prezero", "--json"])
+            #expect(pi.status == 0, "\(pi.err)")
+            #expect(FileManager.default.contentsEqual(atPath: hooks + "/prezero", andPath: dest + "/opt/prezero/libexec/prezero/prezero-hook"))
+            let u = try run(make + ["uninstall"])
+            #expect(u.status == 0, "\(u.err)")
+            for f in files where !f.hasPrefix("/etc/prezero/") { #expect(!FileManager.default.fileExists(atPath: dest + f), "\(f) removed") }
+        }
+
+        @Test("the unit's capabilities are prezerod's and enough: a hand-over into another user's 0700 directory, a holder of another uid keeps it leased; without CAP_CHOWN it refuses to start")
+        func unitCapabilitiesSuffice() throws {
+            let caps = try Self.unitCapabilities()
+            #expect(Set(caps) == Set(DaemonCapabilities.needed(otherCallers: true).map { $0.name.dropFirst("CAP_".count).lowercased() }), "\(caps)")
+            let pool = try TestPool(config: "min_free: 0\nreclaim_interval_ms: 100", mountConfig: "target: 4M\nfile_size: 4M")
+            defer { pool.close() }
+            let refused = try run(Self.withCapabilities(caps.filter { $0 != "chown" }) + [Binaries.prezerod, "--config", pool.configPath])
+            #expect(refused.status != 0 && refused.err.contains("lacks CAP_CHOWN") && refused.err.contains("CapabilityBoundingSet="),
+                    "without CAP_CHOWN no file can be handed over or taken back: \(refused.err)")
+            try pool.start(wrapper: Self.withCapabilities(caps))
+            try pool.waitClean(4 * MiB)
+            // As libvirt's per-domain directory: 0700, the guest user's.
+            let dom = pool.mount + "/dom"
+            try FileManager.default.createDirectory(atPath: dom, withIntermediateDirectories: false)
+            #expect(chown(dom, 65534, 65534) == 0 && chmod(dom, 0o700) == 0)
+            let claim = try run([Binaries.prezero, "claim", "--size", "4M", "--dest", dom + "/vm", "--owner", "65534:65534",
+                                 "--lease", "caps", "--socket", pool.socket])
+            #expect(claim.status == 0, "\(claim.err) \(pool.log())")
+            let st = Files.status(followingPath: dom + "/vm")
+            #expect(st?.uid == 65534 && st?.permissions == 0o600)
+            // A VMM of another uid holds the file open, then the lease is released.
+            let holder = try Child(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                    "/bin/sh", "-c", "exec 3<\"$0\"; exec sleep 60", dom + "/vm"])
+            defer { holder.signal(SIGKILL); _ = try? holder.wait(timeout: 10) }
+            try waitFor("the holder to open the file") { FileManager.default.fileExists(atPath: "/proc/\(holder.pid)/fd/3") }
+            #expect(try run([Binaries.prezero, "release", "--lease", "caps", "--socket", pool.socket]).status == 0)
+            sleepSeconds(1)
+            #expect(try pool.node0().leasedBytes == 4 * MiB, "a held file stays leased")
+            #expect(try pool.node0().recycledFiles == 0, "never taken back while held")
+            holder.signal(SIGKILL)
+            _ = try? holder.wait(timeout: 10)
+            try pool.waitClean(4 * MiB, timeout: 30)
+        }
     }
 }
 
-/// The repository's root.
-let repoDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
-
-extension PoolTests {
-    @Test("examples/systemd: systemd-analyze verify accepts prezerod.service and prezero.slice with no warning")
-    func systemdUnits() throws {
-        // verify checks that ExecStart exists: the unit is checked with it pointing at the built prezerod.
-        let dir = NSTemporaryDirectory() + "prezero-units-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let unit = try String(contentsOfFile: examplesDir + "/systemd/prezerod.service", encoding: .utf8)
-        #expect(unit.contains("ExecStart=/usr/local/sbin/prezerod "), "the path make install uses")
-        #expect(unit.contains("Slice=prezero.slice") && unit.contains("ProtectSystem=strict") && unit.contains("ReadWritePaths=/dev/hugepages /run/prezero"))
-        try unit.replacingOccurrences(of: "/usr/local/sbin/prezerod", with: Binaries.prezerod)
-            .write(toFile: dir + "/prezerod.service", atomically: true, encoding: .utf8)
-        try FileManager.default.copyItem(atPath: examplesDir + "/systemd/prezero.slice", toPath: dir + "/prezero.slice")
-        let r = try run(["systemd-analyze", "verify", "--man=no", dir + "/prezerod.service", dir + "/prezero.slice"])
-        #expect(r.status == 0, "\(r.err)")
-        #expect(r.err.isEmpty && r.out.isEmpty, "no warning (an unknown key is only a warning): \(r.err)")
-        // The hardening stays where it is: systemd's own exposure score (0 best, 10 worst), 2.0 today (1.7 without CAP_SETUID/CAP_SETGID).
-        let sec = try run(["systemd-analyze", "security", "--offline=yes", "--threshold=25", dir + "/prezerod.service"])
-        #expect(sec.status == 0, "exposure above 2.5: \(sec.out.split(separator: "\n").last ?? "")")
-        let slice = try String(contentsOfFile: dir + "/prezero.slice", encoding: .utf8)
-        #expect(slice.contains("CPUWeight=") && slice.contains("CPUQuota="))
-    }
-
-    @Test("make install with DESTDIR and PREFIX puts every file in its place, and uninstall takes them away")
-    func makeInstall() throws {
-        let dest = NSTemporaryDirectory() + "prezero-install-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: dest) }
-        let make = ["make", "-s", "-C", repoDir, "BIN=\(Binaries.dir)", "DESTDIR=\(dest)", "PREFIX=/opt/prezero"]
-        let r = try run(make + ["install-files"])
-        #expect(r.status == 0, "\(r.err)")
-        let files = [
-            "/opt/prezero/sbin/prezerod", "/opt/prezero/bin/prezero", "/opt/prezero/libexec/prezero/prezero-hook",
-            "/etc/libvirt/hooks/qemu.d/prezero", "/opt/prezero/libexec/prezero/prezero-bench", "/etc/prezero/prezerod.yaml", "/etc/prezero/hook.conf",
-            "/opt/prezero/lib/systemd/system/prezerod.service", "/opt/prezero/lib/systemd/system/prezero.slice",
-            "/opt/prezero/share/bash-completion/completions/prezero", "/opt/prezero/share/zsh/site-functions/_prezero",
-            "/opt/prezero/share/doc/prezero/README.md",
-        ]
-        for f in files { #expect(FileManager.default.fileExists(atPath: dest + f), "\(f)") }
-        for f in files.prefix(5) { #expect(FileManager.default.isExecutableFile(atPath: dest + f), "\(f) is executable") }
-        let unit = (try? String(contentsOfFile: dest + "/opt/prezero/lib/systemd/system/prezerod.service", encoding: .utf8)) ?? ""
-        #expect(unit.contains("ExecStart=/opt/prezero/sbin/prezerod "), "the unit runs the installed prezerod")
-        let bash = (try? String(contentsOfFile: dest + "/opt/prezero/share/bash-completion/completions/prezero", encoding: .utf8)) ?? ""
-        #expect(bash.contains("launch") && bash.contains("libvirt"), "completions cover every subcommand")
-        // A kept config is never overwritten.
-        try "target: 8G\n".write(toFile: dest + "/etc/prezero/prezerod.yaml", atomically: true, encoding: .utf8)
-        #expect(try run(make + ["install-files"]).status == 0)
-        #expect(try String(contentsOfFile: dest + "/etc/prezero/prezerod.yaml", encoding: .utf8) == "target: 8G\n")
-        #expect(try String(contentsOfFile: dest + "/etc/prezero/hook.conf", encoding: .utf8).contains("timeout_ms"), "hook.conf as prezero install writes it")
-        // prezero install, run from the installed tree, finds the hook in libexec.
-        let hooks = dest + "/hooks-by-prezero-install"
-        let pi = try run([dest + "/opt/prezero/bin/prezero", "install", "--hooks-dir", hooks, "--config-dir", dest + "/etc/prezero", "--json"])
-        #expect(pi.status == 0, "\(pi.err)")
-        #expect(FileManager.default.contentsEqual(atPath: hooks + "/prezero", andPath: dest + "/opt/prezero/libexec/prezero/prezero-hook"))
-        let u = try run(make + ["uninstall"])
-        #expect(u.status == 0, "\(u.err)")
-        for f in files where !f.hasPrefix("/etc/prezero/") { #expect(!FileManager.default.fileExists(atPath: dest + f), "\(f) removed") }
-    }
-}
-
-extension PoolTests {
+extension HostSuite {
     /// The capabilities examples/systemd/prezerod.service keeps (`CapabilityBoundingSet=`), as setpriv names them.
     static func unitCapabilities() throws -> [String] {
         let unit = try String(contentsOfFile: examplesDir + "/systemd/prezerod.service", encoding: .utf8)
@@ -104,38 +135,9 @@ extension PoolTests {
     static func withCapabilities(_ caps: [String]) -> [String] {
         ["/usr/bin/setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all," + caps.map { "+" + $0 }.joined(separator: ",")]
     }
-
-    @Test("the unit's capabilities are prezerod's and enough: a hand-over into another user's 0700 directory, a holder of another uid keeps it leased; without CAP_CHOWN it refuses to start")
-    func unitCapabilitiesSuffice() throws {
-        let caps = try Self.unitCapabilities()
-        #expect(Set(caps) == Set(DaemonCapabilities.needed(otherCallers: true).map { $0.name.dropFirst("CAP_".count).lowercased() }), "\(caps)")
-        let pool = try TestPool(config: "min_free: 0\nreclaim_interval_ms: 100", mountConfig: "target: 4M\nfile_size: 4M")
-        defer { pool.close() }
-        let refused = try run(Self.withCapabilities(caps.filter { $0 != "chown" }) + [Binaries.prezerod, "--config", pool.configPath])
-        #expect(refused.status != 0 && refused.err.contains("lacks CAP_CHOWN") && refused.err.contains("CapabilityBoundingSet="),
-                "without CAP_CHOWN no file can be handed over or taken back: \(refused.err)")
-        try pool.start(wrapper: Self.withCapabilities(caps))
-        try pool.waitClean(4 * MiB)
-        // As libvirt's per-domain directory: 0700, the guest user's.
-        let dom = pool.mount + "/dom"
-        try FileManager.default.createDirectory(atPath: dom, withIntermediateDirectories: false)
-        #expect(chown(dom, 65534, 65534) == 0 && chmod(dom, 0o700) == 0)
-        let claim = try run([Binaries.prezero, "claim", "--size", "4M", "--dest", dom + "/vm", "--owner", "65534:65534",
-                             "--lease", "caps", "--socket", pool.socket])
-        #expect(claim.status == 0, "\(claim.err) \(pool.log())")
-        let st = Files.status(followingPath: dom + "/vm")
-        #expect(st?.uid == 65534 && st?.permissions == 0o600)
-        // A VMM of another uid holds the file open, then the lease is released.
-        let holder = try Child(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                "/bin/sh", "-c", "exec 3<\"$0\"; exec sleep 60", dom + "/vm"])
-        defer { holder.signal(SIGKILL); _ = try? holder.wait(timeout: 10) }
-        try waitFor("the holder to open the file") { FileManager.default.fileExists(atPath: "/proc/\(holder.pid)/fd/3") }
-        #expect(try run([Binaries.prezero, "release", "--lease", "caps", "--socket", pool.socket]).status == 0)
-        sleepSeconds(1)
-        #expect(try pool.node0().leasedBytes == 4 * MiB, "a held file stays leased")
-        #expect(try pool.node0().recycledFiles == 0, "never taken back while held")
-        holder.signal(SIGKILL)
-        _ = try? holder.wait(timeout: 10)
-        try pool.waitClean(4 * MiB, timeout: 30)
-    }
 }
+
+/// The repository's root.
+let repoDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+

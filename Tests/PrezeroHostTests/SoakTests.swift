@@ -372,7 +372,7 @@ private final class Soak: Sendable {
             launcher = try ledger.inFlight(t.kind) {
                 let l = try Child([Binaries.prezero, "launch", "--socket", socket, "--timeout", "5", "--json-claims", claims,
                                    "--memory", "m0=\(t.bytes / MiB)M" + (t.nodes.first.map { "@\($0)" } ?? ""), "--"]
-                                  + PoolTests.preallocQEMU(memPath: "{prezero:m0}", bytes: t.bytes, qmp: qmp), stderr: err)
+                                  + preallocQEMU(memPath: "{prezero:m0}", bytes: t.bytes, qmp: qmp), stderr: err)
                 try? waitFor("prezero launch to claim", timeout: 30) { Files.status(followingPath: claims) != nil || !l.isRunning }
                 return l
             }
@@ -831,203 +831,206 @@ private final class Soak: Sendable {
     }
 }
 
-extension PoolTests {
-    /// The chaos soak, on real huge pages: tenants claim through the socket, the libvirt hook
-    /// and `prezero launch` at once, each checks its file is zero before writing its own
-    /// pattern over it; prezerod is killed with -9 at chosen moments (a fill, a claim
-    /// or a release in progress), QEMU or the launcher sometimes too. After every kill (with
-    /// prezerod dead, every short tenant gone) an independent checker reads every clean/ file,
-    /// counts pages against the kernel's and looks for a file in two states; after every
-    /// restart each living tenant's lease must be back. SOAK_CYCLES (default 200), SOAK_SEED.
-    @Test("chaos soak: tenants through the socket, the hook and prezero launch; kill -9 of prezerod, QEMU and the launcher; nothing leaks, nothing is lost")
-    func chaosSoak() throws {
-        let env = ProcessInfo.processInfo.environment
-        let cycles = Int(env["SOAK_CYCLES"] ?? "") ?? 200
-        let seed = UInt64(env["SOAK_SEED"] ?? "") ?? UInt64(monotonicSeconds() * 1000)
-        var rng = SeededRandom(seed)
-        let target = 192 * MiB
-        let pool = try TestPool(
-            config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 50\nfill_chunk: 2M\nfill_bandwidth: 1G\n"
-                + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf\nallowed_uids: [\(Hostile.uid)]\nsocket_group: \"+\(Hostile.gid)\"\nuid_quota: 1G",
-            mountConfig: "target: 192M\nfile_size: 16M")
-        defer { pool.close() }
-        let soak = try Soak(pool: pool)
-        defer { soak.killKeepers() }
-        let ledger = soak.ledger
-        let freeBefore = hostFreePages(page2M)
-        Processes.adoptOrphans(true)
-        defer { Processes.adoptOrphans(false) }
-        let nodes = Numa.memoryNodes()
-        let began = monotonicSeconds()
-        print("soak: seed \(seed), \(cycles) cycles, nodes \(nodes), \(soak.others) huge pages held by others")
-        try pool.start()
-        try pool.waitClean(target)
+extension HostTests {
+    @Suite("the chaos soak", .tags(.hugePages, .qemu, .soak), .enabled(if: HostNeeds.qemu, HostNeeds.qemuWhy))
+    struct ChaosSoak: HostSuite {
+        /// The chaos soak, on real huge pages: tenants claim through the socket, the libvirt hook
+        /// and `prezero launch` at once, each checks its file is zero before writing its own
+        /// pattern over it; prezerod is killed with -9 at chosen moments (a fill, a claim
+        /// or a release in progress), QEMU or the launcher sometimes too. After every kill (with
+        /// prezerod dead, every short tenant gone) an independent checker reads every clean/ file,
+        /// counts pages against the kernel's and looks for a file in two states; after every
+        /// restart each living tenant's lease must be back. SOAK_CYCLES (default 200), SOAK_SEED.
+        @Test("chaos soak: tenants through the socket, the hook and prezero launch; kill -9 of prezerod, QEMU and the launcher; nothing leaks, nothing is lost")
+        func chaosSoak() throws {
+            let env = ProcessInfo.processInfo.environment
+            let cycles = Int(env["SOAK_CYCLES"] ?? "") ?? 200
+            let seed = UInt64(env["SOAK_SEED"] ?? "") ?? UInt64(monotonicSeconds() * 1000)
+            var rng = SeededRandom(seed)
+            let target = 192 * MiB
+            let pool = try TestPool(
+                config: "min_free: 0\nrefill_delay_ms: 0\nreclaim_interval_ms: 50\nfill_chunk: 2M\nfill_bandwidth: 1G\n"
+                    + "request_timeout_ms: 3000\nqemu_conf: {base}/qemu.conf\nallowed_uids: [\(Hostile.uid)]\nsocket_group: \"+\(Hostile.gid)\"\nuid_quota: 1G",
+                mountConfig: "target: 192M\nfile_size: 16M")
+            defer { pool.close() }
+            let soak = try Soak(pool: pool)
+            defer { soak.killKeepers() }
+            let ledger = soak.ledger
+            let freeBefore = hostFreePages(page2M)
+            Processes.adoptOrphans(true)
+            defer { Processes.adoptOrphans(false) }
+            let nodes = Numa.memoryNodes()
+            let began = monotonicSeconds()
+            print("soak: seed \(seed), \(cycles) cycles, nodes \(nodes), \(soak.others) huge pages held by others")
+            try pool.start()
+            try pool.waitClean(target)
 
-        var living: [Tenant] = []
-        var nextID = 1
-        var done = 0
-        // One hostile tenant a cycle: its technique and path drawn from a bag of every pair,
-        // refilled and shuffled when empty, so that each turns up every 12 cycles.
-        var keepers: [Hostile] = []
-        var bag: [(Hostile.Technique, Hostile.Via)] = []
-        for cycle in 1...cycles {
-            done = cycle
-            // This cycle's tenants, of every kind at random, and the living ones whose time is up.
-            var fresh: [Tenant] = []
-            for i in 0..<Int.random(in: 2...4, using: &rng) {
-                let kind = Tenant.Kind.allCases.randomElement(using: &rng)!
-                let bytes = UInt64([2, 4, 6, 8, 12, 16, 24, 32].randomElement(using: &rng)!) * MiB
-                let onNode = Bool.random(using: &rng) ? [] : [nodes.randomElement(using: &rng)!]
-                var t = Tenant(kind: kind, tag: "soak-\(cycle)-\(i)", bytes: bytes, nodes: onNode,
-                               endCycle: kind == .launch ? cycle : cycle + Int.random(in: 0...2, using: &rng) / (kind == .direct ? 2 : 1))
-                t.id = nextID
-                nextID += 1
-                fresh.append(t)
-            }
-            if bag.isEmpty {
-                bag = Hostile.Technique.allCases.flatMap { t in Hostile.Via.allCases.map { (t, $0) } }.shuffled(using: &rng)
-            }
-            let (technique, via) = bag.removeLast()
-            let hostile = Hostile(technique: technique, via: via, tag: "hostile-\(cycle)",
-                                  bytes: UInt64([2, 4, 6, 8, 12, 16, 24, 32].randomElement(using: &rng)!) * MiB,
-                                  nodes: Bool.random(using: &rng) ? [] : [nodes.randomElement(using: &rng)!],
-                                  endCycle: cycle + Int.random(in: 0...2, using: &rng))
-            let hostileDelay = Double.random(in: 0...0.2, using: &rng)
-            let ending = living.filter { $0.endCycle <= cycle }
-            living.removeAll { $0.endCycle <= cycle }
-            let endings = fresh.map { _ in Int.random(in: 0...4, using: &rng) }
-            let delays = fresh.map { _ in Double.random(in: 0...0.2, using: &rng) }
-            let kinds = fresh.map(\.kind) + ending.map(\.kind)
-            let aim: Soak.Aim? = Int.random(in: 0...9, using: &rng) >= 7 ? nil
-                : [.fill, .claim(kinds.randomElement(using: &rng)!), .release(kinds.randomElement(using: &rng)!), .hostileTakeBack].randomElement(using: &rng)!
-            let group = DispatchGroup()
-            let kept = Mutex<[Tenant]>([])
-            let keptKeeper = Mutex<Hostile?>(nil)
-            func failOpens() -> Int {
-                ledger.counts.withLock { ($0.misses.merging($0.hostileMisses) { $0 + $1 }).filter { $0.key.hasSuffix("fail-open") }.values.reduce(0, +) }
-            }
-            let failOpensBefore = failOpens()
-            for (i, t) in fresh.enumerated() {
-                let (e, delay) = (endings[i], delays[i])
+            var living: [Tenant] = []
+            var nextID = 1
+            var done = 0
+            // One hostile tenant a cycle: its technique and path drawn from a bag of every pair,
+            // refilled and shuffled when empty, so that each turns up every 12 cycles.
+            var keepers: [Hostile] = []
+            var bag: [(Hostile.Technique, Hostile.Via)] = []
+            for cycle in 1...cycles {
+                done = cycle
+                // This cycle's tenants, of every kind at random, and the living ones whose time is up.
+                var fresh: [Tenant] = []
+                for i in 0..<Int.random(in: 2...4, using: &rng) {
+                    let kind = Tenant.Kind.allCases.randomElement(using: &rng)!
+                    let bytes = UInt64([2, 4, 6, 8, 12, 16, 24, 32].randomElement(using: &rng)!) * MiB
+                    let onNode = Bool.random(using: &rng) ? [] : [nodes.randomElement(using: &rng)!]
+                    var t = Tenant(kind: kind, tag: "soak-\(cycle)-\(i)", bytes: bytes, nodes: onNode,
+                                   endCycle: kind == .launch ? cycle : cycle + Int.random(in: 0...2, using: &rng) / (kind == .direct ? 2 : 1))
+                    t.id = nextID
+                    nextID += 1
+                    fresh.append(t)
+                }
+                if bag.isEmpty {
+                    bag = Hostile.Technique.allCases.flatMap { t in Hostile.Via.allCases.map { (t, $0) } }.shuffled(using: &rng)
+                }
+                let (technique, via) = bag.removeLast()
+                let hostile = Hostile(technique: technique, via: via, tag: "hostile-\(cycle)",
+                                      bytes: UInt64([2, 4, 6, 8, 12, 16, 24, 32].randomElement(using: &rng)!) * MiB,
+                                      nodes: Bool.random(using: &rng) ? [] : [nodes.randomElement(using: &rng)!],
+                                      endCycle: cycle + Int.random(in: 0...2, using: &rng))
+                let hostileDelay = Double.random(in: 0...0.2, using: &rng)
+                let ending = living.filter { $0.endCycle <= cycle }
+                living.removeAll { $0.endCycle <= cycle }
+                let endings = fresh.map { _ in Int.random(in: 0...4, using: &rng) }
+                let delays = fresh.map { _ in Double.random(in: 0...0.2, using: &rng) }
+                let kinds = fresh.map(\.kind) + ending.map(\.kind)
+                let aim: Soak.Aim? = Int.random(in: 0...9, using: &rng) >= 7 ? nil
+                    : [.fill, .claim(kinds.randomElement(using: &rng)!), .release(kinds.randomElement(using: &rng)!), .hostileTakeBack].randomElement(using: &rng)!
+                let group = DispatchGroup()
+                let kept = Mutex<[Tenant]>([])
+                let keptKeeper = Mutex<Hostile?>(nil)
+                func failOpens() -> Int {
+                    ledger.counts.withLock { ($0.misses.merging($0.hostileMisses) { $0 + $1 }).filter { $0.key.hasSuffix("fail-open") }.values.reduce(0, +) }
+                }
+                let failOpensBefore = failOpens()
+                for (i, t) in fresh.enumerated() {
+                    let (e, delay) = (endings[i], delays[i])
+                    group.enter()
+                    Thread {
+                        sleepSeconds(delay)
+                        var t = t
+                        switch t.kind {
+                        case .direct:
+                            soak.direct(&t, cycle: cycle)
+                            if t.endCycle > cycle && t.mapping != nil { kept.withLock { $0.append(t) } }
+                        case .launch: soak.launch(t, ending: e < 3 ? 0 : e - 2)
+                        case .hook:
+                            soak.hookStart(&t)
+                            if t.endCycle > cycle { kept.withLock { $0.append(t) } } else { soak.hookEnd(t) }
+                        }
+                        group.leave()
+                    }.start()
+                }
+                for t in ending {
+                    group.enter()
+                    Thread { soak.end(t); group.leave() }.start()
+                }
+                ledger.add { $0.hostileStage = 0; $0.hostileLease = nil }
                 group.enter()
                 Thread {
-                    sleepSeconds(delay)
-                    var t = t
-                    switch t.kind {
-                    case .direct:
-                        soak.direct(&t, cycle: cycle)
-                        if t.endCycle > cycle && t.mapping != nil { kept.withLock { $0.append(t) } }
-                    case .launch: soak.launch(t, ending: e < 3 ? 0 : e - 2)
-                    case .hook:
-                        soak.hookStart(&t)
-                        if t.endCycle > cycle { kept.withLock { $0.append(t) } } else { soak.hookEnd(t) }
-                    }
+                    sleepSeconds(hostileDelay)
+                    let k = soak.hostile(hostile)
+                    keptKeeper.withLock { $0 = k }
                     group.leave()
                 }.start()
-            }
-            for t in ending {
-                group.enter()
-                Thread { soak.end(t); group.leave() }.start()
-            }
-            ledger.add { $0.hostileStage = 0; $0.hostileLease = nil }
-            group.enter()
-            Thread {
-                sleepSeconds(hostileDelay)
-                let k = soak.hostile(hostile)
-                keptKeeper.withLock { $0 = k }
-                group.leave()
-            }.start()
-            if let aim { soak.crash(pool, aimingAt: aim, hostile: hostile.technique) }
-            group.wait()
-            living += kept.withLock { $0 }
-            if let k = keptKeeper.withLock({ $0 }) { keepers.append(k) }
-            // prezerod dies only by the soak's hand.
-            if aim == nil, let p = pool.process, !p.isRunning {
-                let lines = pool.log().split(separator: "\n")
-                let said = (lines.filter { $0.contains("rror") || $0.contains("atal") }.suffix(3) + lines.suffix(3)).joined(separator: " | ")
-                ledger.fail("cycle \(cycle): prezerod exited on its own (\(p.status.map { "status \($0)" } ?? "gone")): \(said)")
-            }
-            // With prezerod up all along, nobody may have had to go on without it.
-            if aim == nil && failOpens() > failOpensBefore {
-                ledger.fail("cycle \(cycle): \(failOpens() - failOpensBefore) tenants failed open with prezerod running")
-            }
-            if aim != nil {
-                soak.deadCheck("cycle \(cycle), after the kill", living: living, keepers: keepers)
-                do {
-                    try pool.start()
-                } catch {
-                    ledger.fail("cycle \(cycle): prezerod did not come back: \(error)")
-                    break
+                if let aim { soak.crash(pool, aimingAt: aim, hostile: hostile.technique) }
+                group.wait()
+                living += kept.withLock { $0 }
+                if let k = keptKeeper.withLock({ $0 }) { keepers.append(k) }
+                // prezerod dies only by the soak's hand.
+                if aim == nil, let p = pool.process, !p.isRunning {
+                    let lines = pool.log().split(separator: "\n")
+                    let said = (lines.filter { $0.contains("rror") || $0.contains("atal") }.suffix(3) + lines.suffix(3)).joined(separator: " | ")
+                    ledger.fail("cycle \(cycle): prezerod exited on its own (\(p.status.map { "status \($0)" } ?? "gone")): \(said)")
                 }
-                soak.restartCheck("cycle \(cycle), after the restart", living: living, leases: try? pool.status().leases.map(\.lease))
+                // With prezerod up all along, nobody may have had to go on without it.
+                if aim == nil && failOpens() > failOpensBefore {
+                    ledger.fail("cycle \(cycle): \(failOpens() - failOpensBefore) tenants failed open with prezerod running")
+                }
+                if aim != nil {
+                    soak.deadCheck("cycle \(cycle), after the kill", living: living, keepers: keepers)
+                    do {
+                        try pool.start()
+                    } catch {
+                        ledger.fail("cycle \(cycle): prezerod did not come back: \(error)")
+                        break
+                    }
+                    soak.restartCheck("cycle \(cycle), after the restart", living: living, leases: try? pool.status().leases.map(\.lease))
+                }
+                // Every keeper reads what its reference reaches; those whose time is up quit.
+                soak.audit(&keepers, "cycle \(cycle)", status: try? pool.status())
+                for h in keepers where h.endCycle <= cycle { soak.quit(h) }
+                keepers.removeAll { $0.endCycle <= cycle }
+                if ledger.counts.withLock({ !$0.failures.isEmpty }) { break }
+                if cycle % 50 == 0 {
+                    print("soak: cycle \(cycle)/\(cycles), \(ledger.counts.withLock { $0.prezerodKills }) kills, \(Int(monotonicSeconds() - began)) s")
+                }
             }
-            // Every keeper reads what its reference reaches; those whose time is up quit.
-            soak.audit(&keepers, "cycle \(cycle)", status: try? pool.status())
-            for h in keepers where h.endCycle <= cycle { soak.quit(h) }
-            keepers.removeAll { $0.endCycle <= cycle }
-            if ledger.counts.withLock({ !$0.failures.isEmpty }) { break }
-            if cycle % 50 == 0 {
-                print("soak: cycle \(cycle)/\(cycles), \(ledger.counts.withLock { $0.prezerodKills }) kills, \(Int(monotonicSeconds() - began)) s")
-            }
-        }
 
-        // The end: every tenant stops and every keeper quits, the pool settles with nothing
-        // leased or dirty and nothing held outside it, the checks run once more with prezerod
-        // stopped, and a drain gives every page back.
-        for t in living { soak.end(t) }
-        soak.audit(&keepers, "the end", status: try? pool.status())
-        for h in keepers { soak.quit(h) }
-        keepers.removeAll()
-        do {
-            try waitFor("every lease taken back", timeout: 120) {
-                let s = try pool.status()
-                return s.leases.isEmpty && s.nodes.allSatisfy { $0.fillingBytes == 0 } && soak.entries("leased").isEmpty
+            // The end: every tenant stops and every keeper quits, the pool settles with nothing
+            // leased or dirty and nothing held outside it, the checks run once more with prezerod
+            // stopped, and a drain gives every page back.
+            for t in living { soak.end(t) }
+            soak.audit(&keepers, "the end", status: try? pool.status())
+            for h in keepers { soak.quit(h) }
+            keepers.removeAll()
+            do {
+                try waitFor("every lease taken back", timeout: 120) {
+                    let s = try pool.status()
+                    return s.leases.isEmpty && s.nodes.allSatisfy { $0.fillingBytes == 0 } && soak.entries("leased").isEmpty
+                }
+            } catch {
+                ledger.fail("the end: \(error); leases \((try? pool.status().leases.map(\.lease)) ?? [])")
             }
-        } catch {
-            ledger.fail("the end: \(error); leases \((try? pool.status().leases.map(\.lease)) ?? [])")
-        }
-        // Pinned pages are back with the kernel once their keepers are gone: prezerod counts none held.
-        var heldAtEnd: UInt64 = 0
-        if (try? waitFor("nothing held outside the pool", timeout: 30) {
-            heldAtEnd = try pool.status().nodes.reduce(0) { $0 + $1.heldBytes }
-            return heldAtEnd == 0
-        }) == nil {
-            ledger.fail("the end: prezerod still counts \(heldAtEnd) bytes held outside the pool with every keeper gone (held: \((try? pool.status().held) ?? []))")
-        }
-        pool.stop()
-        soak.deadCheck("the end", living: [], keepers: [])
-        try pool.start()
-        _ = try pool.client.drain()
-        var lost: UInt64 = 0
-        if (try? waitFor("the drained pages back", timeout: 30) { hostFreePages(page2M) == freeBefore }) == nil {
-            lost = freeBefore - min(freeBefore, hostFreePages(page2M))
-            ledger.fail("the end: \(lost) pages not back after the drain")
-        }
+            // Pinned pages are back with the kernel once their keepers are gone: prezerod counts none held.
+            var heldAtEnd: UInt64 = 0
+            if (try? waitFor("nothing held outside the pool", timeout: 30) {
+                heldAtEnd = try pool.status().nodes.reduce(0) { $0 + $1.heldBytes }
+                return heldAtEnd == 0
+            }) == nil {
+                ledger.fail("the end: prezerod still counts \(heldAtEnd) bytes held outside the pool with every keeper gone (held: \((try? pool.status().held) ?? []))")
+            }
+            pool.stop()
+            soak.deadCheck("the end", living: [], keepers: [])
+            try pool.start()
+            _ = try pool.client.drain()
+            var lost: UInt64 = 0
+            if (try? waitFor("the drained pages back", timeout: 30) { hostFreePages(page2M) == freeBefore }) == nil {
+                lost = freeBefore - min(freeBefore, hostFreePages(page2M))
+                ledger.fail("the end: \(lost) pages not back after the drain")
+            }
 
-        let c = ledger.counts.withLock { $0 }
-        func list(_ d: [String: Int]) -> String { d.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") }
-        let hostileRuns = c.hostile.values.reduce(0, +)
-        print("soak: \(done) cycles, \(c.prezerodKills) kills, \(c.tenantBytes + c.checkerBytes) bytes (\(ByteSize.format(c.tenantBytes + c.checkerBytes))) verified, \(c.nonZero) non-zero bytes, "
-              + "\(hostileRuns) hostile tenants read \(c.foreignBytes) bytes of others' data, \(lost) pages lost")
-        print("soak: kills \(list(c.kills)); \(c.vmmKills) of QEMU, \(c.launcherKills) of the launcher; \(c.checks) checks")
-        print("soak: hand-overs \(list(c.handOvers)); misses \(list(c.misses)); \(ByteSize.format(c.tenantBytes)) read by tenants, "
-              + "\(ByteSize.format(c.checkerBytes)) by the checker; \(Int(monotonicSeconds() - began)) s")
-        print("soak: hostile: techniques set up and proven \(list(c.hostile)); misses \(list(c.hostileMisses)); link races lost \(list(c.racesLost)); "
-              + "own pattern read back after the release \(c.ownProofs) times; \(c.audits) audits, \(c.foreignBytes) bytes (\(c.foreignBlocks) blocks) of others' data read")
-        print("soak: held outside the pool: \(c.pinnedPages) pages pinned by keepers after their files' take-back, \(c.heldSeenPages) of them counted by prezerod for their leases, "
-              + "at most \(c.heldMaxPages) at once, \(heldAtEnd / page2M) at the end; the held journal below the pins at \(c.journalShort) of \(c.checks) checks")
-        for f in c.failures.prefix(20) { Issue.record("\(f)") }
-        #expect(c.failures.isEmpty, "seed \(seed): \(c.failures.count) failures")
-        #expect(c.handOvers.count == Tenant.Kind.allCases.count, "every path handed files over: \(c.handOvers)")
-        #expect(["mid-fill", "mid-claim", "mid-release"].allSatisfy { m in c.kills.keys.contains { $0.hasPrefix(m) } },
-                "prezerod was killed at every kind of moment: \(c.kills)")
-        #expect(c.foreignBytes == 0 && c.foreignBlocks == 0, "no hostile tenant read a byte of another tenant's data")
-        #expect(heldAtEnd == 0 && lost == 0, "every pinned page came back: \(heldAtEnd) bytes held, \(lost) pages lost")
-        if done >= 120 {
-            // Every technique, through the socket and through launch, set up and proven at least once.
-            let pairs = Hostile.Technique.allCases.flatMap { t in Hostile.Via.allCases.map { "\(t.rawValue) \($0.rawValue)" } }
-            #expect(pairs.allSatisfy { c.hostile[$0, default: 0] > 0 }, "every hostile technique ran through both paths: \(c.hostile)")
-            #expect(c.pinnedPages > 0 && c.heldSeenPages > 0, "pages pinned after a take-back were counted held outside the pool")
+            let c = ledger.counts.withLock { $0 }
+            func list(_ d: [String: Int]) -> String { d.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ") }
+            let hostileRuns = c.hostile.values.reduce(0, +)
+            print("soak: \(done) cycles, \(c.prezerodKills) kills, \(c.tenantBytes + c.checkerBytes) bytes (\(ByteSize.format(c.tenantBytes + c.checkerBytes))) verified, \(c.nonZero) non-zero bytes, "
+                  + "\(hostileRuns) hostile tenants read \(c.foreignBytes) bytes of others' data, \(lost) pages lost")
+            print("soak: kills \(list(c.kills)); \(c.vmmKills) of QEMU, \(c.launcherKills) of the launcher; \(c.checks) checks")
+            print("soak: hand-overs \(list(c.handOvers)); misses \(list(c.misses)); \(ByteSize.format(c.tenantBytes)) read by tenants, "
+                  + "\(ByteSize.format(c.checkerBytes)) by the checker; \(Int(monotonicSeconds() - began)) s")
+            print("soak: hostile: techniques set up and proven \(list(c.hostile)); misses \(list(c.hostileMisses)); link races lost \(list(c.racesLost)); "
+                  + "own pattern read back after the release \(c.ownProofs) times; \(c.audits) audits, \(c.foreignBytes) bytes (\(c.foreignBlocks) blocks) of others' data read")
+            print("soak: held outside the pool: \(c.pinnedPages) pages pinned by keepers after their files' take-back, \(c.heldSeenPages) of them counted by prezerod for their leases, "
+                  + "at most \(c.heldMaxPages) at once, \(heldAtEnd / page2M) at the end; the held journal below the pins at \(c.journalShort) of \(c.checks) checks")
+            for f in c.failures.prefix(20) { Issue.record("\(f)") }
+            #expect(c.failures.isEmpty, "seed \(seed): \(c.failures.count) failures")
+            #expect(c.handOvers.count == Tenant.Kind.allCases.count, "every path handed files over: \(c.handOvers)")
+            #expect(["mid-fill", "mid-claim", "mid-release"].allSatisfy { m in c.kills.keys.contains { $0.hasPrefix(m) } },
+                    "prezerod was killed at every kind of moment: \(c.kills)")
+            #expect(c.foreignBytes == 0 && c.foreignBlocks == 0, "no hostile tenant read a byte of another tenant's data")
+            #expect(heldAtEnd == 0 && lost == 0, "every pinned page came back: \(heldAtEnd) bytes held, \(lost) pages lost")
+            if done >= 120 {
+                // Every technique, through the socket and through launch, set up and proven at least once.
+                let pairs = Hostile.Technique.allCases.flatMap { t in Hostile.Via.allCases.map { "\(t.rawValue) \($0.rawValue)" } }
+                #expect(pairs.allSatisfy { c.hostile[$0, default: 0] > 0 }, "every hostile technique ran through both paths: \(c.hostile)")
+                #expect(c.pinnedPages > 0 && c.heldSeenPages > 0, "pages pinned after a take-back were counted held outside the pool")
+            }
         }
     }
 }
