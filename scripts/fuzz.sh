@@ -32,7 +32,7 @@ for target in PrezeroLibvirtModel PrezeroConfigYAML; do
         -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
 done
 objects=$(find "$scratch/release/"{PrezeroLibvirtModel,PrezeroConfigYAML,PrezeroCore,PrezeroProtocol,Yams,CYaml}.build -name '*.o')
-if ! objdump -h "$scratch/release/PrezeroLibvirtModel.build/MemoryPlan.swift.o" | grep sancov > /dev/null; then
+if ! objdump -h "$scratch/release/PrezeroLibvirtModel.build/DomainXML.swift.o" | grep sancov > /dev/null; then
     echo "fuzz: PrezeroLibvirtModel was built without coverage counters; libFuzzer would search blind" >&2; exit 1
 fi
 

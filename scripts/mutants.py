@@ -10,12 +10,12 @@ import argparse, os, re, subprocess, sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = "Sources/PrezeroCore/"
 
-# (name, file, old, new): each a bug DESIGN.md's invariants forbid.
+# (name, file, old, new): each a bug docs/DESIGN.md's invariants forbid.
 MUTANTS = [
     ("a released file goes back to clean/ and serves the next tenant", CORE + "Pool/PoolOp.swift",
      "l.heldRecord(l.file.bytes), .takeBack(l.ref, node: l.file.node)]",
      "l.heldRecord(l.file.bytes), .rename(l.ref, to: FileRef(l.mount, .clean, l.file.description))]"),
-    ("pages a take-back left pinned are not counted as held", CORE + "Pool/Transitions.swift",
+    ("pages a take-back left pinned are not counted as held", CORE + "Pool/Commit.swift",
      "            if tb.held > 0 { nodes[k]?.held.append(HeldPages(id: l.heldID, lease: l.key, bytes: tb.held)) }\n", ""),
     ("held pages are not journalled before the punch (a crash forgets them)", CORE + "Pool/PoolOp.swift",
      "l.heldRecord(l.file.bytes), .takeBack(", ".takeBack("),
@@ -30,7 +30,7 @@ MUTANTS = [
 # The reuse mutant also needs the state to list the file as clean.
 EXTRA = {
     "a released file goes back to clean/ and serves the next tenant": [
-        (CORE + "Pool/Transitions.swift",
+        (CORE + "Pool/Commit.swift",
          "            leaseVanished(l)\n            guard case .tookBack(let tb)? = observed else { break }",
          "            leaseVanished(l)\n            nodes[NodeKey(mount: l.mount, node: l.file.node)]?.clean.append(l.file)\n"
          "            guard case .tookBack(let tb)? = observed else { break }"),

@@ -15,10 +15,10 @@ extension PoolDaemon {
     /// Each pool mount's path and page size, in the order of the pools.
     package var poolMounts: [(path: String, pageSize: UInt64)] { pools.map { ($0.mount.path, $0.mount.pageSize) } }
 
-    package func hasLease(_ key: String) -> Bool { engine.state.withLock { $0.leases[key] != nil } }
+    package func hasLease(_ key: String) -> Bool { engine.lease(key) != nil }
 
     /// The keys of the leases of one group (a domain's UUID).
-    package func leaseKeys(group: String) -> [String] { engine.state.withLock { $0.leases.keys(group: group) } }
+    package func leaseKeys(group: String) -> [String] { engine.leaseKeys(group: group) }
 
     /// Gives back `pages` from the nodes of the pool of `pageSize` that hold the most; false if there is no such pool.
     package func makeRoomAnywhere(pageSize: UInt64, pages: UInt64) -> Bool {

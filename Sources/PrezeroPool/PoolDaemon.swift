@@ -13,6 +13,8 @@ public final class PoolDaemon: Sendable {
     package let logger: Logger
     let pools: [PoolDirectory]
     let engine: PoolEngine
+    /// The workers' fills, run by `engine`'s rules.
+    let jobs: JobRunner
     /// The engine's file system, for the destinations requests open (`HostFileSystem.using`).
     let host: HostFileSystem
     /// Each node's workers, one semaphore each: a wake-up reaches them all.
@@ -45,14 +47,14 @@ public final class PoolDaemon: Sendable {
         host = fs
         engine = PoolEngine(fs: fs, state: state, logger: logger, clock: monotonicSeconds, pause: sleepSeconds,
                             wake: { k in for w in signals[k] ?? [] { w.signal() } })
+        jobs = JobRunner(engine: engine)
         try engine.recover()
         for (mi, pool) in pools.enumerated() {
-            let s = engine.state.withLock { s in
-                (s.nodes.filter { $0.key.mount == mi }.values, s.leases.values.filter { $0.mount == mi }.count, s.mounts[mi].quarantined)
-            }
+            let s = engine.snapshot()
+            let nodes = s.nodes.filter { $0.key.mount == mi }.values
             logger.info("pool \(pool.rootPath) recovered", metadata: [
-                "clean": "\(s.0.map(\.clean.count).reduce(0, +))",
-                "resumed_fills": "\(s.0.map(\.resume.count).reduce(0, +))", "leases": "\(s.1)", "quarantined": "\(s.2)",
+                "clean": "\(nodes.map(\.clean.count).reduce(0, +))", "resumed_fills": "\(nodes.map(\.resume.count).reduce(0, +))",
+                "leases": "\(s.leases.values.filter { $0.mount == mi }.count)", "quarantined": "\(s.mounts[mi].quarantined)",
             ])
         }
     }
@@ -109,11 +111,11 @@ public final class PoolDaemon: Sendable {
         logger.debug("worker started", metadata: ["mount": "\(pool.mount.path)", "node": "\(k.node)", "worker": "\(w)",
                                                  "cpus": "\(Numa.threadCPUs())", "tid": "\(Numa.threadID())"])
         while true {
-            switch engine.nextJob(k) {
+            switch jobs.nextJob(k) {
             case .stop?:
                 return
             case let job?:
-                engine.perform(job, on: k)
+                jobs.perform(job, on: k)
             case nil:
                 _ = wakeups[k]![w].wait(timeout: .now() + .milliseconds(config.monitorIntervalMs))
             }

@@ -9,16 +9,16 @@ import Synchronization
 /// through the state's commit / compensation. Threads, pinning and pacing stay with
 /// the caller; the decisions live in PrezeroCore.
 public final class PoolEngine: Sendable {
-    public let fs: any PoolFileSystem
-    public let state: Locked<PoolState>
+    let fs: any PoolFileSystem
+    /// The pool's state: only this class reads or changes it, others ask the named
+    /// queries below.
+    private let state: Locked<PoolState>
     let logger: Logger
     let clock: @Sendable () -> Double
     /// Waits (bandwidth budgets, retries after errors). The simulation passes a no-op.
     let pause: @Sendable (Double) -> Void
     /// Tells a node's workers that there is work (a file taken back: fill a new one).
     let wake: @Sendable (NodeKey) -> Void
-    /// Each node's fill budget (`fill_bandwidth`), shared by all of its workers.
-    let budgets = Mutex<[NodeKey: TokenBucket]>([:])
     /// Leases whose file a release or a take-back is working on: one at a time per lease,
     /// since a release opens the leased file and a take-back holds a write lease on it
     /// (an opener would wait for the lease to go).
@@ -39,6 +39,21 @@ public final class PoolEngine: Sendable {
     public let config: Config
     public var stopping: Bool { state.withLock { $0.stopping } }
     public func stop() { state.withLock { $0.stopping = true } }
+
+    // MARK: named queries
+
+    public func lease(_ key: String) -> Lease? { state.withLock { $0.leases[key] } }
+    public func lease(mount mi: Int, inode: UInt64) -> Lease? { state.withLock { $0.leases.lease(mount: mi, inode: inode) } }
+    /// The keys of a libvirt domain's leases (`LeaseKey.group`).
+    public func leaseKeys(group: String) -> [String] { state.withLock { $0.leases.keys(group: group) } }
+    public func hasNode(_ k: NodeKey) -> Bool { state.withLock { $0.nodes[k] != nil } }
+    public func counters(_ k: NodeKey) -> NodeCounters { fs.counters(k) }
+    /// A copy of the whole state, for status and for the simulation's checks.
+    public func snapshot() -> PoolState { state.withLock { $0 } }
+
+    public func setTargets(_ keys: [NodeKey], drain: Bool, target: SizeSpec?) {
+        state.withLock { $0.setTargets(keys, drain: drain, target: target) }
+    }
 
     // MARK: the executor
 
@@ -187,9 +202,8 @@ public final class PoolEngine: Sendable {
             throw ControlError(.system, "release of lease '\(lease.key)': \(f.error)")
         }
         logger.info("lease \(lease.key) released")
-        if let l = state.withLock({ $0.leases[lease.key] }) { takeBackIfEnded(l, now: clock()) }
-        let done = state.withLock { $0.leases[lease.key] == nil }
-        return ReleaseResult(lease: lease.key, reclaimed: done)
+        if let l = self.lease(lease.key) { takeBackIfEnded(l, now: clock()) }
+        return ReleaseResult(lease: lease.key, reclaimed: self.lease(lease.key) == nil)
     }
 
     /// Marks a lease busy, waiting (a few seconds at most) while a take-back of it runs.
@@ -369,152 +383,15 @@ public final class PoolEngine: Sendable {
         for k in need().nodes { giveBack(k) { need().need } }
     }
 
-    // MARK: the workers' jobs
+    // MARK: what the job runner asks and tells (see `JobRunner`)
 
-    public func nextJob(_ k: NodeKey) -> Job? {
-        let c = fs.counters(k)
+    func nextJob(_ k: NodeKey, counters c: NodeCounters) -> Job? { let now = clock(); return state.withLock { $0.nextJob(k, counters: c, now: now) } }
+    func pageSize(_ k: NodeKey) -> UInt64 { state.withLock { $0.pageSize(k) } }
+    /// Whether a fill may take its next chunk on the node (its target, what must stay free).
+    func fillMayAllocate(_ k: NodeKey, counters c: NodeCounters, chunk: UInt64) -> Bool {
         let now = clock()
-        return state.withLock { $0.nextJob(k, counters: c, now: now) }
+        return state.withLock { $0.fillMayAllocate(k, counters: c, chunk: chunk, now: now) }
     }
-
-    /// Runs a job to its end, waiting where the bandwidth budget says.
-    public func perform(_ job: Job, on k: NodeKey) {
-        var run = begin(job, on: k)
-        while let wait = advance(&run) { pause(wait) }
-    }
-
-    /// Performs one effect of a fill; a failure discards its file (its pages go back to
-    /// the kernel, never to `clean/`). ENOSPC on an allocation is reported as `false`,
-    /// not as a failure.
-    func step(_ e: Effect, _ run: JobRun, _ what: String) -> Bool? {
-        do throws(EffectError) {
-            _ = try fs.perform(e)
-            return true
-        } catch {
-            if case .allocate = e, error.isNoSpace { return false }
-            logger.error("\(what) of \(run.ref) failed: \(e): \(error); giving its pages back to the kernel")
-            self.run(.discard(run.key, run.ref))
-            pause(1)  // do not spin on a persistent error
-            return nil
-        }
-    }
-
-    public func begin(_ job: Job, on k: NodeKey) -> JobRun {
-        let ps = state.withLock { $0.pageSize(k) }
-        switch job {
-        case .fill(let f, let resume):
-            let budget = config.fillBandwidth.resolve(totalBytes: 0)
-            let chunk = WorkChunk.bytes(configured: config.fillChunk.resolve(totalBytes: 0), budget: budget, pageSize: ps)
-            budgets.withLock { b in
-                if b[k] == nil { b[k] = TokenBucket(rate: Double(budget), burst: Double(chunk), now: clock(), full: false) }
-            }
-            return JobRun(key: k, job: job, file: f, ref: FileRef(k.mount, .filling, f.description), phase: resume ? .resume : .create,
-                          chunk: chunk, started: clock(), pageSize: ps)
-        case .stop:
-            return JobRun(key: k, job: job, file: PoolFileName(node: k.node, bytes: 0, seq: 0),
-                          ref: FileRef(k.mount, .filling, ""), phase: .over, chunk: ps, started: 0, pageSize: ps)
-        }
-    }
-
-    /// The wait the node's shared budget asks before a chunk of `n` bytes, once per chunk;
-    /// nil to go on.
-    func pace(_ r: inout JobRun, _ n: UInt64) -> Double? {
-        if r.paced {
-            r.paced = false
-            return nil
-        }
-        let now = clock()
-        let wait = budgets.withLock { $0[r.key]?.take(Double(n), now: now) ?? 0 }
-        guard wait > 0 else { return nil }
-        r.paced = true
-        return wait
-    }
-
-    /// Advances a job by one step (at most one chunk of work). Returns how long to wait
-    /// before the next step, or nil when the job is over.
-    public func advance(_ r: inout JobRun) -> Double? {
-        let k = r.key, f = r.file, ref = r.ref
-        switch r.phase {
-        case .over:
-            return nil
-
-        // Fill: fallocate in chunks; the kernel zeroes each page on the node. What was
-        // filled goes to `clean/`.
-        case .create:
-            guard step(.create(ref), r, "fill") != nil else { return r.over() }
-            r.phase = .fill
-        case .resume:
-            do throws(EffectError) {
-                r.done = (try fs.status(ref)?.allocated ?? 0) / r.pageSize * r.pageSize
-            } catch {
-                logger.error("fill of \(ref): \(error)")
-            }
-            r.had = r.done
-            r.phase = .fill
-        case .fill:
-            guard r.done < f.bytes else { r.phase = .fillEnd; break }
-            let n = min(r.chunk, f.bytes - r.done)
-            if let wait = pace(&r, n) { return wait }
-            let c = fs.counters(k)
-            let now = clock()
-            guard state.withLock({ $0.fillMayAllocate(k, counters: c, chunk: n, now: now) }) else { r.phase = .fillEnd; break }
-            let got = step(.allocate(ref, offset: r.done, length: n, node: k.node), r, "fill")
-            let done = got == true ? r.done + n : nil
-            state.withLock { $0.fillAllocated(k, f, chunk: n, done: done) }
-            guard let got else { return r.over() }
-            guard got else {
-                logger.debug("fill on node \(k.node) stopped: no free pages left on the node or the mount")
-                if r.done == r.had { state.withLock { $0.fillBackOff(k, now: now) } }
-                r.phase = .fillEnd
-                break
-            }
-            r.done += n
-        case .fillEnd:
-            let secs = clock() - r.started
-            if case .failure(let e) = run(.fillEnd(k, f, done: r.done, fresh: r.done - r.had, seconds: secs)) {
-                logger.error("fill of \(f) on node \(k.node) failed: \(e.error); discarded")
-                pause(1)
-            } else if r.done > 0 {
-                logger.debug("filled \(f.resized(r.done)) on node \(k.node)", metadata: ["seconds": "\(secs)"])
-            }
-            return r.over()
-
-        }
-        return 0
-    }
-}
-
-/// A worker's job in progress, advanced one step at a time by `PoolEngine.advance`.
-public struct JobRun: Sendable {
-    enum Phase: Sendable { case create, resume, fill, fillEnd, over }
-    public let key: NodeKey
-    public let job: Job
-    let file: PoolFileName
-    public let ref: FileRef
-    var phase: Phase
-    let chunk: UInt64
-    let started: Double
-    let pageSize: UInt64
-    var done: UInt64 = 0
-    var had: UInt64 = 0
-    /// The budget's wait before the next chunk has been served.
-    var paced = false
-
-    init(key: NodeKey, job: Job, file: PoolFileName, ref: FileRef, phase: Phase, chunk: UInt64, started: Double, pageSize: UInt64) {
-        self.key = key
-        self.job = job
-        self.file = file
-        self.ref = ref
-        self.phase = phase
-        self.chunk = chunk
-        self.started = started
-        self.pageSize = pageSize
-    }
-
-    public var isOver: Bool { phase == .over }
-
-    mutating func over() -> Double? {
-        phase = .over
-        return nil
-    }
+    func fillAllocated(_ k: NodeKey, _ f: PoolFileName, chunk: UInt64, done: UInt64?) { state.withLock { $0.fillAllocated(k, f, chunk: chunk, done: done) } }
+    func fillBackOff(_ k: NodeKey) { let now = clock(); state.withLock { $0.fillBackOff(k, now: now) } }
 }

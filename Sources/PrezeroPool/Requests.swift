@@ -40,41 +40,40 @@ extension PoolDaemon {
     // MARK: status
 
     public func status() -> StatusResult {
-        let counters = Dictionary(uniqueKeysWithValues: wakeups.keys.map { ($0, engine.fs.counters($0)) })
+        let counters = Dictionary(uniqueKeysWithValues: wakeups.keys.map { ($0, engine.counters($0)) })
         let now = monotonicSeconds()
-        return engine.state.withLock { b in
-            let mounts = pools.enumerated().map { mi, pool in
-                let nodes = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key.node < $1.key.node }.map { k, nb in
-                    var s = nb.stats
-                    let c = counters[k]!
-                    s.totalBytes = c.total
-                    s.freeBytes = c.free
-                    s.targetBytes = b.target(k, totalBytes: c.total)
-                    s.minFreeBytes = b.keepFree(k, totalBytes: c.total, forFill: false, now: now)
-                    s.keptForLaunchBytes = b.keepFree(k, totalBytes: c.total, forFill: true, now: now) - s.minFreeBytes
-                    s.cleanBytes = nb.cleanBytes
-                    s.cleanFiles = nb.clean.count
-                    s.fillingBytes = nb.fillingBytes
-                    s.heldBytes = nb.heldBytes
-                    s.leasedBytes = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }.reduce(0) { $0 + $1.file.bytes }
-                    return s
-                }
-                let leases = b.leases.values.filter { $0.mount == mi }.sorted { $0.key < $1.key }
-                    .map { LeaseStatus(lease: $0.key, node: $0.file.node, bytes: $0.file.bytes) }
-                let held = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key < $1.key }
-                    .flatMap { k, nb in nb.held.map { HeldStatus(lease: $0.lease, node: k.node, bytes: $0.bytes) } }
-                return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
-                                   quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames)
+        let b = engine.snapshot()
+        let mounts = pools.enumerated().map { mi, pool in
+            let nodes = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key.node < $1.key.node }.map { k, nb in
+                var s = nb.stats
+                let c = counters[k]!
+                s.totalBytes = c.total
+                s.freeBytes = c.free
+                s.targetBytes = b.target(k, totalBytes: c.total)
+                s.minFreeBytes = b.keepFree(k, totalBytes: c.total, forFill: false, now: now)
+                s.keptForLaunchBytes = b.keepFree(k, totalBytes: c.total, forFill: true, now: now) - s.minFreeBytes
+                s.cleanBytes = nb.cleanBytes
+                s.cleanFiles = nb.clean.count
+                s.fillingBytes = nb.fillingBytes
+                s.heldBytes = nb.heldBytes
+                s.leasedBytes = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }.reduce(0) { $0 + $1.file.bytes }
+                return s
             }
-            return StatusResult(pid: Processes.current(), mounts: mounts)
+            let leases = b.leases.values.filter { $0.mount == mi }.sorted { $0.key < $1.key }
+                .map { LeaseStatus(lease: $0.key, node: $0.file.node, bytes: $0.file.bytes) }
+            let held = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key < $1.key }
+                .flatMap { k, nb in nb.held.map { HeldStatus(lease: $0.lease, node: k.node, bytes: $0.bytes) } }
+            return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
+                               quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames)
         }
+        return StatusResult(pid: Processes.current(), mounts: mounts)
     }
 
     // MARK: fill and drain
 
     func setTargets(_ scope: PoolScope, drain: Bool) throws(ControlError) {
         let keys = try nodeKeys(scope)
-        engine.state.withLock { $0.setTargets(keys, drain: drain, target: scope.target) }
+        engine.setTargets(keys, drain: drain, target: scope.target)
         if drain {
             for k in keys { engine.giveBack(k, bytes: UInt64.max / 2) }
             logger.info("drain: targets of \(keys.count) node pool(s) set to 0 and their files given back")
@@ -122,7 +121,7 @@ extension PoolDaemon {
         }
         guard c.mode & ~0o777 == 0 else { throw ControlError(.badRequest, "claim: mode \(String(c.mode, radix: 8)) has bits beyond 0777") }
         if let key = c.lease, let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "claim: \(why)") }
-        for n in c.nodes where engine.state.withLock({ $0.nodes[NodeKey(mount: mi, node: n)] == nil }) {
+        for n in c.nodes where !engine.hasNode(NodeKey(mount: mi, node: n)) {
             throw ControlError(.badRequest, "claim: node \(n) is not a node of this host")
         }
         let largest = engine.counters(mount: mi).filter { c.nodes.isEmpty || c.nodes.contains($0.key.node) }.values.map(\.total).max() ?? 0
@@ -144,7 +143,7 @@ extension PoolDaemon {
 
     /// `uid_quota` in bytes: a percentage is of the huge pages of every pool mount together.
     func uidQuotaBytes() -> UInt64 {
-        let total = wakeups.keys.reduce(UInt64(0)) { $0 + engine.fs.counters($1).total }
+        let total = wakeups.keys.reduce(UInt64(0)) { $0 + engine.counters($1).total }
         return config.uidQuota.resolve(totalBytes: total)
     }
 
@@ -208,7 +207,7 @@ extension PoolDaemon {
         var opened: OpenedDestination?
         if let key = r.lease {
             if let why = LeaseKey.problem(key) { throw ControlError(.badRequest, "release: \(why)") }
-            guard let l = engine.state.withLock({ $0.leases[key] }) else { throw ControlError(.notFound, "release: no lease '\(key)'") }
+            guard let l = engine.lease(key) else { throw ControlError(.notFound, "release: no lease '\(key)'") }
             lease = l
         } else if let dest = r.dest {
             guard let (l, d) = try leaseAt(dest, as: caller) else { throw ControlError(.notFound, "release: \(dest) is not a leased pool file") }
@@ -243,7 +242,7 @@ extension PoolDaemon {
         guard let (d, st) = try? openDestination(dest, as: caller),
               let file = try? Files.status(in: d.dir, name: d.name) else { return nil }
         for (mi, pool) in pools.enumerated() where (try? checkDestination(dest, st, on: pool)) != nil {
-            if let l = engine.state.withLock({ $0.leases.lease(mount: mi, inode: file.inode) }) { return (l, d) }
+            if let l = engine.lease(mount: mi, inode: file.inode) { return (l, d) }
         }
         return nil
     }

@@ -78,6 +78,7 @@ final class World: @unchecked Sendable {
     let config: Config
     let clock = Clock()
     var engine: PoolEngine!
+    var jobs: JobRunner!
     /// The jobs in progress, by node and worker.
     var runs: [Int: [Int: JobRun]] = [:]
     struct Holding {
@@ -117,6 +118,7 @@ final class World: @unchecked Sendable {
             let state = PoolState(config: config, mounts: [(Self.pageSize, Self.nodes, MountConfig(path: "/sim"))])
             engine = PoolEngine(fs: fs, state: state, logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }),
                                 clock: { [clock] in clock.now }, pause: { _ in }, wake: { _ in })
+            jobs = JobRunner(engine: engine)
             do {
                 try engine.recover()
             } catch {}
@@ -136,7 +138,7 @@ final class World: @unchecked Sendable {
         }
         perform(s.action)
         if trace {
-            let st = engine.state.withLock { $0 }
+            let st = engine.snapshot()
             print("step \(steps): \(s)\n  free \(fs.free) others \(fs.others) dirs \(fs.dirs.filter { !$0.value.isEmpty }.mapValues { $0.keys.sorted() })")
             print("  state \(st.keys.map { k in "\(k): clean \(st.nodes[k]!.clean) filling \(st.nodes[k]!.filling) held \(st.nodes[k]!.held)" }) abandoned \(st.abandoned) orphans \(fs.orphans.count)")
         }
@@ -180,7 +182,7 @@ final class World: @unchecked Sendable {
         case .release(let pick):
             guard !dests.isEmpty else { return }
             let (lease, _) = dests.remove(at: pick % dests.count)
-            guard let l = engine.state.withLock({ $0.leases[lease] }) else { return }
+            guard let l = engine.lease(lease) else { return }
             _ = try? engine.release(l)
         case .removeDestination(let pick):
             guard !dests.isEmpty else { return }
@@ -215,7 +217,7 @@ final class World: @unchecked Sendable {
             }
             // Without prezero, every page but those in use would be free for this launch. (Files an
             // earlier failure left to recovery are not the pool's to give back until a restart.)
-            let known = Set(engine.state.withLock { $0.knownFiles(mount: 0) })
+            let known = Set(engine.snapshot().knownFiles(mount: 0))
             let left = fs.dirs.filter { $0.key != .leased }.flatMap { d in d.value.filter { !known.contains(FileRef(0, d.key, $0.key)) }.values }
             let leftPages = Set(left).reduce(0) { n, ino in n + (fs.files[ino]?.pages.values.filter { $0.node == node }.count ?? 0) }
             let available = Self.pagesPerNode - fs.pinned(node: node) - inFlight - leftPages
@@ -229,12 +231,12 @@ final class World: @unchecked Sendable {
         case .work(let node, let w, let n):
             for _ in 0..<n {
                 if runs[node]?[w] == nil {
-                    guard let job = engine.nextJob(key(node)), job != .stop else { return }
-                    runs[node, default: [:]][w] = engine.begin(job, on: key(node))
+                    guard let job = jobs.nextJob(key(node)), job != .stop else { return }
+                    runs[node, default: [:]][w] = jobs.begin(job, on: key(node))
                 }
                 // The first step of a job performs its first effect (create, take), so that the
                 // state and the directories agree between steps.
-                if engine.advance(&runs[node]![w]!) == nil { runs[node]![w] = nil }
+                if jobs.advance(&runs[node]![w]!) == nil { runs[node]![w] = nil }
                 if fs.crashed { return }
             }
         case .monitor:
@@ -248,7 +250,7 @@ final class World: @unchecked Sendable {
             engine.stop()
             for n in Self.nodes {
                 for w in (runs[n] ?? [:]).keys.sorted() {
-                    while engine.advance(&runs[n]![w]!) != nil, !fs.crashed {}
+                    while jobs.advance(&runs[n]![w]!) != nil, !fs.crashed {}
                     if fs.crashed { break }
                 }
                 runs[n] = nil
@@ -262,7 +264,7 @@ final class World: @unchecked Sendable {
     func check(after s: Step) {
         var v = fs.violations
         fs.violations = []
-        let state = engine.state.withLock { $0 }
+        let state = engine.snapshot()
         v += state.violations()
         var seen: [UInt64: FileRef] = [:]
         for (dir, names) in fs.dirs {

@@ -6,20 +6,6 @@ import PrezeroCore
 import PrezeroProtocol
 import PrezeroSys
 
-struct Metrics: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Print prezerod's counters in the Prometheus text format (for node_exporter's textfile collector or a scrape wrapper).")
-
-    @OptionGroup var connection: Connection
-
-    func run() throws {
-        try guarded {
-            let s = try connection.status()
-            print(PrometheusText.render(s), terminator: "")
-        }
-    }
-}
-
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check the host and prezerod: hugetlbfs mounts, reserved pages per node, the daemon, the pool directories.")

@@ -1,0 +1,241 @@
+import ArgumentParser
+import Foundation
+import PrezeroBench
+import PrezeroClient
+import PrezeroCore
+import PrezeroHookHandler
+import PrezeroLibvirtModel
+import PrezeroLibvirt
+import PrezeroPool
+import PrezeroProtocol
+import PrezeroSys
+
+/// A guest that boots to userspace: Debian's kernel and an initramfs whose /init
+/// writes `marker` on the first serial port (scripts/boot-guest.sh builds both).
+struct BootImage {
+    static let marker = "PREZERO-BOOT-USERSPACE"
+    var kernel: String
+    var initrd: String
+}
+
+/// The host as the libvirt bench finds it, checked, and the domains it defines,
+/// undefined again by `close()`.
+final class LibvirtLab {
+    static let eligible = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
+    let conn: LibvirtConnection
+    let connection: Connection
+    let mount: String
+    let pageSize: UInt64
+    let hook: String
+    let hookAside: String
+    let accel: AccelDecision
+    /// For the --boot guests, which boot a kernel.
+    let bootAccel: AccelDecision
+    /// Huge pages of the pool's size the host has reserved (sysfs).
+    let reservedPages: UInt64
+    let work: String
+    var domains: [String] = []
+
+    /// The stock form of the same guest: huge pages of the pool's size, preallocated and
+    /// zeroed by QEMU at start (libvirt sets prealloc for huge pages), on `threads`
+    /// threads when given (`prealloc-threads`).
+    func stock(threads: Int? = nil) -> String {
+        "<hugepages><page size='\(pageSize >> 10)' unit='KiB'/></hugepages>"
+            + (threads.map { "<allocation mode='immediate' threads='\($0)'/>" } ?? "")
+    }
+
+    init(libvirt: LibvirtOptions, connection: Connection) throws {
+        hook = libvirt.hooksDir + "/prezero"
+        // Beside qemu.d, not in it: libvirt runs every file in qemu.d.
+        hookAside = (libvirt.hooksDir as NSString).deletingLastPathComponent + "/prezero.bench-aside"
+        // A bench that was killed with the hook moved aside puts it back first.
+        if Files.status(followingPath: hook) == nil, Files.status(followingPath: hookAside) != nil {
+            try? Files.renamePath(hookAside, hook)
+        }
+        guard Files.status(followingPath: hook) != nil else {
+            throw CLIError("no hook at \(hook); run `prezero install` and restart libvirtd (`prezero libvirt doctor` checks the setup)")
+        }
+        self.connection = connection
+        let status = try connection.status()
+        let host: HookHost
+        do {
+            host = try HostDiscovery.hookHost(qemuConf: libvirt.qemuConf, domain: nil,
+                                              poolMounts: status.mounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) }).1
+        } catch {
+            throw CLIError(error.description, code: 2)
+        }
+        guard let m = host.backingPoolMount.map({ ($0.path, $0.pageSize) }) else {
+            throw CLIError("memory_backing_dir in \(libvirt.qemuConf) is not on a pool mount; `prezero libvirt doctor` says what to change")
+        }
+        (mount, pageSize) = m
+        accel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf)
+        bootAccel = HostAccelerator.forLibvirt(qemuConf: libvirt.qemuConf, bootsKernel: true)
+        reservedPages = HugePageCounters.host(pageSize: pageSize)?.total ?? 0
+        // World-traversable: QEMU (as qemu.conf's user) opens the boot kernel and initrd beside it.
+        work = "/tmp/prezero-bench-libvirt-\(Processes.current())"
+        do { try Files.makeDirectories(work, mode: 0o755) } catch { throw CLIError("cannot make \(work): \(error)") }
+        conn = try libvirt.open()
+    }
+
+    /// Defines a guest with no disk: SeaBIOS idles, which is enough to time a start; with
+    /// `boot`, the kernel boots to its /init, which writes its marker on ttyS0 (a file).
+    func define(_ role: String, bytes: UInt64, backing: String, boot: BootImage? = nil) throws -> String {
+        let name = "prezero-bench-\(role)-\(Processes.current())"
+        let os = boot.map {
+            "<kernel>\($0.kernel)</kernel><initrd>\($0.initrd)</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline>"
+        } ?? "<boot dev='hd'/>"
+        let serial = boot == nil ? "" : "<serial type='file'><source path='\(consolePath(name))'/><target port='0'/></serial>"
+        let xml = """
+            <domain type='\((boot == nil ? accel : bootAccel).domainType)'>
+              <name>\(name)</name>
+              <uuid>\(UUID().uuidString.lowercased())</uuid>
+              <memory unit='KiB'>\(bytes >> 10)</memory>
+              <memoryBacking>\(backing)</memoryBacking>
+              <vcpu>1</vcpu>
+              <os><type arch='x86_64' machine='pc'>hvm</type>\(os)</os>
+              <on_poweroff>destroy</on_poweroff>
+              <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/>\(serial)</devices>
+            </domain>
+            """
+        try libvirtCall { () throws(LibvirtError) in try conn.define(xml) }
+        domains.append(name)
+        return name
+    }
+
+    func settle() throws { try settlePool(connection, mount: mount) }
+
+    /// Seconds libvirt takes to start `name`; then destroys it. A hand-over that did not
+    /// happen is an error, never a figure.
+    func timeStart(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        try settle()
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        let took = monotonicSeconds() - t
+        defer { try? conn.destroy(name) }
+        try checkHandedOver(name, handedOver)
+        return took
+    }
+
+    /// Seconds libvirt takes to restore `name` from a state saved just before (virDomainRestore:
+    /// start begin, QEMU with -incoming, the saved memory loaded); then destroys it.
+    func timeRestore(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        let image = work + "/\(name).save"
+        defer { try? Files.removePath(image) }
+        try settle()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        try checkHandedOver(name, handedOver)
+        try libvirtCall { () throws(LibvirtError) in try conn.save(name, to: image) }
+        try settle()
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.restore(from: image) }
+        let took = monotonicSeconds() - t
+        defer { try? conn.destroy(name) }
+        try checkHandedOver(name, handedOver)
+        return took
+    }
+
+    func consolePath(_ name: String) -> String { work + "/\(name).console" }
+
+    /// Seconds from virDomainCreate until the guest's /init has written its marker on the
+    /// serial console (virtlogd writes it to a file, truncated at each start); then destroys it.
+    func timeBoot(_ name: String, handedOver: UInt64? = nil) throws -> Double {
+        try settle()
+        let console = consolePath(name)
+        let t = monotonicSeconds()
+        try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
+        defer { try? conn.destroy(name) }
+        try checkHandedOver(name, handedOver)
+        while Files.readText(console)?.contains(BootImage.marker) != true {
+            guard monotonicSeconds() - t < 180 else {
+                throw CLIError("\(name): no \(BootImage.marker) on the serial console within 180 s; see \(console)")
+            }
+            sleepSeconds(0.002)
+        }
+        return monotonicSeconds() - t
+    }
+
+    /// A hand-over that did not happen is an error, never a figure.
+    func checkHandedOver(_ name: String, _ want: UInt64?) throws {
+        guard let want else { return }
+        let leased = (try? connection.client.status())?.mounts.first { $0.path == mount }?.nodes
+            .reduce(0) { $0 + $1.leasedBytes } ?? 0
+        guard leased >= want else {
+            throw CLIError("\(name) was not handed over (\(ByteSize.format(leased)) leased); prezerod's log says why. Is the pool's target at least \(ByteSize.format(want))?")
+        }
+    }
+
+    /// Runs `body` with the hook moved out of libvirt's hook directory, and puts it back.
+    /// With `noop`, /bin/true stands in its place: what libvirt's running of any hook costs.
+    func withHookAside<T>(noop: Bool = false, _ body: () throws -> T) throws -> T {
+        do {
+            try Files.renamePath(hook, hookAside)
+        } catch {
+            throw CLIError("cannot move the hook aside: \(error)")
+        }
+        defer {
+            if noop { try? Files.removePath(hook) }
+            try? Files.renamePath(hookAside, hook)
+        }
+        if noop {
+            guard (try? ChildProcess(["cp", "/bin/true", hook]).wait()) == 0 else { throw CLIError("cannot put /bin/true in place of the hook") }
+        }
+        return try body()
+    }
+
+    /// The hook's three calls at a start (prepare, start, started begin) run directly,
+    /// with the domain's XML on stdin as libvirt gives it: seconds for the three.
+    func timeHookCalls(_ name: String, times: Int) throws -> [Double] {
+        let xml = try libvirtCall { () throws(LibvirtError) in try conn.xml(name) }
+            .replacingOccurrences(of: "<domain type='\(accel.domainType)'>", with: "<domain type='\(accel.domainType)' id='999999'>")
+        let input = "/tmp/prezero-bench-\(Processes.current()).xml"
+        do {
+            try Files.writeText(input, xml)
+        } catch {
+            throw CLIError("cannot write \(input): \(error)")
+        }
+        defer { try? Files.removePath(input) }
+        var out: [Double] = []
+        for _ in 0..<times {
+            let t = monotonicSeconds()
+            for call in [["prepare", "begin"], ["start", "begin"], ["started", "begin"]] {
+                do {
+                    try ChildProcess([hook, name] + call + ["-"], stdin: input).wait()
+                } catch {
+                    throw CLIError("cannot run the hook \(hook): \(error)")
+                }
+            }
+            out.append(monotonicSeconds() - t)
+        }
+        return out
+    }
+
+    func close() {
+        if Files.status(followingPath: hook) == nil { try? Files.renamePath(hookAside, hook) }
+        for d in domains {
+            try? conn.destroy(d)
+            try? conn.undefine(d)
+        }
+        domains = []
+        _ = try? ChildProcess(["rm", "-rf", work]).wait()
+    }
+}
+
+/// Waits for the pool on `mount` to be back at its target with nothing leased or
+/// filling, and for a stock start's make-room hold to be over, so that no start is timed
+/// against the pool's own work, and no refill beside a hand-over is cut short by a hold
+/// kept for a guest already gone.
+func settlePool(_ connection: Connection, mount: String) throws {
+    let deadline = monotonicSeconds() + 300
+    while true {
+        let s = try connection.status()
+        let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
+        let busy = nodes.reduce(UInt64(0)) { $0 + $1.fillingBytes + $1.leasedBytes }
+        if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) && $0.keptForLaunchBytes == 0 }) {
+            return
+        }
+        guard monotonicSeconds() < deadline else {
+            throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing leased or filling); see `prezero status`")
+        }
+        sleepSeconds(0.1)
+    }
+}
