@@ -110,10 +110,11 @@ let package = Package(
                     exclude: ["Fixtures"], swiftSettings: strict),
         // The benchmarks' pure parts: arguments, statistics, the bundle's sizes.
         .testTarget(name: "PrezeroBenchTests", dependencies: ["PrezeroBench"], swiftSettings: strict),
-        // The pool engine over an in-memory model file system: no root, no huge pages.
+        // The pool engine over an in-memory model file system, and the control server with a
+        // scripted handler: no root, no huge pages.
         .testTarget(
             name: "PrezeroPoolTests",
-            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroPool", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroPool", "PrezeroSys", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         // prezero-hook and prezero-bench are no dependencies: their -static-executable would be
         // linked into the test binary. `swift build --build-tests` builds them all the same.

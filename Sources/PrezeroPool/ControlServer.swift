@@ -15,7 +15,7 @@ import Synchronization
 /// (`ControlLane`), a small fixed pool each, so no request waits behind another lane's
 /// long work; the answer comes back to the loop, which writes it without blocking.
 public final class ControlServer: Sendable {
-    let daemon: PoolDaemon
+    let daemon: any RequestHandling
     let listener: UnixListener
     let logger: Logger
     static let maxConnections = 64
@@ -43,7 +43,7 @@ public final class ControlServer: Sendable {
     let stopping = Atomic<Bool>(false)
     let stopped = DispatchSemaphore(value: 0)
 
-    public init(daemon: PoolDaemon, logger: Logger) throws {
+    public init(daemon: any RequestHandling, logger: Logger) throws {
         let c = daemon.config
         let dir = String(c.socket[..<(c.socket.lastIndex(of: "/") ?? c.socket.startIndex)])
         if !dir.isEmpty { try Files.makeDirectories(dir, mode: 0o755) }

@@ -232,17 +232,30 @@ public final class UnixListener: Sendable {
             }
             unlink(path)
         }
-        var addr = try unixAddress(path, for: "bind")
-        // Bind under a tight umask so the socket is never reachable with looser permissions.
-        let old = umask(0o177)
-        defer { umask(old) }
-        try check("bind", path) {
-            withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        // The socket is bound in a new directory of this process's alone (0700), given its group
+        // and mode there, and only then renamed to `path`: it is never reachable with looser
+        // permissions, and no umask (which is the whole process's) is changed for it.
+        _ = try unixAddress(path, for: "bind")  // `path` itself is checked before anything is made
+        let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let privateDir = "\(parent.isEmpty ? "" : parent)/.pz\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        try check("mkdir", privateDir) { mkdir(privateDir, 0o700) }
+        defer { rmdir(privateDir) }
+        let bound = privateDir + "/s"
+        var addr = try unixAddress(bound, for: "bind")
+        do throws(SysError) {
+            try check("chmod", privateDir) { Glibc.chmod(privateDir, 0o700) }
+            try check("bind", path) {
+                withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(raw, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
             }
+            if let group { try check("chown", path) { Glibc.lchown(bound, UInt32.max, group) } }
+            try check("chmod", path) { Glibc.chmod(bound, mode_t(mode)) }
+            try check("rename", path) { rename(bound, path) }
+        } catch {
+            unlink(bound)
+            throw error
         }
-        if let group { try check("chown", path) { Glibc.lchown(path, UInt32.max, group) } }
-        try check("chmod", path) { Glibc.chmod(path, mode_t(mode)) }
         try check("listen", path) { listen(raw, 64) }
     }
 
