@@ -42,13 +42,17 @@ let package = Package(
                 swiftSettings: strict),
         // The one place that calls each syscall.
         .target(name: "PrezeroSys", dependencies: ["PrezeroCShims", "CNuma"], swiftSettings: strict),
+        // The host's facts, read in one place below the daemon and the CLI: hugetlbfs mounts and
+        // page sizes, the pool mounts a config names, /proc's meminfo and mountinfo, libvirt's
+        // capabilities cache (as text: the XML is read by PrezeroLibvirtModel).
+        .target(name: "PrezeroHost", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys"], swiftSettings: strict),
         // Client side of the control socket (CLI, hook, tests).
         .target(name: "PrezeroClient", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys"], swiftSettings: strict),
         // The daemon's engine: pool directories, node workers, scrubber, control server.
         .target(
             name: "PrezeroPool",
             dependencies: [
-                "PrezeroProtocol", "PrezeroCore", "PrezeroSys",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroHost",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -56,7 +60,7 @@ let package = Package(
         .target(
             name: "PrezeroHookHandler",
             dependencies: [
-                "PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroPool",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroHost", "PrezeroPool",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -64,7 +68,7 @@ let package = Package(
         .target(
             name: "PrezeroBench",
             dependencies: [
-                "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroClient",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroHost", "PrezeroPool", "PrezeroClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -80,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "prezerod",
             dependencies: [
-                "PrezeroPool", "PrezeroProtocol", "PrezeroCore", "PrezeroMetrics", "PrezeroConfigYAML", "PrezeroHookHandler",
+                "PrezeroPool", "PrezeroHost", "PrezeroProtocol", "PrezeroCore", "PrezeroMetrics", "PrezeroConfigYAML", "PrezeroHookHandler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -89,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "prezero",
             dependencies: [
-                "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroPool", "PrezeroLibvirt",
+                "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroHost", "PrezeroLibvirt",
                 "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler", "PrezeroBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -120,7 +124,7 @@ let package = Package(
         // linked into the test binary. `swift build --build-tests` builds them all the same.
         .testTarget(
             name: "PrezeroHostTests",
-            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroClient",
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroHost", "PrezeroClient",
                            "PrezeroBench", "prezerod", "prezero"],
             swiftSettings: strict),
     ]

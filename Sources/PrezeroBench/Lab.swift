@@ -1,5 +1,6 @@
 import Logging
 import PrezeroCore
+import PrezeroHost
 import PrezeroPool
 import PrezeroProtocol
 import PrezeroSys

@@ -1,6 +1,6 @@
 import PrezeroCore
 import PrezeroLibvirtModel
-import PrezeroPool
+import PrezeroHost
 import PrezeroSys
 
 extension HostDiscovery {
@@ -21,14 +21,11 @@ extension HostDiscovery {
         // waits on this read of two ~200 KB files, so it is skipped when no hand-over can depend on it.
         if ramId == nil, let d, d.cells.isEmpty, d.source == .file || d.access != .default,
            let emulator = d.emulator, let machine = d.machine {
-            let dir = "/var/cache/libvirt/qemu/capabilities"
-            ramId = Files.list(path: dir).lazy.filter { $0.hasSuffix(".xml") }.compactMap {
-                LibvirtBackends.cachedRAMId(capsXML: Files.readText("\(dir)/\($0)") ?? "", emulator: emulator,
-                                            machine: machine, virtType: d.virtType ?? "kvm")
-            }.first
+            ramId = HostDiscovery.firstInCapabilitiesCache {
+                LibvirtBackends.cachedRAMId(capsXML: $0, emulator: emulator, machine: machine, virtType: d.virtType ?? "kvm")
+            }
         }
-        let host = HookHost(conf: conf, meminfo: Files.readText("/proc/meminfo") ?? "",
-                            mountinfo: Files.readText("/proc/self/mountinfo") ?? "", poolMounts: poolMounts, machineRAMId: ramId)
+        let host = HookHost(conf: conf, meminfo: HostDiscovery.meminfo(), mountinfo: HostDiscovery.mountinfo(), poolMounts: poolMounts, machineRAMId: ramId)
         return (conf, host)
     }
 }

@@ -1,4 +1,5 @@
 import PrezeroCore
+import PrezeroHost
 import PrezeroLibvirtModel
 import PrezeroPool
 import PrezeroProtocol

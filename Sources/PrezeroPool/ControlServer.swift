@@ -2,6 +2,7 @@ import Dispatch
 import Glibc
 import Logging
 import PrezeroCore
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 import Synchronization

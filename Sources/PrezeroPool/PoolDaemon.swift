@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import PrezeroCore
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 

@@ -1,5 +1,6 @@
 import Glibc
 import PrezeroCore
+import PrezeroHost
 import PrezeroSys
 
 /// The pool directories on one mount: `<mount>/<pool_dir>/{filling,clean,leased,quarantine}`.

@@ -4,7 +4,7 @@ import Glibc
 import Logging
 import PrezeroBench
 import PrezeroCore
-import PrezeroPool
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 

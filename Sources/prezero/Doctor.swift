@@ -3,6 +3,7 @@ import Foundation
 import PrezeroMetrics
 import PrezeroClient
 import PrezeroCore
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 
@@ -22,7 +23,7 @@ struct Doctor: ParsableCommand {
 
     func run() throws {
         var checks: [Check] = []
-        let mounts = ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
+        let mounts = HostDiscovery.hugetlbfsMounts()
         checks.append(Check(name: "hugetlbfs mounts", ok: !mounts.isEmpty,
                             detail: mounts.isEmpty ? "none; mount one: mount -t hugetlbfs -o pagesize=2M none /dev/hugepages"
                                 : mounts.map { "\($0.path) (\($0.pageSizeOption.map(ByteSize.format) ?? "default size"))" }.joined(separator: ", ")))

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import PrezeroCore
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 
@@ -155,9 +156,9 @@ struct Launch: ParsableCommand {
         if let status {
             return status.mounts.map { ($0.path, $0.pageSize) }.first { pageSize == nil || $0.1 == pageSize }
         }
-        let meminfo = Files.readText("/proc/meminfo") ?? ""
+        let meminfo = HostDiscovery.meminfo()
         let fallback = ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20)
-        return ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
+        return HostDiscovery.hugetlbfsMounts()
             .map { ($0.path, $0.pageSizeOption ?? fallback) }.first { pageSize == nil || $0.1 == pageSize }
     }
 }

@@ -6,7 +6,7 @@ import PrezeroCore
 import PrezeroHookHandler
 import PrezeroLibvirtModel
 import PrezeroLibvirt
-import PrezeroPool
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 

@@ -5,7 +5,7 @@ import PrezeroCore
 import PrezeroHookHandler
 import PrezeroLibvirtModel
 import PrezeroLibvirt
-import PrezeroPool
+import PrezeroHost
 import PrezeroProtocol
 import PrezeroSys
 

@@ -4,6 +4,7 @@ import Logging
 import PrezeroConfigYAML
 import PrezeroCore
 import PrezeroHookHandler
+import PrezeroHost
 import PrezeroMetrics
 import PrezeroPool
 import PrezeroProtocol

@@ -19,23 +19,25 @@ struct LayeringTests {
         "PrezeroLibvirtModel": ["Foundation", "FoundationXML", "PrezeroCore", "PrezeroProtocol"],
         "PrezeroConfigYAML": ["Foundation", "PrezeroCore", "PrezeroProtocol", "Yams"],
         "PrezeroSys": ["Glibc", "PrezeroCShims", "CNuma", "Synchronization"],
+        // The host's facts, read in one place below the daemon and the CLI.
+        "PrezeroHost": ["PrezeroCore", "PrezeroProtocol", "PrezeroSys"],
         // Glibc for errno and signal names only: no call (see `syscalls`).
-        "PrezeroPool": ["Dispatch", "Glibc", "Logging", "PrezeroCore", "PrezeroProtocol", "PrezeroSys", "Synchronization"],
+        "PrezeroPool": ["Dispatch", "Glibc", "Logging", "PrezeroCore", "PrezeroHost", "PrezeroProtocol", "PrezeroSys", "Synchronization"],
         "PrezeroClient": ["Glibc", "PrezeroCore", "PrezeroProtocol", "PrezeroSys"],
         "PrezeroMetrics": ["PrezeroCore", "PrezeroProtocol", "Prometheus"],
         // The daemon's side of libvirt's hook, handed to PoolDaemon by prezerod.
-        "PrezeroHookHandler": ["Logging", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroPool", "PrezeroProtocol", "PrezeroSys"],
+        "PrezeroHookHandler": ["Logging", "PrezeroCore", "PrezeroHost", "PrezeroLibvirtModel", "PrezeroPool", "PrezeroProtocol", "PrezeroSys"],
         // The pool and storm benches: linked into a static binary with no Foundation.
         // Glibc for exit() only.
-        "PrezeroBench": ["Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroPool", "PrezeroProtocol",
+        "PrezeroBench": ["Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroHost", "PrezeroPool", "PrezeroProtocol",
                          "PrezeroSys", "Synchronization"],
         "prezero-bench": ["PrezeroBench"],
         // libvirt's C API is this target's C layer, as the C library is PrezeroSys's.
         "PrezeroLibvirt": ["CLibvirt", "Glibc"],
         "prezerod": ["ArgumentParser", "Glibc", "Logging", "PrezeroConfigYAML", "PrezeroCore", "PrezeroHookHandler",
-                     "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys", "ServiceLifecycle"],
+                     "PrezeroHost", "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys", "ServiceLifecycle"],
         "prezero": ["ArgumentParser", "Foundation", "Glibc", "Logging", "PrezeroBench", "PrezeroClient", "PrezeroConfigYAML", "PrezeroCore",
-                    "PrezeroHookHandler", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics", "PrezeroPool",
+                    "PrezeroHookHandler", "PrezeroHost", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics",
                     "PrezeroProtocol", "PrezeroSys"],
         "prezero-hook": ["Glibc", "PrezeroProtocol", "PrezeroSys"],
     ]

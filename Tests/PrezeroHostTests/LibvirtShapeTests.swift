@@ -3,6 +3,7 @@ import Glibc
 import PrezeroClient
 import PrezeroCore
 import PrezeroHookHandler
+import PrezeroHost
 import PrezeroLibvirtModel
 import PrezeroPool
 import PrezeroSys

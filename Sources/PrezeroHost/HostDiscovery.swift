@@ -16,10 +16,26 @@ public struct HostError: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
-/// Finds the hugetlbfs mounts, their page sizes, and the NUMA nodes.
+/// The host's facts, read in this one place for the daemon, the hook's handler and the CLI:
+/// the hugetlbfs mounts and their page sizes, the pool mounts a config names (or libvirt's),
+/// /proc/meminfo and mountinfo, and libvirt's QEMU capabilities cache.
 public enum HostDiscovery {
-    public static func hugetlbfsMounts() -> [HugetlbfsMount] {
-        ProcParsers.hugetlbfsMounts(mountinfo: Files.readText("/proc/self/mountinfo") ?? "")
+    public static func mountinfo() -> String { Files.readText("/proc/self/mountinfo") ?? "" }
+    public static func meminfo() -> String { Files.readText("/proc/meminfo") ?? "" }
+
+    public static func hugetlbfsMounts() -> [HugetlbfsMount] { ProcParsers.hugetlbfsMounts(mountinfo: mountinfo()) }
+
+    /// Where libvirt caches what it probed of each QEMU binary (`virQEMUCapsFormatCache`).
+    public static let libvirtCapabilitiesCache = "/var/cache/libvirt/qemu/capabilities"
+
+    /// The first non-nil `pick` of the XML files in libvirt's capabilities cache, read one at
+    /// a time (each is ~200 KB, and a hook call waits on them).
+    public static func firstInCapabilitiesCache<T>(_ pick: (String) -> T?) -> T? {
+        let dir = libvirtCapabilitiesCache
+        for name in Files.list(path: dir) where name.hasSuffix(".xml") {
+            if let found = pick(Files.readText("\(dir)/\(name)") ?? "") { return found }
+        }
+        return nil
     }
 
     /// The page size of the hugetlbfs mounted at `path`, read with statfs; throws if it is not hugetlbfs.
