@@ -73,6 +73,16 @@ struct ControlServerTests {
         return try Wire.decode(Response.self, answer)
     }
 
+    /// Three make-room requests: the admin lane's two handlers take two (and hold them until
+    /// `h.open()`); the third waits in the lane.
+    func fillAdminLane(_ h: Scripted) throws -> [UnixConnection] {
+        let room = Wire.encode(Request.makeRoom(MakeRoomRequest(pages: ["0": 1])))
+        let conns = try (0..<3).map { _ in try connect(h.config) }
+        for c in conns { try c.writeAll(room, deadline: monotonicSeconds() + 5) }
+        while h.count < 2 { sleepSeconds(0.005) }
+        return conns
+    }
+
     func code(_ r: Response) -> ControlError.Code? { if case .error(let e) = r { e.code } else { nil } }
 
     @Test("a request is answered with the peer's credentials from SO_PEERCRED, not from what it sends")
@@ -114,11 +124,7 @@ struct ControlServerTests {
     @Test("long work in one lane (make-room) never delays another (status); the lane's third request waits its turn")
     func lanes() throws {
         try withServer { _, h in
-            let room = Wire.encode(Request.makeRoom(MakeRoomRequest(pages: ["0": 1])))
-            let held = try (0..<3).map { _ in try connect(h.config) }
-            for c in held { try c.writeAll(room, deadline: monotonicSeconds() + 5) }
-            // Two admin handlers take two of them; the third waits in the lane.
-            while h.count < 2 { sleepSeconds(0.005) }
+            let held = try fillAdminLane(h)
             let t = monotonicSeconds()
             guard case .status = try ask(h.config, Wire.encode(Request.status)) else { throw TestError("status not answered") }
             #expect(monotonicSeconds() - t < 0.5)
@@ -148,10 +154,7 @@ struct ControlServerTests {
     @Test("a stop answers a queued request 'stopping' without running it, and gives the ones being handled their answers")
     func stopAnswersQueued() throws {
         try withServer { s, h in
-            let room = Wire.encode(Request.makeRoom(MakeRoomRequest(pages: ["0": 1])))
-            let conns = try (0..<3).map { _ in try connect(h.config) }
-            for c in conns { try c.writeAll(room, deadline: monotonicSeconds() + 5) }
-            while h.count < 2 { sleepSeconds(0.005) }
+            let conns = try fillAdminLane(h)
             sleepSeconds(0.05)
             let stopped = Atomic<Bool>(false)
             DispatchQueue.global().async {
