@@ -35,8 +35,11 @@ let package = Package(
         // Pure logic: no syscalls, inputs as values; the standard library alone, so that the
         // static prezero-bench links the pool without Foundation or libxml2.
         .target(name: "PrezeroCore", dependencies: ["PrezeroProtocol"], swiftSettings: strict),
+        // What QEMU and libvirt read and decide, as pure logic on the standard library alone:
+        // qemu.conf's grammar, the mounts libvirt uses, KVM or TCG, `prezero launch`'s plan.
+        .target(name: "PrezeroQemuModel", dependencies: ["PrezeroProtocol", "PrezeroCore"], swiftSettings: strict),
         // libvirt's side as pure logic: domain XML (FoundationXML), its backends, the hook's plan.
-        .target(name: "PrezeroLibvirtModel", dependencies: ["PrezeroProtocol", "PrezeroCore"], swiftSettings: strict),
+        .target(name: "PrezeroLibvirtModel", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel"], swiftSettings: strict),
         // prezerod's YAML config file read into PrezeroCore's Config (Yams, Foundation).
         .target(name: "PrezeroConfigYAML", dependencies: ["PrezeroProtocol", "PrezeroCore", .product(name: "Yams", package: "Yams")],
                 swiftSettings: strict),
@@ -45,9 +48,9 @@ let package = Package(
         // The host's facts, read in one place below the daemon and the CLI: hugetlbfs mounts and
         // page sizes, the pool mounts a config names, /proc's meminfo and mountinfo, libvirt's
         // capabilities cache (as text: the XML is read by PrezeroLibvirtModel).
-        .target(name: "PrezeroHost", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys"], swiftSettings: strict),
+        .target(name: "PrezeroHost", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroSys"], swiftSettings: strict),
         // Client side of the control socket (CLI, hook, tests).
-        .target(name: "PrezeroClient", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroSys"], swiftSettings: strict),
+        .target(name: "PrezeroClient", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroSys"], swiftSettings: strict),
         // The daemon's engine: pool directories, node workers, scrubber, control server.
         .target(
             name: "PrezeroPool",
@@ -60,7 +63,7 @@ let package = Package(
         .target(
             name: "PrezeroHookHandler",
             dependencies: [
-                "PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroHost", "PrezeroPool",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroHost", "PrezeroPool",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -68,7 +71,7 @@ let package = Package(
         .target(
             name: "PrezeroBench",
             dependencies: [
-                "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroHost", "PrezeroPool", "PrezeroClient",
+                "PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroSys", "PrezeroHost", "PrezeroPool", "PrezeroClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
@@ -93,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "prezero",
             dependencies: [
-                "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroSys", "PrezeroHost", "PrezeroLibvirt",
+                "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroSys", "PrezeroHost", "PrezeroLibvirt",
                 "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler", "PrezeroBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,7 +113,7 @@ let package = Package(
         .executableTarget(name: "prezero-bench", dependencies: ["PrezeroBench"], swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-static-executable"])]),
 
-        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroConfigYAML"],
+        .testTarget(name: "PrezeroCoreTests", dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroLibvirtModel", "PrezeroConfigYAML"],
                     exclude: ["Fixtures"], swiftSettings: strict),
         // The benchmarks' pure parts: arguments, statistics, the bundle's sizes.
         .testTarget(name: "PrezeroBenchTests", dependencies: ["PrezeroBench"], swiftSettings: strict),
@@ -124,7 +127,7 @@ let package = Package(
         // linked into the test binary. `swift build --build-tests` builds them all the same.
         .testTarget(
             name: "PrezeroHostTests",
-            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroHost", "PrezeroClient",
+            dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroHost", "PrezeroClient",
                            "PrezeroBench", "prezerod", "prezero"],
             swiftSettings: strict),
     ]

@@ -2,6 +2,7 @@
 // call (scripts/fuzz.sh links PrezeroCore). Read or refused in one line, and a file
 // is read alike each time.
 import PrezeroCore
+import PrezeroQemuModel
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {

@@ -2,7 +2,7 @@
 # libFuzzer over every parser of outside input, FUZZ_SECONDS each (default 30).
 #
 # SwiftPM builds the parsers' targets (PrezeroLibvirtModel, PrezeroConfigYAML, and
-# PrezeroCore, PrezeroProtocol and Yams under them) with --sanitize=fuzzer,address
+# PrezeroQemuModel, PrezeroCore, PrezeroProtocol and Yams under them) with --sanitize=fuzzer,address
 # into its own scratch path; each harness, a file in Fuzz/
 # exporting LLVMFuzzerTestOneInput, is linked against those objects. A harness's
 # corpus starts from the fixtures and from Fuzz/corpus/HARNESS, which also keeps every
@@ -31,7 +31,7 @@ for target in PrezeroLibvirtModel PrezeroConfigYAML; do
     swift build -c release --scratch-path "$scratch" --target "$target" \
         -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address >&2
 done
-objects=$(find "$scratch/release/"{PrezeroLibvirtModel,PrezeroConfigYAML,PrezeroCore,PrezeroProtocol,Yams,CYaml}.build -name '*.o')
+objects=$(find "$scratch/release/"{PrezeroLibvirtModel,PrezeroConfigYAML,PrezeroQemuModel,PrezeroCore,PrezeroProtocol,Yams,CYaml}.build -name '*.o')
 if ! objdump -h "$scratch/release/PrezeroLibvirtModel.build/DomainXML.swift.o" | grep sancov > /dev/null; then
     echo "fuzz: PrezeroLibvirtModel was built without coverage counters; libFuzzer would search blind" >&2; exit 1
 fi

@@ -2,6 +2,7 @@ import PrezeroClient
 import PrezeroCore
 import PrezeroPool
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 import Glibc
 

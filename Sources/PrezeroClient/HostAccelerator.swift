@@ -1,4 +1,5 @@
 import PrezeroCore
+import PrezeroQemuModel
 import PrezeroSys
 
 /// The accelerator QEMU gets on this host, decided by `AccelDecision.decide` from what

@@ -1,6 +1,7 @@
 import PrezeroCore
 import PrezeroLibvirtModel
 import PrezeroHost
+import PrezeroQemuModel
 import PrezeroSys
 
 extension HostDiscovery {

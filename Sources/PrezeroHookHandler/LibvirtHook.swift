@@ -3,6 +3,7 @@ import PrezeroHost
 import PrezeroLibvirtModel
 import PrezeroPool
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 /// The daemon side of prezero-hook, as prezerod hands it to its PoolDaemon: libvirt's

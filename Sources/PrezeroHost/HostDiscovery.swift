@@ -1,5 +1,6 @@
 import PrezeroCore
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 /// A hugetlbfs mount the daemon keeps a pool on, as found on this host.

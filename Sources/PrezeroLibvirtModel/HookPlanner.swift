@@ -1,6 +1,7 @@
 import Foundation
 import PrezeroCore
 import PrezeroProtocol
+import PrezeroQemuModel
 
 /// What prezero does for one backend at libvirt's `start begin`.
 public enum BackendDecision: String, Equatable, Sendable, Codable {

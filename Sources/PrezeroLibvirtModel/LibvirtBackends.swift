@@ -1,5 +1,6 @@
 import PrezeroCore
 import PrezeroProtocol
+import PrezeroQemuModel
 
 /// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.
 public struct MemoryBackend: Equatable, Sendable {

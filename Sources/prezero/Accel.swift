@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PrezeroClient
 import PrezeroCore
+import PrezeroQemuModel
 
 /// `prezero accel`: which accelerator QEMU gets here, and why. The demo, the benches,
 /// the tests, the examples and the NUMA guests all use this answer.

@@ -5,6 +5,7 @@ import PrezeroBench
 import PrezeroClient
 import PrezeroCore
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 struct BenchLaunch: ParsableCommand, BenchOutput {

@@ -8,6 +8,7 @@ import PrezeroLibvirtModel
 import PrezeroLibvirt
 import PrezeroHost
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 struct BenchLibvirt: ParsableCommand, BenchOutput {

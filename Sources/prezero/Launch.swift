@@ -4,6 +4,7 @@ import Glibc
 import PrezeroCore
 import PrezeroHost
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 struct Launch: ParsableCommand {

@@ -7,6 +7,7 @@ import PrezeroLibvirtModel
 import PrezeroLibvirt
 import PrezeroHost
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 struct Libvirt: ParsableCommand {

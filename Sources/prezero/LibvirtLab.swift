@@ -8,6 +8,7 @@ import PrezeroLibvirtModel
 import PrezeroLibvirt
 import PrezeroHost
 import PrezeroProtocol
+import PrezeroQemuModel
 import PrezeroSys
 
 /// A guest that boots to userspace: Debian's kernel and an initramfs whose /init

@@ -1,3 +1,4 @@
+@testable import PrezeroQemuModel
 import Testing
 @testable import PrezeroCore
 

@@ -1,4 +1,5 @@
 import Foundation
+@testable import PrezeroQemuModel
 import Testing
 @testable import PrezeroCore
 @testable import PrezeroLibvirtModel

@@ -12,24 +12,26 @@ struct LayeringTests {
     static let imports: [String: Set<String>] = [
         // The standard library only: the static hook links it, and it must start in a millisecond.
         "PrezeroProtocol": [],
-        // The pool model and host text parsers: the standard library only, so that the static
-        // prezero-bench links the pool with no Foundation or libxml2.
+        // The pool model, the config's model and /proc's text: the standard library only, so that
+        // the static prezero-bench links the pool with no Foundation or libxml2. No libvirt logic.
         "PrezeroCore": ["PrezeroProtocol"],
+        // What QEMU and libvirt read and decide, on the standard library alone.
+        "PrezeroQemuModel": ["PrezeroCore", "PrezeroProtocol"],
         // libvirt's side as pure logic: domain XML needs an XML parser.
-        "PrezeroLibvirtModel": ["Foundation", "FoundationXML", "PrezeroCore", "PrezeroProtocol"],
+        "PrezeroLibvirtModel": ["Foundation", "FoundationXML", "PrezeroCore", "PrezeroProtocol", "PrezeroQemuModel"],
         "PrezeroConfigYAML": ["Foundation", "PrezeroCore", "PrezeroProtocol", "Yams"],
         "PrezeroSys": ["Glibc", "PrezeroCShims", "CNuma", "Synchronization"],
         // The host's facts, read in one place below the daemon and the CLI.
-        "PrezeroHost": ["PrezeroCore", "PrezeroProtocol", "PrezeroSys"],
+        "PrezeroHost": ["PrezeroCore", "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         // Glibc for errno and signal names only: no call (see `syscalls`).
         "PrezeroPool": ["Dispatch", "Glibc", "Logging", "PrezeroCore", "PrezeroHost", "PrezeroProtocol", "PrezeroSys", "Synchronization"],
-        "PrezeroClient": ["Glibc", "PrezeroCore", "PrezeroProtocol", "PrezeroSys"],
+        "PrezeroClient": ["Glibc", "PrezeroCore", "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         "PrezeroMetrics": ["PrezeroCore", "PrezeroProtocol", "Prometheus"],
         // The daemon's side of libvirt's hook, handed to PoolDaemon by prezerod.
-        "PrezeroHookHandler": ["Logging", "PrezeroCore", "PrezeroHost", "PrezeroLibvirtModel", "PrezeroPool", "PrezeroProtocol", "PrezeroSys"],
+        "PrezeroHookHandler": ["Logging", "PrezeroCore", "PrezeroHost", "PrezeroLibvirtModel", "PrezeroPool", "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         // The pool and storm benches: linked into a static binary with no Foundation.
         // Glibc for exit() only.
-        "PrezeroBench": ["Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroHost", "PrezeroPool", "PrezeroProtocol",
+        "PrezeroBench": ["Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroHost", "PrezeroPool", "PrezeroProtocol", "PrezeroQemuModel",
                          "PrezeroSys", "Synchronization"],
         "prezero-bench": ["PrezeroBench"],
         // libvirt's C API is this target's C layer, as the C library is PrezeroSys's.
@@ -38,7 +40,7 @@ struct LayeringTests {
                      "PrezeroHost", "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys", "ServiceLifecycle"],
         "prezero": ["ArgumentParser", "Foundation", "Glibc", "Logging", "PrezeroBench", "PrezeroClient", "PrezeroConfigYAML", "PrezeroCore",
                     "PrezeroHookHandler", "PrezeroHost", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics",
-                    "PrezeroProtocol", "PrezeroSys"],
+                    "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         "prezero-hook": ["Glibc", "PrezeroProtocol", "PrezeroSys"],
     ]
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PrezeroClient
 import PrezeroCore
+import PrezeroQemuModel
 import PrezeroSys
 import Testing
 

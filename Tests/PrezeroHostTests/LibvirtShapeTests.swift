@@ -6,6 +6,7 @@ import PrezeroHookHandler
 import PrezeroHost
 import PrezeroLibvirtModel
 import PrezeroPool
+import PrezeroQemuModel
 import PrezeroSys
 import Testing
 

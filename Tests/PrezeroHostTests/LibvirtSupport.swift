@@ -3,6 +3,7 @@ import Glibc
 import PrezeroClient
 import PrezeroCore
 import PrezeroLibvirtModel
+import PrezeroQemuModel
 import PrezeroSys
 import Testing
 

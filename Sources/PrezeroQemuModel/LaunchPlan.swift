@@ -1,3 +1,4 @@
+import PrezeroCore
 import PrezeroProtocol
 
 /// `prezero launch`: the memory regions asked for and the VMM arguments that name them.

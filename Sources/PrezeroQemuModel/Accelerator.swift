@@ -1,3 +1,6 @@
+import PrezeroCore
+import PrezeroProtocol
+
 /// Which accelerator a QEMU started here gets: KVM when `/dev/kvm` exists, works, and
 /// opens read-write as the user QEMU runs as; TCG otherwise. Every demo, bench, test,
 /// example and NUMA guest asks this one function, and prints its answer.

@@ -1,3 +1,6 @@
+import PrezeroCore
+import PrezeroProtocol
+
 /// libvirt's configuration grammar (`src/util/virconf.c`), as the qemu driver reads
 /// qemu.conf: statements `name = value` separated by newlines or `;`, `#` comments,
 /// values that are strings (`'…'`, `"…"` or `"""…"""`), integers, or lists `[v, …]`

@@ -1,3 +1,6 @@
+import PrezeroCore
+import PrezeroProtocol
+
 /// The hugetlbfs mounts prezerod pools when `mounts:` is not set: only those libvirt is
 /// configured to use, read from qemu.conf: each `hugetlbfs_mount`, and the mount that holds
 /// `memory_backing_dir`. Never every hugetlbfs mount on the host, which may include ones
