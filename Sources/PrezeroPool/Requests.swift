@@ -13,7 +13,7 @@ extension PoolDaemon {
             try CallerPolicy.check(r.operation, by: caller)
             switch r {
             case .status:
-                return .status(status())
+                return .status(status(for: caller))
             case .claim(let c):
                 return .claim(try claim(c, by: caller))
             case .release(let rel):
@@ -39,7 +39,9 @@ extension PoolDaemon {
 
     // MARK: status
 
-    public func status() -> StatusResult {
+    /// The pool's status. The names a taken-back file had outside the pool are paths in its
+    /// tenant's directories: a caller other than root sees only those of its own leases.
+    public func status(for caller: Caller = .root) -> StatusResult {
         let counters = Dictionary(uniqueKeysWithValues: wakeups.keys.map { ($0, engine.counters($0)) })
         let now = monotonicSeconds()
         let b = engine.snapshot()
@@ -64,7 +66,7 @@ extension PoolDaemon {
             let held = b.nodes.filter { $0.key.mount == mi }.sorted { $0.key < $1.key }
                 .flatMap { k, nb in nb.held.map { HeldStatus(lease: $0.lease, node: k.node, bytes: $0.bytes) } }
             return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
-                               quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames)
+                               quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames.filter { caller.isRoot || $0.claimant == caller.uid }.map(\.names))
         }
         return StatusResult(pid: Processes.current(), mounts: mounts)
     }

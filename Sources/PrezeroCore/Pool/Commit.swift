@@ -27,7 +27,7 @@ extension PoolState {
             nodes[k]?.stats.recycledBytes += tb.bytes - min(tb.bytes, tb.held)
             nodes[k]?.stats.recycledFiles += 1
             if tb.extraLinks > 0 {
-                mounts[l.mount].outsideNames.append(OutsideNameStatus(lease: l.key, names: tb.names, extraLinks: tb.extraLinks))
+                mounts[l.mount].outsideNames.append(ClaimantsNames(claimant: l.claimant, names: OutsideNameStatus(lease: l.key, names: tb.names, extraLinks: tb.extraLinks)))
                 mounts[l.mount].outsideNames = Array(mounts[l.mount].outsideNames.suffix(16))
             }
         case .fillEnd(let k, let f, let done, let fresh, let secs):

@@ -122,14 +122,21 @@ public struct Lease: Sendable, Equatable {
     public var ref: FileRef { FileRef(mount, .leased, leasedName) }
 }
 
+/// Names a taken-back file had outside the pool, and the uid whose lease it was.
+public struct ClaimantsNames: Sendable, Equatable {
+    public var claimant: UInt32
+    public var names: OutsideNameStatus
+}
+
 /// One pool mount as the state sees it.
 public struct MountState: Sendable, Equatable {
     public var pageSize: UInt64
     public var nodes: [Int]
     public var learned: LearnedShapes
     public var quarantined = 0
-    /// The last files taken back with names outside the pool, newest last.
-    public var outsideNames: [OutsideNameStatus] = []
+    /// The last files taken back with names outside the pool, newest last, with the uid that
+    /// claimed each: the names are paths in that tenant's directories, shown to it and root only.
+    public var outsideNames: [ClaimantsNames] = []
 
     public init(pageSize: UInt64, nodes: [Int], learnedCapacity: Int) {
         self.pageSize = pageSize
