@@ -121,6 +121,30 @@ extension HostTests {
             #expect(try pool.release(lease: "b1").reclaimed)
         }
 
+        @Test("tenants: the names a taken-back file had outside the pool (paths in its tenant's directories) are shown to that tenant and root, never to another")
+        func tenantOutsideNames() throws {
+            let pool = try callerPool()
+            defer { pool.close() }
+            let dest = pool.mount + "/a/vm"
+            _ = try asTenant(pool, Self.tenantA) { c throws(ControlError) in try c.claim(ClaimRequest(bytes: 4 * MiB, dest: dest, lease: "a1")) }.get()
+            // A second name for its file, in its own directory, made as the tenant (hard links
+            // to files one does not own are refused by fs.protected_hardlinks).
+            let secret = pool.mount + "/a/secret-name"
+            try ThreadIdentity.asUser(uid: Self.tenantA, gid: Self.tenantA, groups: []) { () throws(SysError) in
+                guard link(dest, secret) == 0 else { throw SysError("link", secret) }
+            }
+            defer { unlink(secret) }
+            _ = try asTenant(pool, Self.tenantA) { c throws(ControlError) in try c.release(ReleaseRequest(lease: "a1")) }.get()
+            try waitFor("the take-back") { try pool.status().leases.isEmpty }
+            func names(_ uid: UInt32?) throws -> [String] {
+                let s = try uid.map { u in try asTenant(pool, u) { c throws(ControlError) in try c.status() }.get() } ?? pool.client.status()
+                return s.mounts.flatMap(\.outsideNames).flatMap(\.names)
+            }
+            #expect(try names(nil) == [secret], "root sees the name")
+            #expect(try names(Self.tenantA) == [secret], "its tenant sees it")
+            #expect(try names(Self.tenantB).isEmpty, "another tenant does not")
+        }
+
         @Test("tenants: hook, fill, drain and make-room are refused, and change nothing")
         func tenantPoolWide() throws {
             let pool = try callerPool()
