@@ -5,6 +5,7 @@ public struct Spread: Codable, Sendable, Equatable {
     public var max: Double
     public var runs: Int
 
+    /// The spread of `xs`; all 0 when there are none.
     public init(_ xs: [Double]) {
         let s = xs.sorted()
         runs = s.count
@@ -60,6 +61,7 @@ public enum Figures {
 public struct BenchError: Error, CustomStringConvertible {
     public var description: String
     public var code: Int32
+    /// An error with its message; `code` 2 is bad usage.
     public init(_ d: String, code: Int32 = 1) {
         description = d
         self.code = code

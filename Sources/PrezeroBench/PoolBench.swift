@@ -12,6 +12,7 @@ import PrezeroSys
 ///   prealloc does), at the largest size the host's free pages allow, for each page size;
 /// - fill budget: the fill rate under fill_bandwidth against the budget.
 public struct PoolBench {
+    /// The pool bench's command-line settings, with their defaults.
     public struct Options: Sendable {
         public var size: UInt64 = 8 << 30
         public var runs = 5
@@ -20,13 +21,16 @@ public struct PoolBench {
         public var json = false
         /// The parts to run; all by default.
         public var only: Set<Part> = Set(Part.allCases)
+        /// The defaults: 8 GiB, 5 runs, a budget of 1 GiB/s, every part.
         public init() {}
     }
 
+    /// The parts `--only` may pick.
     public enum Part: String, CaseIterable, Sendable {
         case fill, recycle, handover, budget
     }
 
+    /// Populating a pool file against populating a fresh one, for one page size.
     public struct Handover: Codable, Sendable {
         public var pageSize: UInt64
         public var bytes: UInt64
@@ -43,6 +47,7 @@ public struct PoolBench {
         }
     }
 
+    /// What `run` measured, as `--json` prints it; a part that did not run is nil or empty.
     public struct Result: Codable, Sendable {
         public var node: Int
         public var nodeCPUs: Int
@@ -59,6 +64,7 @@ public struct PoolBench {
         }
     }
 
+    /// Fill rates in bytes per second, prezero's beside raw fallocate's, and their ratios.
     public struct Fill: Codable, Sendable {
         public var fallocateOneFileBps: Spread
         public var fallocateFilesBps: Spread
@@ -75,6 +81,7 @@ public struct PoolBench {
         }
     }
 
+    /// A released file back to a clean one, against a raw fallocate of its size.
     public struct Recycle: Codable, Sendable {
         public var bytes: UInt64
         public var releaseToCleanS: Spread
@@ -86,6 +93,7 @@ public struct PoolBench {
         }
     }
 
+    /// The fill budget, and how far each run's fill rate was from it (a fraction of the budget).
     public struct Budget: Codable, Sendable {
         public var bps: Double
         public var error: Spread
@@ -94,6 +102,7 @@ public struct PoolBench {
     let o: Options
     let note: @Sendable (String) -> Void
 
+    /// A bench with `o`; `note` gets a progress line per run.
     public init(_ o: Options, note: @escaping @Sendable (String) -> Void) {
         self.o = o
         self.note = note
@@ -101,6 +110,7 @@ public struct PoolBench {
 
     static let twoMiB: UInt64 = 2 << 20
 
+    /// Runs the parts in `o.only`; throws a `BenchError` when the node lacks the free pages they need.
     public func run() throws -> Result {
         let node = Numa.memoryNodes().first ?? 0
         let cpus = Numa.cpus(ofNode: node)

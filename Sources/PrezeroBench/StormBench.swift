@@ -12,6 +12,7 @@ import Glibc
 /// baseline, in the same run: N VMs populating fresh files at once, as stock QEMU
 /// preallocation does.
 public struct StormBench {
+    /// The storm's command-line settings, with their defaults.
     public struct Options: Sendable {
         public var vms = 32
         public var size: UInt64 = 256 << 20
@@ -23,9 +24,11 @@ public struct StormBench {
         public var qemu = "qemu-system-x86_64"
         /// The prezero CLI for `launch`; nil: the one beside this binary.
         public var prezero: String?
+        /// The defaults: 32 VMs of 256 MiB on 2 MiB pages, 3 runs.
         public init() {}
     }
 
+    /// Latencies in seconds: median, 99th percentile and slowest.
     public struct Latency: Codable, Sendable {
         public var p50: Double
         public var p99: Double
@@ -39,6 +42,7 @@ public struct StormBench {
         var text: String { "p50 \(Figures.fixed(p50 * 1000, 1)) ms, p99 \(Figures.fixed(p99 * 1000, 1)) ms, max \(Figures.fixed(max * 1000, 1)) ms" }
     }
 
+    /// What `run` measured, as `--json` prints it.
     public struct Result: Codable, Sendable {
         public var vms: Int
         public var bytes: UInt64
@@ -67,11 +71,14 @@ public struct StormBench {
     let o: Options
     let note: @Sendable (String) -> Void
 
+    /// A storm with `o`; `note` gets a progress line per step.
     public init(_ o: Options, note: @escaping @Sendable (String) -> Void) {
         self.o = o
         self.note = note
     }
 
+    /// Runs the stock baseline, then the storm against a private prezerod, on a temporary mount.
+    /// Throws a `BenchError` when the node lacks the free pages the storm needs.
     public func run() throws -> Result {
         let ps = o.pageSize, n = o.vms
         guard o.size % ps == 0 else { throw BenchError("--size must be whole \(ByteSize.format(ps)) pages", code: 2) }
@@ -150,6 +157,7 @@ public struct StormBench {
                       backToTargetS: Spread(back), launch: vm?.accel)
     }
 
+    /// The result as the lines the CLI prints without `--json`.
     public static func text(_ r: Result) -> String {
         if let accel = r.launch {
             return """

@@ -8,6 +8,7 @@ public struct ControlClient: Sendable {
     public var socket: String
     public var timeout: Double
 
+    /// A client of the daemon at `socket`; `timeout` (seconds) bounds each request, retries included.
     public init(socket: String = ControlProtocol.defaultSocket, timeout: Double = 30) {
         self.socket = socket
         self.timeout = timeout
@@ -39,30 +40,36 @@ public struct ControlClient: Sendable {
         return v
     }
 
+    /// The pool's status; a caller other than root sees only its own leases' outside names.
     public func status() throws(ControlError) -> StatusResult {
         try ask(.status) { if case .status(let s) = $0 { s } else { nil } }
     }
 
+    /// Claims a clean file (see `ClaimRequest`); a miss is an answer, not an error.
     @discardableResult
     public func claim(_ c: ClaimRequest) throws(ControlError) -> ClaimResult {
         try ask(.claim(c)) { if case .claim(let r) = $0 { r } else { nil } }
     }
 
+    /// Ends a lease; the file is taken back once the kernel says no one else has it open.
     @discardableResult
     public func release(_ r: ReleaseRequest) throws(ControlError) -> ReleaseResult {
         try ask(.release(r)) { if case .release(let r) = $0 { r } else { nil } }
     }
 
+    /// Sets the targets in `scope` and answers at once with the status; it does not wait for the fills.
     @discardableResult
     public func fill(_ scope: PoolScope = PoolScope()) throws(ControlError) -> StatusResult {
         try ask(.fill(scope)) { if case .status(let s) = $0 { s } else { nil } }
     }
 
+    /// Sets the targets in `scope` to 0 and gives their clean files back; answers with the status.
     @discardableResult
     public func drain(_ scope: PoolScope = PoolScope()) throws(ControlError) -> StatusResult {
         try ask(.drain(scope)) { if case .status(let s) = $0 { s } else { nil } }
     }
 
+    /// Asks prezerod to free pages for a backend that allocates its own (root only).
     @discardableResult
     public func makeRoom(_ m: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
         try ask(.makeRoom(m)) { if case .makeRoom(let r) = $0 { r } else { nil } }

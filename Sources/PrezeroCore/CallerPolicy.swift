@@ -8,6 +8,7 @@ public struct Caller: Sendable, Equatable, CustomStringConvertible {
     public var gid: UInt32
     public var groups: [UInt32]
 
+    /// A caller from its peer credentials; `groups` are its supplementary groups.
     public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32] = []) {
         self.pid = pid
         self.uid = uid
@@ -93,6 +94,7 @@ public struct LeaseRecord: Sendable, Equatable {
     public var dest: String?
     public var claimant: UInt32
 
+    /// A record of `dest` claimed by `claimant` (root by default).
     public init(dest: String?, claimant: UInt32 = 0) {
         self.dest = dest
         self.claimant = claimant

@@ -3,6 +3,7 @@ import PrezeroProtocol
 /// A clean file the policy may choose from.
 public struct CleanFile: Hashable, Sendable {
     public var name: PoolFileName
+    /// The clean file `name`.
     public init(_ name: PoolFileName) { self.name = name }
     public var node: Int { name.node }
     public var bytes: UInt64 { name.bytes }
@@ -14,6 +15,7 @@ public struct ClaimChoice: Equatable, Sendable {
     /// nil for a miss.
     public var file: CleanFile?
 
+    /// A choice of `file` with `outcome`; nil for a miss.
     public init(outcome: ClaimOutcome, file: CleanFile?) {
         self.outcome = outcome
         self.file = file
@@ -24,6 +26,7 @@ public struct ClaimChoice: Equatable, Sendable {
 /// smaller (partial, extended at claim time), miss. Only files on an allowed
 /// node are considered; an empty node set allows every node.
 public enum ClaimPolicy {
+    /// The file to hand out for a claim of `bytes`, by the policy above, and its outcome.
     public static func choose(bytes: UInt64, allowedNodes: Set<Int>, from clean: [CleanFile]) -> ClaimChoice {
         let candidates = clean.filter { allowedNodes.isEmpty || allowedNodes.contains($0.node) }
         // Ties go to the lowest node, then the oldest file, so results are stable.
@@ -50,8 +53,10 @@ public struct LearnedShapes: Sendable, Equatable {
     public private(set) var sizes: [UInt64] = []  // most recent first
     public let capacity: Int
 
+    /// Keeps at most `capacity` sizes (`learned_shapes`); 0 learns none.
     public init(capacity: Int) { self.capacity = capacity }
 
+    /// Puts a claimed size first, dropping it from further back and the oldest past `capacity`.
     public mutating func record(_ bytes: UInt64) {
         guard capacity > 0 else { return }
         sizes.removeAll { $0 == bytes }

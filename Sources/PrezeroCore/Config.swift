@@ -49,15 +49,19 @@ public struct Config: Sendable, Equatable {
     public var metricsTextfile: String?
     public var metricsIntervalMs = 15000
 
+    /// Every key at its default: the daemon runs with no config file.
     public init() {}
 }
 
+/// What is wrong in a config file, in one line that names the key and the fix.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
     @OneLine public var message: String
     public var description: String { message }
+    /// The message is kept to one bounded line (see `OneLine`).
     public init(message: String) { self.message = message }
 }
 
+/// One pool mount from `mounts:`: its path, and what it sets apart from the defaults.
 public struct MountConfig: Sendable, Equatable, Codable {
     public var path: String
     public var target: SizeSpec?
@@ -66,6 +70,7 @@ public struct MountConfig: Sendable, Equatable, Codable {
     /// Per-node target overrides, keyed by node number.
     public var nodes: [String: SizeSpec]?
 
+    /// A mount whose unset settings take the config's defaults.
     public init(path: String, target: SizeSpec? = nil, minFree: SizeSpec? = nil,
                 fileSize: SizeSpec? = nil, nodes: [String: SizeSpec]? = nil) {
         self.path = path
@@ -80,6 +85,7 @@ public struct MountConfig: Sendable, Equatable, Codable {
         case minFree = "min_free", fileSize = "file_size"
     }
 
+    /// An unknown key is an error, so a misspelt setting is not silently ignored.
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -108,6 +114,8 @@ extension Config: Codable {
         "scrub": "scrub: was removed: a released file is no longer zeroed in place for the next tenant; its pages go back to the kernel and the pool fills a new file (fill_bandwidth is the budget); delete the scrub: section",
     ]
 
+    /// Keys left out keep their defaults; a key that is unknown or removed, or a value the
+    /// daemon does not take, is a `ConfigError` that names the key and the fix.
     public init(from decoder: any Decoder) throws {
         let any = try decoder.container(keyedBy: AnyKey.self)
         for key in any.allKeys { if let why = Self.removedKeys[key.stringValue] { throw ConfigError(message: why) } }

@@ -14,6 +14,7 @@ public enum ControlLane: String, CaseIterable, Sendable {
     /// Make-room, fill and drain: each may give back or wait on many files.
     case admin
 
+    /// The lane that handles `op`.
     public init(_ op: Operation) {
         switch op {
         case .status, .claim: self = .quick

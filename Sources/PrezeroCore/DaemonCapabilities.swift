@@ -5,6 +5,7 @@
 /// is taken on a file already made root's, so its owner is prezerod's fsuid and CAP_LEASE is not needed.
 /// No other process is looked at: who still has a file open is the kernel's to say.
 public enum DaemonCapabilities {
+    /// One capability: its bit in the effective set, its name, and what prezerod does with it.
     public struct Needed: Sendable, Equatable {
         public var bit: Int
         public var name: String
@@ -24,6 +25,7 @@ public enum DaemonCapabilities {
         Needed(bit: 7, name: "CAP_SETUID", why: "take on a non-root caller's uid (setfsuid) to link its file as it"),
     ]
 
+    /// What prezerod needs: `needed`, and `forOtherCallers` too when non-root callers are admitted.
     public static func needed(otherCallers: Bool) -> [Needed] { needed + (otherCallers ? forOtherCallers : []) }
 
     /// The effective set from /proc/self/status (`CapEff:` in hex); nil if absent.

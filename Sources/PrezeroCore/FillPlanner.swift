@@ -31,6 +31,7 @@ public enum FillPlanner {
 
 /// Which clean files to give back so that `needBytes` more become free on a node.
 public enum YieldPlanner {
+    /// One clean file to give back, whole or in part.
     public struct Step: Equatable, Sendable {
         public var file: PoolFileName
         /// New size of the file; 0 removes it.

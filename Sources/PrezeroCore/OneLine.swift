@@ -7,6 +7,7 @@ public struct OneLine: Equatable, Sendable {
     public static let limit = 400
     private var text: String
 
+    /// Cleans `wrappedValue` as every later assignment is cleaned.
     public init(wrappedValue: String) { text = Self.clean(wrappedValue) }
 
     public var wrappedValue: String {

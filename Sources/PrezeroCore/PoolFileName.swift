@@ -20,12 +20,14 @@ public struct PoolFileName: Hashable, Sendable, CustomStringConvertible {
     public var bytes: UInt64
     public var seq: UInt64
 
+    /// The name of a file of `bytes` on `node`; `seq` makes it unique in the pool.
     public init(node: Int, bytes: UInt64, seq: UInt64) {
         self.node = node
         self.bytes = bytes
         self.seq = seq
     }
 
+    /// Parses `n<node>-<bytes>-<seq>`, spelt exactly as `description` writes it; nil for any other name.
     public init?(_ name: String) {
         let parts = name.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count == 3, parts[0].first == "n",
@@ -76,11 +78,13 @@ public struct LeasedName: Hashable, Sendable, CustomStringConvertible {
     public var key: String
     public var file: PoolFileName
 
+    /// The leased name of `file` under lease `key`.
     public init(key: String, file: PoolFileName) {
         self.key = key
         self.file = file
     }
 
+    /// Parses `<lease key>~<pool file name>`, split at the last `~`; nil unless both parts are valid.
     public init?(_ name: String) {
         guard let tilde = name.lastIndex(of: "~") else { return nil }
         let key = String(name[..<tilde])

@@ -100,6 +100,7 @@ public struct FileID: Hashable, Sendable {
     public var major: UInt32
     public var minor: UInt32
     public var inode: UInt64
+    /// A file's identity from its device numbers and inode.
     public init(major: UInt32, minor: UInt32, inode: UInt64) {
         self.major = major
         self.minor = minor

@@ -9,6 +9,7 @@ public struct ListedFile: Equatable, Sendable {
     public var rootOnly: Bool
     public var inode: UInt64
 
+    /// By default root-only, with an unknown inode (0).
     public init(state: FileState, name: String, isRegular: Bool, links: UInt64, bytes: UInt64,
                 rootOnly: Bool = true, inode: UInt64 = 0) {
         self.inode = inode
@@ -38,6 +39,7 @@ public enum RecoveryAction: Equatable, Sendable {
 /// lease has ended is not decided here but by the reclaimer, with the kernel's
 /// word on who still has the file open; no `/proc` scan decides anything.
 public enum Recovery {
+    /// One action per listed file, each decided from that file alone.
     public static func plan(_ files: [ListedFile]) -> [RecoveryAction] {
         files.map(action)
     }

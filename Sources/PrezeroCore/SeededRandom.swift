@@ -2,7 +2,9 @@
 /// for simulations and generated corpora whose failures must replay from a seed.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
     public var state: UInt64
+    /// A generator whose sequence is fixed by `seed`.
     public init(_ seed: UInt64) { state = seed }
+    /// The next number of the sequence.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

@@ -10,8 +10,11 @@ import PrezeroSys
 /// qemu hook calls, forwarded with their arguments and the domain XML. See DESIGN.md
 /// for the calls and what each one's XML carries.
 public struct LibvirtHookHandler: HookHandling {
+    /// A handler with no state of its own: each call reads what it needs afresh.
     public init() {}
 
+    /// Acts on one hook call: `start begin` hands files over and makes room; `stopped end` and
+    /// `release end` release the domain's leases; any other call does nothing.
     public func hook(_ h: HookRequest, daemon: PoolDaemon) throws(ControlError) -> HookResult { try daemon.hook(h) }
 }
 

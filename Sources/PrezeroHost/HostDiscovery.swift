@@ -14,6 +14,7 @@ public struct PoolMount: Sendable {
 /// Why the host cannot hold a pool, with the fix.
 public struct HostError: Error, CustomStringConvertible {
     public var description: String
+    /// An error with the message that names the fix.
     public init(description: String) { self.description = description }
 }
 
@@ -21,9 +22,12 @@ public struct HostError: Error, CustomStringConvertible {
 /// the hugetlbfs mounts and their page sizes, the pool mounts a config names (or libvirt's),
 /// /proc/meminfo and mountinfo, and libvirt's QEMU capabilities cache.
 public enum HostDiscovery {
+    /// This process's /proc/self/mountinfo; empty if it cannot be read.
     public static func mountinfo() -> String { Files.readText("/proc/self/mountinfo") ?? "" }
+    /// The host's /proc/meminfo; empty if it cannot be read.
     public static func meminfo() -> String { Files.readText("/proc/meminfo") ?? "" }
 
+    /// The hugetlbfs mounts this process sees, with their page sizes, from mountinfo.
     public static func hugetlbfsMounts() -> [HugetlbfsMount] { ProcParsers.hugetlbfsMounts(mountinfo: mountinfo()) }
 
     /// Where libvirt caches what it probed of each QEMU binary (`virQEMUCapsFormatCache`).

@@ -66,6 +66,7 @@ public final class LibvirtConnection {
         return try body(d)
     }
 
+    /// The domain named (or with the UUID) `key`: its name, UUID and whether it runs.
     public func domain(_ key: String) throws(LibvirtError) -> Domain {
         try with(key) { describe($0) }
     }
@@ -91,18 +92,21 @@ public final class LibvirtConnection {
         virDomainFree(d)
     }
 
+    /// Starts a defined domain (virDomainCreate).
     public func start(_ key: String) throws(LibvirtError) {
         try with(key) { d throws(LibvirtError) in
             guard virDomainCreate(d) == 0 else { throw LibvirtError(description: "cannot start '\(key)': \(Self.lastError())") }
         }
     }
 
+    /// Stops a running domain at once, as pulling its plug does (virDomainDestroy).
     public func destroy(_ key: String) throws(LibvirtError) {
         try with(key) { d throws(LibvirtError) in
             guard virDomainDestroy(d) == 0 else { throw LibvirtError(description: "cannot destroy '\(key)': \(Self.lastError())") }
         }
     }
 
+    /// Removes a domain's persistent definition (virDomainUndefine).
     public func undefine(_ key: String) throws(LibvirtError) {
         try with(key) { d throws(LibvirtError) in
             guard virDomainUndefine(d) == 0 else { throw LibvirtError(description: "cannot undefine '\(key)': \(Self.lastError())") }

@@ -5,16 +5,20 @@ import PrezeroCore
 /// (`<source type='file'/>`, `<access mode='shared'/>`, no `<hugepages>`), as text,
 /// so that everything else, formatting included, stays byte for byte.
 public enum DomainRewrite {
+    /// The rewritten XML and what changed.
     public struct Result: Equatable, Sendable {
         public var xml: String
         /// What was changed, one line each; empty when the domain was already eligible.
         public var changes: [String]
     }
 
+    /// Why a domain was not rewritten, in one line; nothing was changed.
     public struct RewriteError: Error, Equatable, CustomStringConvertible {
         @OneLine public var description: String
     }
 
+    /// Rewrites `xml` to the eligible form. The input and the result must both parse as a
+    /// domain, and the result be eligible; else nothing is changed and it throws.
     public static func enable(_ xml: String) throws(RewriteError) -> Result {
         do {
             _ = try DomainXML.parse(xml)
@@ -178,6 +182,7 @@ extension String {
 
 /// A unified diff of two texts by lines, for `--dry-run`.
 public enum LineDiff {
+    /// The diff from `a` to `b` with `context` lines around each change; empty when they are equal.
     public static func unified(_ a: String, _ b: String, from: String = "a", to: String = "b", context: Int = 3) -> String {
         let x = a.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let y = b.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

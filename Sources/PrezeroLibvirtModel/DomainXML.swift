@@ -6,7 +6,9 @@ import PrezeroProtocol
 /// `virDomainDef` (`mem`, `numa`, `mems`) that decide the backends QEMU gets.
 /// Sizes are in bytes, rounded up to whole KiB as libvirt stores them.
 public struct DomainMemory: Equatable, Sendable {
+    /// `<memoryBacking><source type>`; `none` when it is absent.
     public enum Source: String, Sendable { case none, file, anonymous, memfd }
+    /// `<access mode>` (`memAccess` on a cell); `default` when it is absent.
     public enum Access: String, Sendable { case `default`, shared, `private` }
 
     /// One `<memoryBacking><hugepages><page>`; `size` 0 is `<hugepages/>` with no page.
@@ -23,6 +25,7 @@ public struct DomainMemory: Equatable, Sendable {
         public var nodes: [Int]?
     }
 
+    /// One guest NUMA cell, `<cpu><numa><cell>`: its memory and its `memAccess`.
     public struct Cell: Equatable, Sendable {
         public var bytes: UInt64
         public var access: Access
@@ -30,6 +33,7 @@ public struct DomainMemory: Equatable, Sendable {
 
     /// A `<devices><memory>` device.
     public struct Device: Equatable, Sendable {
+        /// The `<memory model>` values libvirt 9.0 knows.
         public enum Model: String, Sendable, CaseIterable {
             case dimm, nvdimm, virtioPmem = "virtio-pmem", virtioMem = "virtio-mem", sgxEPC = "sgx-epc"
             /// qemuAssignDeviceMemoryAlias's prefixes.
@@ -59,9 +63,11 @@ public struct DomainMemory: Equatable, Sendable {
         public var requested: UInt64
     }
 
+    /// The uid and gid QEMU runs as for this domain: a handed-over file becomes theirs.
     public struct Owner: Equatable, Sendable {
         public var uid: UInt32
         public var gid: UInt32
+        /// An owner by uid and gid.
         public init(uid: UInt32, gid: UInt32) {
             self.uid = uid
             self.gid = gid
@@ -91,12 +97,14 @@ public struct DomainMemory: Equatable, Sendable {
     public var owner: Owner?
 }
 
+/// Why a domain XML cannot be read or would be refused by libvirt, in one line.
 public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
     @OneLine public var description: String
 }
 
 /// Domain XML → `DomainMemory`. Pure: the XML comes in as text.
 public enum DomainXML {
+    /// Reads a domain XML as libvirt 9.0 would; what libvirt refuses throws, and so do a DTD and entities.
     public static func parse(_ xml: String) throws(DomainXMLError) -> DomainMemory {
         // libvirt never sends a DTD; refusing one keeps entities (and their files) out.
         // An empty or NUL-carrying text is refused before any parser sees it.
@@ -305,7 +313,9 @@ public enum DomainXML {
     }
 }
 
+/// A domain UUID as text.
 public enum UUIDText {
+    /// Whether `s` is 8-4-4-4-12 hex digits, as libvirt writes a UUID.
     public static func valid(_ s: String) -> Bool {
         let parts = s.split(separator: "-", omittingEmptySubsequences: false)
         return parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy { $0.isASCII && $0.isHexDigit } }

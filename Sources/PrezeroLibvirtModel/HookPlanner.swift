@@ -56,6 +56,8 @@ public enum NodeChoice: Hashable, Comparable, Sendable, CustomStringConvertible 
     public var description: String { node.map { "node \($0)" } ?? "any node" }
 }
 
+/// What prezerod does at `start begin` for each backend of a domain: hand a file over,
+/// make room, or nothing, and why.
 public enum HookPlanner {
     /// The per-backend decision for a domain, from the backends libvirt 9.0 will create.
     /// A domain libvirt itself would refuse throws, and is left to libvirt.
@@ -116,6 +118,7 @@ public enum HookPlanner {
         return Dictionary(uniqueKeysWithValues: nodes.map { (.node($0), share) })
     }
 
+    /// A path with single slashes and no trailing one (see `DefaultPoolMounts.normalize`).
     public static func normalize(_ path: String) -> String { DefaultPoolMounts.normalize(path) }
 
     /// The directory libvirt creates for a domain under cfg->memoryBackingDir (`base`, see

@@ -4,6 +4,7 @@ import PrezeroQemuModel
 
 /// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.
 public struct MemoryBackend: Equatable, Sendable {
+    /// The QEMU backend object type, as written on QEMU's command line.
     public enum Kind: String, Sendable, Codable {
         case file = "memory-backend-file", ram = "memory-backend-ram", memfd = "memory-backend-memfd", epc = "memory-backend-epc"
     }
@@ -79,15 +80,19 @@ public struct HookHost: Sendable {
     public var machineRAMId: String?
     public var systemPageSize: UInt64 = 4096
 
+    /// A hugetlbfs mount and its page size in bytes.
     public struct Mount: Equatable, Sendable {
         public var path: String
         public var pageSize: UInt64
+        /// A mount at `path` with pages of `pageSize` bytes.
         public init(path: String, pageSize: UInt64) {
             self.path = path
             self.pageSize = pageSize
         }
     }
 
+    /// The facts as given rather than read from this host: for tests, and for `libvirt plan`
+    /// with `--xml` and `--qemu-conf`.
     public init(memoryBackingDir: String?, hugetlbfs: [Mount], hostMounts: [Mount], poolMounts: [Mount],
                 defaultHugepageSize: UInt64, machineRAMId: String? = nil) {
         self.memoryBackingDir = memoryBackingDir
@@ -133,11 +138,13 @@ public struct HookHost: Sendable {
         mount(of: backingBase).flatMap { isPoolMount($0) ? $0 : nil }
     }
 
+    /// Whether `m` is one of prezerod's pool mounts, the paths compared as libvirt compares them.
     public func isPoolMount(_ m: Mount) -> Bool {
         poolMounts.contains { HookPlanner.normalize($0.path) == HookPlanner.normalize(m.path) }
     }
 }
 
+/// Why the backends cannot be planned (a domain libvirt itself would refuse), in one line.
 public struct PlanError: Error, Equatable, CustomStringConvertible {
     @OneLine public var description: String
 }
@@ -186,6 +193,8 @@ public enum LibvirtBackends {
         var startBytes: UInt64
     }
 
+    /// Every memory backend QEMU gets for the domain, as libvirt 9.0 builds them; a domain
+    /// libvirt would refuse throws.
     public static func plan(_ d: DomainMemory, host: HookHost) throws(PlanError) -> [MemoryBackend] {
         var specs: [Spec] = []
         var deviceBytes: UInt64 = 0

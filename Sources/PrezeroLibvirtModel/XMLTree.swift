@@ -15,11 +15,13 @@ public struct XMLTree: Equatable, Sendable {
         case comment(String)
     }
 
+    /// One element: its name, its attributes, and what it holds in document order.
     public struct Element: Equatable, Sendable {
         public var name: String
         public var attributes: [String: String]
         public var nodes: [Node]
 
+        /// An element with the given attributes and content; none by default.
         public init(name: String, attributes: [String: String] = [:], nodes: [Node] = []) {
             self.name = name
             self.attributes = attributes
@@ -37,6 +39,7 @@ public struct XMLTree: Equatable, Sendable {
             }
         }
 
+        /// The first element at a path of names (see `elements`), or nil.
         public func first(_ path: String) -> Element? { elements(path).first }
 
         /// All the text inside, as XPath's string value: comments left out.
@@ -53,6 +56,7 @@ public struct XMLTree: Equatable, Sendable {
 
     public var root: Element
 
+    /// Why a document is not well-formed, in one line.
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         @OneLine public var description: String
     }

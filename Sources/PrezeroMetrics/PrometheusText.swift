@@ -5,6 +5,8 @@ import Prometheus
 /// prezerod's counters in the Prometheus text format: what `prezero metrics` prints and
 /// what prezerod writes for node_exporter's textfile collector.
 public enum PrometheusText {
+    /// A status as `prezero_*` metrics: per node by mount, page size and node, then per mount,
+    /// and per lease (with its VM, so a VM's pool pages can be summed).
     public static func render(_ s: StatusResult) -> String {
         let r = PrometheusCollectorRegistry()
         for m in s.mounts {

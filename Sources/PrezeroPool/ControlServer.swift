@@ -44,6 +44,8 @@ public final class ControlServer: Sendable {
     let stopping = Atomic<Bool>(false)
     let stopped = DispatchSemaphore(value: 0)
 
+    /// Binds the control socket (root-only, or 0660 with `socket_group`), creating its directory;
+    /// nothing is accepted until `start`.
     public init(daemon: any RequestHandling, logger: Logger) throws {
         let c = daemon.config
         let dir = String(c.socket[..<(c.socket.lastIndex(of: "/") ?? c.socket.startIndex)])
@@ -66,6 +68,7 @@ public final class ControlServer: Sendable {
         self.logger = logger
     }
 
+    /// Starts the lanes' handler threads and the epoll loop's thread, and begins accepting.
     public func start() throws {
         try epoll.add(listener.fd, .readable, token: EventLoop.listenerToken)
         try epoll.add(wakeup.fd, .readable, token: EventLoop.wakeupToken)

@@ -15,6 +15,7 @@ extension PoolDaemon {
     /// Each pool mount's path and page size, in the order of the pools.
     package var poolMounts: [(path: String, pageSize: UInt64)] { pools.map { ($0.mount.path, $0.mount.pageSize) } }
 
+    /// Whether a lease with this key exists, released or not.
     package func hasLease(_ key: String) -> Bool { engine.lease(key) != nil }
 
     /// The keys of the leases of one group (a domain's UUID).

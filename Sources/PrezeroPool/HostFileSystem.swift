@@ -57,6 +57,7 @@ public final class HostFileSystem: PoolFileSystem {
         return try lock.with(exclusive: alone, body)
     }
 
+    /// Performs `e` through PrezeroSys; a failure names the effect and the call that failed.
     public func perform(_ e: Effect) throws(EffectError) -> Observed? {
         do throws(SysError) {
             return try apply(e)
@@ -200,12 +201,14 @@ public final class HostFileSystem: PoolFileSystem {
         return (try Files.openDirectory(path: parent, pathOnly: true), name)
     }
 
+    /// Looked up without following a symlink, and only on the mount's own device.
     public func destinationInode(_ path: String, mount mi: Int) -> UInt64? {
         guard let (dir, name) = try? destination(path), let st = try? Files.status(in: dir, name: name),
               st.device == pools[mi].device.device else { return nil }
         return st.inode
     }
 
+    /// One `fstatat` of the name in its state directory, no open.
     public func status(_ f: FileRef) throws(EffectError) -> FileInfo? {
         do throws(SysError) {
             guard let st = try Files.status(in: dir(f), name: f.name) else { return nil }
@@ -217,6 +220,7 @@ public final class HostFileSystem: PoolFileSystem {
         }
     }
 
+    /// Every entry of the mount's state directories (see `PoolDirectory`).
     public func listing(mount mi: Int) throws(EffectError) -> [ListedFile] {
         do throws(SysError) {
             return try pools[mi].listing()
@@ -225,6 +229,7 @@ public final class HostFileSystem: PoolFileSystem {
         }
     }
 
+    /// Read from sysfs and the files' allocated bytes, holding the node's lock alone.
     public func usage(_ k: NodeKey, files: [FileRef]) -> (inUse: UInt64, inFiles: UInt64) {
         let ps = pools[k.mount].mount.pageSize
         return (try? paused(k, alone: true) { () throws(SysError) in
@@ -244,6 +249,7 @@ public final class HostFileSystem: PoolFileSystem {
         return NodeCounters(free: (free - min(free, reserved)) * ps, total: (c?.total ?? 0) * ps)
     }
 
+    /// Read from `<state_dir>/leases/<lease>`; nil when there is no record or it does not read.
     public func journal(_ lease: String) -> LeaseRecord? { Files.readText("\(leaseJournal)/\(lease)").flatMap(LeaseRecord.parse) }
 
     func remove(_ path: String) throws(SysError) {
@@ -252,6 +258,7 @@ public final class HostFileSystem: PoolFileSystem {
         } catch where error.errno == ENOENT {}
     }
 
+    /// Read from `<state_dir>/held`, keeping the entries of this mount's path.
     public func heldJournal(mount mi: Int) -> [(id: String, node: Int, bytes: UInt64)] {
         Files.list(path: heldJournal).filter { !$0.hasPrefix(".") }.compactMap { key in
             let f = (Files.readText("\(heldJournal)/\(key)") ?? "").split(separator: "\n").map(String.init)

@@ -18,6 +18,7 @@ public final class JobRunner: Sendable {
     /// Each node's fill budget (`fill_bandwidth`), shared by all of its workers.
     let budgets = Mutex<[NodeKey: TokenBucket]>([:])
 
+    /// A runner with the engine's file system, clock and configuration.
     public init(engine: PoolEngine) {
         self.engine = engine
         fs = engine.fs
@@ -28,6 +29,7 @@ public final class JobRunner: Sendable {
     }
 
 
+    /// What the node's worker does next, from the node's counters now; nil when there is nothing.
     public func nextJob(_ k: NodeKey) -> Job? { engine.nextJob(k, counters: fs.counters(k)) }
 
     /// Runs a job to its end, waiting where the bandwidth budget says.
@@ -52,6 +54,7 @@ public final class JobRunner: Sendable {
         }
     }
 
+    /// Starts `job` on `k`: the run that `advance` takes one step at a time.
     public func begin(_ job: Job, on k: NodeKey) -> JobRun {
         let ps = engine.pageSize(k)
         switch job {

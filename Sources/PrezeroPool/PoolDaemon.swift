@@ -24,6 +24,8 @@ public final class PoolDaemon: Sendable {
     /// libvirt's hook calls, handed in by prezerod (they need an XML parser this target does not link).
     let hooks: (any HookHandling)?
 
+    /// Opens each mount's pool directories and recovers the pool from them; no thread starts
+    /// before `start`. `hooks` handles libvirt's hook calls; without it they are refused.
     public init(config: Config, mounts: [PoolMount], logger: Logger, hooks: (any HookHandling)? = nil) throws {
         self.config = config
         self.logger = logger

@@ -13,6 +13,8 @@ public final class PoolDirectory: Sendable {
     let dirs: [FileState: Descriptor]
     public let device: FileStatus
 
+    /// Opens (creating when missing) the pool root `name` on the mount and its state directories,
+    /// all made root's with mode 0700, and removes what earlier versions kept there.
     public init(mount: PoolMount, name: String) throws {
         let mountDir = try Files.openDirectory(path: mount.path)
         root = try Files.openDirectory(in: mountDir, name: name, createMode: 0o700)
@@ -37,6 +39,7 @@ public final class PoolDirectory: Sendable {
 
     static let legacyDirectories = ["dirty", "scrubbing"]
 
+    /// The descriptor of `s`'s directory.
     public func dir(_ s: FileState) -> Descriptor { dirs[s]! }
 
     /// Is this directory the pool root or one of its state directories?
@@ -45,6 +48,7 @@ public final class PoolDirectory: Sendable {
             && ([device.inode] + dirs.values.compactMap { try? Files.status($0).inode }).contains(st.inode)
     }
 
+    /// The absolute path of `name` in `s`'s directory, for logs and messages.
     public func path(_ s: FileState, _ name: String) -> String { "\(rootPath)/\(s.rawValue)/\(name)" }
 
     /// Never waits on a lease: a tenant owns its leased file and may take a lease on it

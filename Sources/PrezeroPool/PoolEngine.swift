@@ -24,6 +24,7 @@ public final class PoolEngine: Sendable {
     /// (an opener would wait for the lease to go).
     let leaseBusy = Mutex<Set<String>>([])
 
+    /// An engine over `fs`; `clock`, `pause` and `wake` are the host's, or the simulation's.
     public init(fs: any PoolFileSystem, state: PoolState, logger: Logger, clock: @escaping @Sendable () -> Double,
                 pause: @escaping @Sendable (Double) -> Void, wake: @escaping @Sendable (NodeKey) -> Void) {
         self.fs = fs
@@ -38,19 +39,25 @@ public final class PoolEngine: Sendable {
     /// The daemon's configuration, as the state was made with (it never changes).
     public let config: Config
     public var stopping: Bool { state.withLock { $0.stopping } }
+    /// Marks the pool as stopping: each worker's next job is to stop.
     public func stop() { state.withLock { $0.stopping = true } }
 
     // MARK: named queries
 
+    /// The lease with this key, if any.
     public func lease(_ key: String) -> Lease? { state.withLock { $0.leases[key] } }
+    /// The lease whose file is `inode` on mount `mi`, if any: how a release by destination finds its lease.
     public func lease(mount mi: Int, inode: UInt64) -> Lease? { state.withLock { $0.leases.lease(mount: mi, inode: inode) } }
     /// The keys of a libvirt domain's leases (`LeaseKey.group`).
     public func leaseKeys(group: String) -> [String] { state.withLock { $0.leases.keys(group: group) } }
+    /// Whether the pool has the node `k` (a mount's node this host has).
     public func hasNode(_ k: NodeKey) -> Bool { state.withLock { $0.nodes[k] != nil } }
+    /// The node's free and total huge pages now, from the file system.
     public func counters(_ k: NodeKey) -> NodeCounters { fs.counters(k) }
     /// A copy of the whole state, for status and for the simulation's checks.
     public func snapshot() -> PoolState { state.withLock { $0 } }
 
+    /// Sets the nodes' targets to `target` (nil leaves them), or to 0 for a drain.
     public func setTargets(_ keys: [NodeKey], drain: Bool, target: SizeSpec?) {
         state.withLock { $0.setTargets(keys, drain: drain, target: target) }
     }

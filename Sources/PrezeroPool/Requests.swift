@@ -8,6 +8,7 @@ import PrezeroSys
 /// claim (its own files, within its quota), release its own leases, and ask status
 /// (see `CallerPolicy`).
 extension PoolDaemon {
+    /// Answers one request from `caller`: an operation it may not ask for, or any failure, is an error answer.
     public func handle(_ r: Request, from caller: Caller = .root) -> Response {
         do throws(ControlError) {
             try CallerPolicy.check(r.operation, by: caller)
@@ -249,6 +250,7 @@ extension PoolDaemon {
         return nil
     }
 
+    /// make-room on the pool mount of the request's page size (the first one when it is nil).
     package func makeRoom(_ r: MakeRoomRequest) throws(ControlError) -> MakeRoomResult {
         try engine.makeRoom(r, mount: mountIndex(pageSize: r.pageSize))
     }

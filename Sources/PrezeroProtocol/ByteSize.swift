@@ -42,6 +42,7 @@ public enum SizeSpec: Equatable, Sendable, Codable, CustomStringConvertible {
     case bytes(UInt64)
     case percent(Double)
 
+    /// Parses `50%` (0 to 100) or a size `ByteSize.parse` reads; nil for anything else.
     public init?(_ text: String) {
         let t = trimmed(text)
         if t.hasSuffix("%") {
@@ -69,6 +70,7 @@ public enum SizeSpec: Equatable, Sendable, Codable, CustomStringConvertible {
         }
     }
 
+    /// A bare integer is bytes; a string is read as `init?(_:)` reads it, so `8G` and `50%` work too.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let n = try? c.decode(UInt64.self) {
@@ -83,6 +85,7 @@ public enum SizeSpec: Equatable, Sendable, Codable, CustomStringConvertible {
         self = v
     }
 
+    /// Written as `description`, always a string: bytes as digits, a share with its `%`.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.singleValueContainer()
         try c.encode(description)

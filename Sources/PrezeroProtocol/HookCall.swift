@@ -15,6 +15,7 @@ public struct HookSettings: Sendable, Equatable {
     /// read, a line that is not `key = value`), for the hook to log as errors.
     public var problems: [String] = []
 
+    /// The defaults: prezerod's socket, 5 s, and fail open.
     public init() {}
 
     /// `key = value` lines; `#` starts a comment line. Unknown keys and unreadable
@@ -50,6 +51,7 @@ public struct HookSettings: Sendable, Equatable {
     }
 }
 
+/// Which libvirt hook calls prezero-hook forwards, and how it reads prezerod's answer.
 public enum HookCall {
     /// The calls prezerod acts on: anything else returns at once without touching it.
     public static let forwarded: Set<[String]> = [["start", "begin"], ["stopped", "end"], ["release", "end"]]

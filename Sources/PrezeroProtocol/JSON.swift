@@ -35,6 +35,7 @@ extension JSON {
         if p.i < bytes.count { throw p.fail("unexpected \(p.show(bytes[p.i])) after the value") }
     }
 
+    /// Parses one JSON value from the UTF-8 of `text`, as the byte parser does.
     public init(parsing text: String) throws(JSONSyntaxError) {
         try self.init(parsing: Array(text.utf8))
     }

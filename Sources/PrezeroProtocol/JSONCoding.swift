@@ -2,12 +2,14 @@
 /// the wire. Integers must be written as integers, and a value that does not fit its
 /// type is an error that names the field.
 public enum JSONCoding {
+    /// The `JSON` value of `value`, through its `Encodable` conformance.
     public static func encode<T: Encodable>(_ value: T) throws -> JSON {
         let root = Slot()
         try root.store(value, path: [])
         return root.json
     }
 
+    /// A `T` from a `JSON` value; a failure names the field (see `describe`).
     public static func decode<T: Decodable>(_ type: T.Type, from json: JSON) throws -> T {
         try ValueDecoder(json, path: []).unbox(type)
     }

@@ -1,8 +1,10 @@
+/// What a request asks for, sent as `op`; callers' rights and handler lanes are decided by it.
 public enum Operation: String, Codable, Sendable, CaseIterable {
     case status, claim, release, fill, drain, hook
     case makeRoom = "make-room"
 }
 
+/// Asks for a clean file of `bytes`, linked at `dest` and owned by `uid`:`gid` with `mode`.
 public struct ClaimRequest: Codable, Sendable, Equatable {
     public var bytes: UInt64
     /// Huge-page size in bytes; nil picks the first pool mount.
@@ -16,6 +18,7 @@ public struct ClaimRequest: Codable, Sendable, Equatable {
     /// nil: the daemon makes one up.
     public var lease: String?
 
+    /// By default any node, the first pool mount, root's file at 0600, and a lease key the daemon makes up.
     public init(bytes: UInt64, pageSize: UInt64? = nil, nodes: [Int] = [], dest: String,
                 uid: UInt32 = 0, gid: UInt32 = 0, mode: UInt32 = 0o600, lease: String? = nil) {
         self.bytes = bytes
@@ -34,9 +37,11 @@ public struct ClaimRequest: Codable, Sendable, Equatable {
     }
 }
 
+/// Ends a lease, named by its key or found by the file at its destination.
 public struct ReleaseRequest: Codable, Sendable, Equatable {
     public var lease: String?
     public var dest: String?
+    /// Give one: `lease` is used when both are set, and a request with neither is refused.
     public init(lease: String? = nil, dest: String? = nil) {
         self.lease = lease
         self.dest = dest
@@ -49,6 +54,7 @@ public struct PoolScope: Codable, Sendable, Equatable {
     public var node: Int?
     /// For fill: the new target per (mount, node); nil keeps the configured one.
     public var target: SizeSpec?
+    /// By default every mount and node; a nil `target` changes no target.
     public init(mount: String? = nil, node: Int? = nil, target: SizeSpec? = nil) {
         self.mount = mount
         self.node = node
@@ -56,10 +62,13 @@ public struct PoolScope: Codable, Sendable, Equatable {
     }
 }
 
+/// Asks prezerod to give clean files back until each node has `pages` free, for a backend
+/// that takes huge pages itself. `pageSize` nil picks the first pool mount.
 public struct MakeRoomRequest: Codable, Sendable, Equatable {
     public var pageSize: UInt64?
     /// Pages needed, per node (JSON object keys are node numbers).
     public var pages: [String: UInt64]
+    /// A request for `pages` free pages per node, of `pageSize` (nil: the first pool mount's).
     public init(pageSize: UInt64? = nil, pages: [String: UInt64]) {
         self.pageSize = pageSize
         self.pages = pages
@@ -74,6 +83,7 @@ public struct MakeRoomRequest: Codable, Sendable, Equatable {
 public struct HookRequest: Codable, Sendable, Equatable {
     public var args: [String]
     public var stdin: String
+    /// The hook's arguments as libvirt gave them, and the domain XML it read on standard input.
     public init(args: [String], stdin: String) {
         self.args = args
         self.stdin = stdin
@@ -113,6 +123,8 @@ extension Request: Codable {
         case makeRoom = "make_room"
     }
 
+    /// Reads `op`, then its payload; a payload that is missing is an error naming it, except
+    /// fill's and drain's `scope`, which defaults to everything.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let op = try c.decode(Operation.self, forKey: .op)
@@ -133,6 +145,7 @@ extension Request: Codable {
         }
     }
 
+    /// Writes `v`, `op` and the payload under its key.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(ControlProtocol.version, forKey: .v)

@@ -28,6 +28,7 @@ extension Response: Codable {
         case makeRoom = "make_room"
     }
 
+    /// Reads `ok` first: a refusal carries only its error; else the one result key present.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         if !(try c.decode(Bool.self, forKey: .ok)) {
@@ -45,6 +46,7 @@ extension Response: Codable {
         }
     }
 
+    /// Writes `v` and `ok`, then the error, or the result under its operation's key.
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(ControlProtocol.version, forKey: .v)

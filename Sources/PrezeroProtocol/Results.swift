@@ -9,6 +9,7 @@ public struct HookResult: Codable, Sendable, Equatable {
     /// `fail_closed` the hook refuses a start with any: the domain would run without
     /// what the operator required, however many backends did get theirs.
     public var failed: [String]
+    /// Nothing done by default; the hook handler adds as it goes.
     public init(decisions: [String] = [], handovers: [ClaimResult] = [], released: [String] = [], failed: [String] = []) {
         self.decisions = decisions
         self.handovers = handovers
@@ -32,8 +33,10 @@ public struct HookResult: Codable, Sendable, Equatable {
 
 /// An error a client can act on: a stable code and a one-line message naming the fix.
 public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    /// A stable error code, sent as its string (`bad_request`, `busy`): clients act on it, not on the message.
     public struct Code: RawRepresentable, Codable, Sendable, Hashable {
         public var rawValue: String
+        /// Any string is kept, so a code a newer prezerod sends still reads.
         public init(rawValue: String) { self.rawValue = rawValue }
         public static let badRequest = Code(rawValue: "bad_request")
         public static let tooLarge = Code(rawValue: "too_large")
@@ -61,6 +64,7 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
     public var code: Code
     public var message: String
 
+    /// An error with its code and a one-line message that names the fix.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
@@ -69,6 +73,7 @@ public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringCon
     public var description: String { message }
 }
 
+/// What a claim got: its outcome and, unless it was a miss, the file's path, node and lease key.
 public struct ClaimResult: Codable, Sendable, Equatable {
     public var outcome: ClaimOutcome
     /// Empty on a miss.
@@ -78,6 +83,7 @@ public struct ClaimResult: Codable, Sendable, Equatable {
     public var pageSize: UInt64
     public var lease: String?
 
+    /// On a miss, `path` is empty and `node` and `lease` are nil.
     public init(outcome: ClaimOutcome, path: String, node: Int?, bytes: UInt64, pageSize: UInt64, lease: String?) {
         self.outcome = outcome
         self.path = path
@@ -93,23 +99,27 @@ public struct ClaimResult: Codable, Sendable, Equatable {
     }
 }
 
+/// What a release did: the lease it ended, and whether the file's pages are back already.
 public struct ReleaseResult: Codable, Sendable, Equatable {
     public var lease: String
     /// True once the kernel granted prezerod a write lease on the file (no other open file
     /// description of it exists anywhere) and its pages went back to the kernel; false while
     /// it stays leased because something still has it open or mapped.
     public var reclaimed: Bool
+    /// A result for `lease`; see `reclaimed`.
     public init(lease: String, reclaimed: Bool) {
         self.lease = lease
         self.reclaimed = reclaimed
     }
 }
 
+/// What a make-room did, per node (keys are node numbers, as in the request), in pages.
 public struct MakeRoomResult: Codable, Sendable, Equatable {
     /// Pages given back to the kernel, per node.
     public var freed: [String: UInt64]
     /// Free pages per node after the call.
     public var free: [String: UInt64]
+    /// A result with the pages freed and the pages free afterwards, per node.
     public init(freed: [String: UInt64], free: [String: UInt64]) {
         self.freed = freed
         self.free = free

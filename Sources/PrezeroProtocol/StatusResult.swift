@@ -29,6 +29,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public var yieldedBytes: UInt64
     public var outcomes: [ClaimOutcome: UInt64]
 
+    /// A node with every count at 0, one fill worker and each claim outcome at 0; the daemon fills it in.
     public init(node: Int) {
         self.node = node
         cpus = []
@@ -75,6 +76,7 @@ public struct LeaseStatus: Codable, Sendable, Equatable {
     public var node: Int
     public var bytes: UInt64
 
+    /// `vm` is worked out from the key.
     public init(lease: String, node: Int, bytes: UInt64) {
         self.lease = lease
         self.vm = Self.vm(lease)
@@ -101,6 +103,7 @@ public struct HeldStatus: Codable, Sendable, Equatable {
     public var lease: String
     public var node: Int
     public var bytes: UInt64
+    /// The pages `lease`'s file left pinned on `node`.
     public init(lease: String, node: Int, bytes: UInt64) {
         self.lease = lease
         self.node = node
@@ -116,6 +119,7 @@ public struct OutsideNameStatus: Codable, Sendable, Equatable {
     public var names: [String]
     /// Links the file had beyond its own `leased/` name.
     public var extraLinks: UInt64
+    /// The names found for `lease`'s file and how many links it had beyond its own.
     public init(lease: String, names: [String], extraLinks: UInt64) {
         self.lease = lease
         self.names = names
@@ -127,6 +131,7 @@ public struct OutsideNameStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// One pool mount in `status`: its page size, pool directory, quarantined files, nodes and leases.
 public struct MountStatus: Codable, Sendable, Equatable {
     public var path: String
     public var pageSize: UInt64
@@ -137,6 +142,7 @@ public struct MountStatus: Codable, Sendable, Equatable {
     public var held: [HeldStatus]
     /// The last files taken back with a name outside the pool (at most 16).
     public var outsideNames: [OutsideNameStatus]
+    /// Leases, held pages and outside names default to none.
     public init(path: String, pageSize: UInt64, poolDir: String, quarantined: Int, nodes: [NodeStatus], leases: [LeaseStatus] = [],
                 held: [HeldStatus] = [], outsideNames: [OutsideNameStatus] = []) {
         self.path = path
@@ -154,9 +160,11 @@ public struct MountStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// The answer to status, fill and drain: prezerod's pid and each pool mount.
 public struct StatusResult: Codable, Sendable, Equatable {
     public var pid: Int32
     public var mounts: [MountStatus]
+    /// A status of `mounts`, from the daemon with `pid`.
     public init(pid: Int32, mounts: [MountStatus]) {
         self.pid = pid
         self.mounts = mounts

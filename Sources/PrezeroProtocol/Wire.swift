@@ -40,6 +40,7 @@ public enum Wire {
         return .success(request)
     }
 
+    /// Decodes one line as `type`: an answer, or a QMP reply; `describe` puts a failure in one line.
     public static func decode<T: Decodable>(_ type: T.Type, _ line: [UInt8]) throws -> T {
         try JSONCoding.decode(type, from: try JSON(parsing: line))
     }

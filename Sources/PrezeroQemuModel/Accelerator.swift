@@ -21,6 +21,7 @@ public struct KVMDevice: Equatable, Sendable {
     /// backend some cloud VMs offer instead of hardware nesting).
     public var backend: String?
 
+    /// The device's owner, group and mode; by default it opened for root and no backend is known.
     public init(ownerUID: UInt32, groupGID: UInt32, mode: UInt32, rootOpenError: String? = nil, backend: String? = nil) {
         self.ownerUID = ownerUID
         self.groupGID = groupGID
@@ -37,6 +38,7 @@ public struct QemuIdentity: Equatable, Sendable {
     public var uid: UInt32
     public var groups: [UInt32]
 
+    /// A user by name, uid and every group it holds.
     public init(name: String, uid: UInt32, groups: [UInt32]) {
         self.name = name
         self.uid = uid
@@ -44,6 +46,7 @@ public struct QemuIdentity: Equatable, Sendable {
     }
 }
 
+/// Which accelerator QEMU gets and why, with the fix when only the QEMU user's access is missing.
 public struct AccelDecision: Codable, Equatable, Sendable {
     public var accel: Accelerator
     /// One line: why this accelerator.
@@ -56,6 +59,7 @@ public struct AccelDecision: Codable, Equatable, Sendable {
     public var fix: String?
     public var user: String
 
+    /// A decision for `user`; `decide` makes them.
     public init(accel: Accelerator, reason: String, reprobeTrap: Bool, fix: String?, user: String) {
         self.accel = accel
         self.reason = reason

@@ -7,6 +7,7 @@ import PrezeroProtocol
 /// another program made for itself (kubelet's, a database's). libvirt itself falls back to
 /// every mount when `hugetlbfs_mount` is unset; prezerod does not follow it there.
 public enum DefaultPoolMounts {
+    /// A mount chosen, with the qemu.conf setting that names it.
     public struct Choice: Equatable, Sendable, CustomStringConvertible {
         public var path: String
         /// The qemu.conf setting that names it.

@@ -9,10 +9,13 @@ public struct LaunchRegion: Equatable, Sendable {
     public var nodes: [Int]
 }
 
+/// A bad `--memory` or VMM command line for `prezero launch`, in one line that names the fix.
 public struct LaunchError: Error, Equatable, CustomStringConvertible {
     @OneLine public var description: String
 }
 
+/// `prezero launch`'s command line: reads `--memory`, checks it against the VMM's arguments,
+/// and puts each file's path in place of its `{prezero:NAME}`.
 public enum LaunchPlan {
     public static let placeholderPrefix = "{prezero:"
 
@@ -55,6 +58,7 @@ public enum LaunchPlan {
         }
     }
 
+    /// `{prezero:NAME}`: what the VMM's arguments hold where region `name`'s file goes.
     public static func placeholder(_ name: String) -> String { placeholderPrefix + name + "}" }
 
     /// Names of every `{prezero:NAME}` in the arguments.

@@ -12,6 +12,7 @@ public enum VirConf {
         case list([Value])
     }
 
+    /// Why qemu.conf does not read, with its line number.
     public struct ParseError: Error, Equatable, CustomStringConvertible {
         public var line: Int
         @OneLine public var message: String
@@ -181,6 +182,7 @@ public struct QemuConf: Equatable, Sendable {
     /// `hugetlbfs_mount`: a string or a list of strings.
     public var hugetlbfsMounts: [String]?
 
+    /// The settings given; nil is one qemu.conf leaves unset.
     public init(memoryBackingDir: String? = nil, user: String? = nil, group: String? = nil, hugetlbfsMounts: [String]? = nil) {
         self.memoryBackingDir = memoryBackingDir
         self.user = user
@@ -188,6 +190,7 @@ public struct QemuConf: Equatable, Sendable {
         self.hugetlbfsMounts = hugetlbfsMounts
     }
 
+    /// Why libvirtd would refuse the qemu.conf, in one line.
     public struct ConfError: Error, Equatable, CustomStringConvertible {
         @OneLine public var description: String
     }

@@ -7,6 +7,7 @@ public final class Descriptor: Sendable {
     /// What it was opened from, for error messages.
     public let label: String
 
+    /// Takes ownership of `raw`, an open descriptor: it is closed when the last reference goes.
     public init(_ raw: Int32, label: String) {
         self.raw = raw
         self.label = label

@@ -26,6 +26,7 @@ public enum Files {
     }
 
     /// Opens the directory `name` inside `dir`, creating it with `createMode` when given.
+    /// The corresponding C functions are `mkdirat` and `openat` with `O_NOFOLLOW | O_DIRECTORY`.
     public static func openDirectory(in dir: Descriptor, name: String, pathOnly: Bool = false,
                                      createMode: UInt32? = nil, label: String? = nil) throws(SysError) -> Descriptor {
         try requireName("open", name)
@@ -44,6 +45,7 @@ public enum Files {
     /// `inheritable` leaves the descriptor open across exec, for a child to use. `nonBlocking`:
     /// a file someone else holds a lease on fails at once with EAGAIN (the kernel starts
     /// breaking the lease) instead of sleeping up to `lease-break-time` (45 s by default).
+    /// The corresponding C function is `openat` with `O_NOFOLLOW` (and `O_CREAT | O_EXCL` for `create`).
     public static func openFile(in dir: Descriptor, name: String, create: Bool = false, mode: UInt32 = 0o600,
                                 inheritable: Bool = false, nonBlocking: Bool = false) throws(SysError) -> Descriptor {
         try requireName("open", name)
@@ -115,6 +117,7 @@ public enum Files {
     }
 
     /// Names in a directory, without `.` and `..`.
+    /// The corresponding C functions are `openat` of `.` (a descriptor of its own), `fdopendir` and `readdir`.
     public static func list(_ dir: Descriptor) throws(SysError) -> [String] {
         let dupfd = try check("dup", dir.label) { pz_openat(dir.raw, ".", O_RDONLY | pz_flag_directory() | pz_flag_cloexec(), 0) }
         guard let d = fdopendir(dupfd) else {
@@ -139,17 +142,20 @@ public enum Files {
     }
 
     /// Names in a directory by absolute path (for /proc); empty if it cannot be read.
+    /// The corresponding C functions are `opendir` and `readdir`.
     public static func list(path: String) -> [String] {
         (try? listChecked(path: path).get()) ?? []
     }
 
     /// Names in a directory by absolute path, or why it could not be read.
+    /// The corresponding C functions are `opendir` and `readdir`.
     public static func listChecked(path: String) -> Result<[String], SysError> {
         guard let d = opendir(path) else { return .failure(SysError("opendir", path)) }
         return .success(names(d))
     }
 
     /// Creates `path` and any missing parents with `mode` (like `mkdir -p`).
+    /// The corresponding C function is `mkdir`, one call per component; EEXIST is not an error.
     public static func makeDirectories(_ path: String, mode: UInt32) throws(SysError) {
         var at = ""
         for part in path.split(separator: "/") {
@@ -170,6 +176,7 @@ public enum Files {
 
     /// Owner, then mode (fchown clears set-id bits, so the mode comes last): how every pool
     /// file changes hands, to a guest's uid:gid or back to root.
+    /// The corresponding C functions are `fchown`, then `fchmod`.
     public static func setOwner(_ fd: Descriptor, uid: UInt32, gid: UInt32, mode: UInt32) throws(SysError) {
         try chown(fd, uid: uid, gid: gid)
         try chmod(fd, mode: mode)
@@ -211,11 +218,13 @@ public enum Files {
     public static func dropLease(_ fd: Descriptor) { _ = pz_setlease(fd.raw, 0) }
 
     /// Reads a whole small text file (sysfs, procfs); nil if it cannot be read.
+    /// The corresponding C functions are `open` and `read`.
     public static func readText(_ path: String, limit: Int = 1 << 22) -> String? {
         readBytes(path, limit: limit).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Reads a whole file, up to `limit` bytes; nil if it cannot be read.
+    /// The corresponding C functions are `open` and `read`.
     public static func readBytes(_ path: String, limit: Int = 1 << 22) -> [UInt8]? {
         let fd = pz_openat(AT_FDCWD, path, O_RDONLY | pz_flag_cloexec(), 0)
         guard fd >= 0 else { return nil }
@@ -240,6 +249,7 @@ public enum Files {
 
     /// Removes a directory and everything under it (a scratch directory of our own);
     /// symlinks are removed, never followed.
+    /// The corresponding C functions are `lstat`, `rmdir` and `unlinkat`.
     public static func removeTree(_ path: String) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
@@ -252,16 +262,19 @@ public enum Files {
     }
 
     /// Removes a file by path (not a directory).
+    /// The corresponding C function is `unlinkat(AT_FDCWD, path, 0)`.
     public static func removePath(_ path: String) throws(SysError) {
         try check("unlink", path) { unlinkat(AT_FDCWD, path, 0) }
     }
 
     /// Writes a small text file (sysfs knobs, state files); never through a symlink.
+    /// The corresponding C functions are `open` with `O_NOFOLLOW` and `write`.
     public static func writeText(_ path: String, _ text: String, mode: UInt32 = 0o600) throws(SysError) {
         try writeBytes(path, Array(text.utf8), mode: mode)
     }
 
     /// Writes a whole file (created with `mode` if new); never through a symlink.
+    /// The corresponding C functions are `open` with `O_TRUNC | O_CREAT | O_NOFOLLOW` and `write`.
     public static func writeBytes(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600) throws(SysError) {
         let fd = try check("open", path) { pz_openat(AT_FDCWD, path, O_WRONLY | O_TRUNC | O_CREAT | pz_flag_nofollow() | pz_flag_cloexec(), mode_t(mode)) }
         defer { close(fd) }
@@ -275,6 +288,7 @@ public enum Files {
     }
 
     /// statfs of an open file: (filesystem magic, block size). On hugetlbfs the block size is the page size.
+    /// The corresponding C function is `fstatfs`.
     public static func filesystem(_ fd: Descriptor) throws(SysError) -> (magic: Int, blockSize: UInt64) {
         var magic: Int64 = 0
         var bsize: UInt64 = 0

@@ -3,12 +3,15 @@ import Glibc
 /// What a benchmark says about the machine it ran on.
 public enum HostInfo {
     /// The running kernel's release (uname -r).
+    /// The corresponding C function is `uname`.
     public static func kernelRelease() -> String {
         var u = utsname()
         uname(&u)
         return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
+    /// How many CPUs are online, for a benchmark's default thread count and its host line.
+    /// The corresponding C function is `sysconf(_SC_NPROCESSORS_ONLN)`.
     public static func onlineCPUs() -> Int { sysconf(Int32(_SC_NPROCESSORS_ONLN)) }
 }
 
@@ -44,6 +47,7 @@ public enum KVMProbe {
     }
 
     /// This process's effective uid and groups, for a QEMU it starts itself.
+    /// The corresponding C functions are `geteuid`, `getegid` and `getgroups`.
     public static func current() -> (uid: UInt32, groups: [UInt32]) {
         var n = getgroups(0, nil)
         var groups = [gid_t](repeating: 0, count: Int(max(n, 0)))

@@ -4,6 +4,7 @@ import PrezeroCShims
 
 /// Kernel huge-page counters, from sysfs.
 public enum HugePageCounters {
+    /// One size's page counts, as sysfs gives them: `nr_hugepages`, `free_hugepages`, `surplus_hugepages`.
     public struct Counts: Sendable, Equatable {
         public var total: UInt64
         public var free: UInt64

@@ -27,6 +27,8 @@ public enum ThreadIdentity {
     /// Runs `body` on a new thread that is wholly another user (real, effective and saved
     /// ids, and groups), and waits for it: what it connects to sees that user in SO_PEERCRED,
     /// and the rest of the process stays as it is. For tools and tests that act as a tenant.
+    /// The corresponding C functions are `pthread_create` and `pthread_join`, and on the new thread
+    /// raw `setgroups`, `setresgid` and `setresuid` system calls.
     public static func onThreadAs<T: Sendable>(uid: UInt32, gid: UInt32, groups: [UInt32] = [],
                                                _ body: @escaping @Sendable () -> T) throws(SysError) -> T {
         let out = ResultBox<T>()

@@ -5,6 +5,7 @@ import PrezeroCShims
 /// NUMA topology and per-thread placement, through libnuma.
 public enum Numa {
     /// Nodes that have memory. A host without NUMA support is one node, 0.
+    /// The corresponding C functions are libnuma's `numa_max_node` and `numa_node_size64`.
     public static func memoryNodes() -> [Int] {
         guard numa_available() >= 0 else { return [0] }
         let maxNode = Int(numa_max_node())
@@ -13,6 +14,7 @@ public enum Numa {
     }
 
     /// CPUs of a node; empty when the node has none (memory-only nodes).
+    /// The corresponding C function is libnuma's `numa_node_to_cpus`.
     public static func cpus(ofNode node: Int) -> [Int] {
         guard numa_available() >= 0, let mask = numa_allocate_cpumask() else { return [] }
         defer { numa_free_cpumask(mask) }
@@ -46,6 +48,7 @@ public enum Numa {
     }
 
     /// Restores the default memory policy of the calling thread.
+    /// The corresponding C function is libnuma's `numa_set_localalloc`.
     public static func resetMemoryPolicy() {
         guard numa_available() >= 0 else { return }
         numa_set_localalloc()
@@ -59,11 +62,14 @@ public enum Numa {
     }
 
     /// CPUs the calling thread may run on.
+    /// The corresponding C function is `sched_getaffinity`.
     public static func threadCPUs() -> [Int] {
         var buf = [Int32](repeating: 0, count: 1024)
         let n = buf.withUnsafeMutableBufferPointer { pz_thread_cpus($0.baseAddress, Int32($0.count)) }
         return n > 0 ? buf[0..<Int(n)].map(Int.init) : []
     }
 
+    /// The calling thread's kernel thread ID, for a worker's log line.
+    /// The corresponding C call is the `gettid` system call.
     public static func threadID() -> Int32 { pz_gettid() }
 }

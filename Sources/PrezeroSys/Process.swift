@@ -12,6 +12,7 @@ public final class ChildProcess: @unchecked Sendable {
     /// Starts `args` (the program is looked up on PATH). Each of stdin, stdout and
     /// stderr is opened from the path given, or inherited when nil. `env` is added to
     /// (and overrides) this process's environment.
+    /// The corresponding C function is `posix_spawnp`.
     public init(_ args: [String], stdin: String? = "/dev/null", stdout: String? = "/dev/null", stderr: String? = "/dev/null",
                 env: [String: String] = [:]) throws(SysError) {
         precondition(!args.isEmpty, "a program to run")
@@ -67,6 +68,7 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits for the exit, killing the child after `timeout` seconds (and throwing ETIMEDOUT).
+    /// The corresponding C functions are `waitpid` and, on a timeout, `kill(SIGKILL)`.
     @discardableResult
     public func wait(timeout: Double = .infinity) throws(SysError) -> Int32 {
         if timeout == .infinity, status == nil {
@@ -89,14 +91,19 @@ public final class ChildProcess: @unchecked Sendable {
         return exitCode ?? 0
     }
 
+    /// Sends `sig` to the child, unless it has already been reaped (its pid may be another's by then).
+    /// The corresponding C function is `kill`.
     public func signal(_ sig: Int32) { if status == nil { kill(pid, sig) } }
 }
 
+/// This process: its pid, uid and executable, and reaping the processes it may wait for.
 public enum Processes {
+    /// This process's pid. The corresponding C function is `getpid`.
     public static func current() -> Int32 { getpid() }
 
     /// The directory of this process's executable (/proc/self/exe), where the binaries
     /// installed or built beside it are.
+    /// The corresponding C function is `readlink`.
     public static func executableDirectory() -> String {
         let own = (try? Files.readLink("/proc/self/exe").get()) ?? CommandLine.arguments[0]
         return String(own[..<(own.lastIndex(of: "/") ?? own.startIndex)])
@@ -105,6 +112,7 @@ public enum Processes {
 
 extension Processes {
     /// The real user ID of this process.
+    /// The corresponding C function is `getuid`.
     public static func userID() -> UInt32 { getuid() }
 }
 
@@ -112,10 +120,12 @@ extension Processes {
     /// Makes this process the reaper of its descendants' orphans (`PR_SET_CHILD_SUBREAPER`), or
     /// stops it: a VMM whose launcher was killed becomes this process's to wait for, not init's,
     /// which on a host without systemd may never reap it.
+    /// The corresponding C function is `prctl(PR_SET_CHILD_SUBREAPER)`.
     public static func adoptOrphans(_ on: Bool) { _ = pz_set_child_subreaper(on ? 1 : 0) }
 
     /// Waits up to `timeout` seconds for a process this one may reap (a child, or an orphan
     /// adopted with `adoptOrphans`) to exit, and reaps it. False if it is still running.
+    /// The corresponding C function is `waitpid(WNOHANG)`, polled every 2 ms.
     public static func reap(_ pid: Int32, timeout: Double) -> Bool {
         let end = monotonicSeconds() + timeout
         var st: Int32 = 0
@@ -132,6 +142,7 @@ extension Processes {
 public enum Namespaces {
     /// The PID namespace link of a process (`/proc/self/ns/pid` reads `pid:[4026531836]` in
     /// the initial one), or why it could not be read.
+    /// The corresponding C function is `readlink`.
     public static func pidLink(_ pid: String) -> Result<String, SysError> {
         Files.readLink("/proc/\(pid)/ns/pid")
     }

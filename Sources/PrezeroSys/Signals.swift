@@ -8,6 +8,7 @@ nonisolated(unsafe) private var pendingSignal: Int32 = 0
 public enum Signals {
     /// From now on, each of `signals` is passed to the process given to `forward(to:)`.
     /// One that arrives before there is such a process is kept (see `pending`).
+    /// The corresponding C functions are `pthread_sigmask(SIG_UNBLOCK)` and `signal`.
     public static func forward(_ signals: [Int32]) {
         var set = sigset_t()
         sigemptyset(&set)
@@ -25,6 +26,7 @@ public enum Signals {
     /// file (a lease break), and its default action ends the process. prezerod holds one
     /// for each take-back; an open meanwhile (root's, or its own release of that lease on
     /// another thread) then waits for the lease to go instead of killing the daemon.
+    /// The corresponding C function is `signal(SIGIO, SIG_IGN)`.
     public static func ignoreLeaseBreaks() { signal(SIGIO, SIG_IGN) }
 
     /// The child to pass signals to.

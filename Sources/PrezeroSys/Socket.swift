@@ -42,6 +42,7 @@ public final class UnixConnection: Sendable {
     }
 
     /// SO_PEERCRED: who is on the other end, as the kernel saw it at connect time.
+    /// The corresponding C function is `getsockopt(SO_PEERCRED)`.
     public func peer() throws(SysError) -> PeerCredentials {
         var pid: Int32 = 0
         var uid: UInt32 = 0
@@ -52,6 +53,7 @@ public final class UnixConnection: Sendable {
 
     /// SO_PEERGROUPS: the peer's supplementary groups, as the kernel saw them at connect
     /// time (as SO_PEERCRED does its uid): no /proc read, so no race with the peer's exit.
+    /// The corresponding C function is `getsockopt(SO_PEERGROUPS)`.
     public func peerGroups() throws(SysError) -> [UInt32] {
         var out = [UInt32](repeating: 0, count: 64)
         while true {
@@ -65,6 +67,7 @@ public final class UnixConnection: Sendable {
 
     /// Bounds how long a read, a write or a connect may block; at least 1 ms, since a
     /// timeout of 0 means for ever.
+    /// The corresponding C function is `setsockopt`, for `SO_RCVTIMEO` and `SO_SNDTIMEO`.
     public func setTimeout(seconds: Double) throws(SysError) {
         let s = min(max(seconds, 0.001), 1e9)
         var tv = timeval(tv_sec: Int(s), tv_usec: Int((s - Double(Int(s))) * 1e6))
@@ -73,6 +76,7 @@ public final class UnixConnection: Sendable {
         }
     }
 
+    /// What `readLine` found.
     public enum LineResult: Equatable {
         case line([UInt8])
         /// The peer closed before sending a newline; any partial bytes are dropped.
@@ -88,6 +92,7 @@ public final class UnixConnection: Sendable {
     /// With a `deadline` (monotonic seconds) the whole line must come by then, however
     /// the peer spaces its bytes: a timeout per read alone lets a peer that sends a
     /// byte a second hold the connection for as long as it likes.
+    /// The corresponding C function is `read`.
     public func readLine(max: Int, deadline: Double? = nil) throws(SysError) -> LineResult {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -116,6 +121,7 @@ public final class UnixConnection: Sendable {
     /// Reads until the peer closes or `max` bytes arrived. With a `deadline` (monotonic
     /// seconds) all of it must come by then, however the peer spaces its bytes; ETIMEDOUT
     /// when it does not.
+    /// The corresponding C function is `read`.
     public func readAll(max: Int, deadline: Double? = nil) throws(SysError) -> [UInt8] {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
@@ -134,6 +140,7 @@ public final class UnixConnection: Sendable {
     }
 
     /// Writes every byte; with a `deadline`, by then (ETIMEDOUT when not).
+    /// The corresponding C function is `send(MSG_NOSIGNAL)`: a closed peer is EPIPE, not SIGPIPE.
     public func writeAll(_ bytes: [UInt8], deadline: Double? = nil) throws(SysError) {
         var off = 0
         while off < bytes.count {
@@ -162,6 +169,7 @@ public final class UnixConnection: Sendable {
     /// sends `request`, ends the sending side and reads until the peer closes, all by
     /// `deadline` (monotonic seconds). ETIMEDOUT when it passes, from the `connect`
     /// (the listen queue is full: the listener is stopped or hung), the `write` or the `read`.
+    /// The corresponding C functions are `connect`, `send`, `shutdown(SHUT_WR)` and `read`.
     public static func exchange(path: String, _ request: [UInt8], maxAnswer: Int, deadline: Double) throws(SysError) -> [UInt8] {
         let conn = try UnixConnection(connectingTo: path, deadline: deadline)
         try conn.writeAll(request, deadline: deadline)
@@ -177,6 +185,7 @@ public final class UnixConnection: Sendable {
     }
 
     /// On a non-blocking connection: reads what has arrived into `buf`, without waiting.
+    /// The corresponding C function is `read`.
     public func readAvailable(into buf: inout [UInt8]) throws(SysError) -> Available {
         do {
             let n = try check("read", fd.label) { buf.withUnsafeMutableBytes { read(fd.raw, $0.baseAddress, $0.count) } }
@@ -188,6 +197,7 @@ public final class UnixConnection: Sendable {
 
     /// On a non-blocking connection: writes what the socket takes now of `bytes[from...]`;
     /// how many bytes it took (0 when it is full).
+    /// The corresponding C function is `send(MSG_NOSIGNAL)`.
     public func writeAvailable(_ bytes: [UInt8], from: Int) throws(SysError) -> Int {
         do {
             return try check("write", fd.label) {
@@ -199,6 +209,7 @@ public final class UnixConnection: Sendable {
     }
 
     /// Ends our side of the stream so the peer sees end of file.
+    /// The corresponding C function is `shutdown(SHUT_WR)`.
     public func shutdownWrite() { end(Int32(SHUT_WR)) }
 
     private func end(_ how: Int32) { shutdown(fd.raw, how) }
@@ -211,6 +222,7 @@ public final class UnixListener: Sendable {
 
     /// Binds `path` with `mode`, and `group` as its group when given. A stale socket file is
     /// replaced; any other file there is an error.
+    /// The corresponding C functions are `socket`, `bind`, `lchown`, `chmod`, `rename` and `listen`.
     public init(path: String, mode: UInt32, group: UInt32? = nil) throws(SysError) {
         self.path = path
         let raw = try check("socket", path) { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
@@ -276,6 +288,7 @@ public final class UnixListener: Sendable {
     }
 
     /// Ends listening and removes the socket file.
+    /// The corresponding C functions are `shutdown(SHUT_RDWR)` and `unlink`.
     public func close() {
         shutdown(fd.raw, Int32(SHUT_RDWR))
         unlink(path)

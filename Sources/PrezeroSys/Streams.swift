@@ -3,6 +3,7 @@ import Glibc
 /// The process's standard streams.
 public enum Streams {
     /// Writes to standard error, unbuffered (one line reaches libvirtd's log whole).
+    /// The corresponding C function is `write` on descriptor 2, retried on EINTR and short writes.
     public static func writeError(_ s: String) {
         var bytes = Array(s.utf8)
         var at = 0
@@ -16,6 +17,7 @@ public enum Streams {
     }
 
     /// Reads standard input to its end, or to just past `limit` bytes.
+    /// The corresponding C function is `read` on descriptor 0.
     public static func readInput(limit: Int) -> [UInt8] {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)

@@ -6,6 +6,7 @@ public struct SysError: Error, Sendable, Equatable, CustomStringConvertible {
     public var subject: String
     public var errno: Int32
 
+    /// `errno` defaults to the thread's current one: build it right after the call that failed.
     public init(_ call: String, _ subject: String, errno: Int32 = Glibc.errno) {
         self.call = call
         self.subject = subject

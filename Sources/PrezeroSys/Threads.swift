@@ -3,6 +3,7 @@ import PrezeroCShims
 
 /// Starts a detached OS thread: node workers need a thread of their own to pin
 /// and to bind, which a task executor cannot give.
+/// The corresponding C functions are `pthread_create` and `pthread_detach`.
 public func startThread(_ body: @escaping @Sendable () -> Void) throws(SysError) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
@@ -28,6 +29,8 @@ public func startThread(_ body: @escaping @Sendable () -> Void) throws(SysError)
 public final class SharedLock: @unchecked Sendable {
     private let lock: UnsafeMutableRawPointer
 
+    /// A new lock; running out of memory for it ends the process.
+    /// The corresponding C function is `pthread_rwlock_init`, with `PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP`.
     public init() {
         guard let l = pz_rwlock_new() else { fatalError("out of memory for a lock") }
         lock = l
@@ -35,6 +38,8 @@ public final class SharedLock: @unchecked Sendable {
 
     deinit { pz_rwlock_free(lock) }
 
+    /// Runs `body` holding the lock, alone when `exclusive`, else shared with other readers.
+    /// The corresponding C functions are `pthread_rwlock_wrlock` or `_rdlock`, then `_unlock`.
     public func with<T, E: Error>(exclusive: Bool, _ body: () throws(E) -> T) throws(E) -> T {
         pz_rwlock_lock(lock, exclusive ? 1 : 0)
         defer { pz_rwlock_unlock(lock) }
@@ -51,6 +56,8 @@ public final class Locked<Value>: @unchecked Sendable {
     private let lock: UnsafeMutableRawPointer
     private var value: Value
 
+    /// Puts `value` behind a new lock; running out of memory for it ends the process.
+    /// The corresponding C function is `pthread_mutex_init`, with `PTHREAD_MUTEX_ADAPTIVE_NP`.
     public init(_ value: Value) {
         guard let l = pz_mutex_new() else { fatalError("out of memory for a lock") }
         lock = l
@@ -59,6 +66,8 @@ public final class Locked<Value>: @unchecked Sendable {
 
     deinit { pz_mutex_free(lock) }
 
+    /// Runs `body` on the value, holding the lock. The corresponding C functions are
+    /// `pthread_mutex_lock` and `_unlock`.
     public func withLock<R, E: Error>(_ body: (inout Value) throws(E) -> R) throws(E) -> R {
         pz_mutex_lock(lock)
         defer { pz_mutex_unlock(lock) }

@@ -4,12 +4,14 @@ import PrezeroCShims
 /// User and group names, for qemu.conf's `user` and `group`.
 public enum Users {
     /// `+107` or a name.
+    /// The corresponding C function is `getpwnam_r`.
     public static func uid(_ name: String) -> UInt32? {
         if name.hasPrefix("+") { return UInt32(name.dropFirst()) }
         return user(name)?.pw_uid
     }
 
     /// The primary group of a user.
+    /// The corresponding C function is `getpwnam_r`.
     public static func primaryGid(_ name: String) -> UInt32? { user(name)?.pw_gid }
 
     /// The corresponding C function is `getpwnam_r`; the string fields are not kept.

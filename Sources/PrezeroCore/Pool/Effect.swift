@@ -3,6 +3,7 @@ public struct FileRef: Hashable, Sendable, CustomStringConvertible {
     public var mount: Int
     public var state: FileState
     public var name: String
+    /// The file `name` in `state`'s directory of pool mount `mount`.
     public init(_ mount: Int, _ state: FileState, _ name: String) {
         self.mount = mount
         self.state = state
@@ -70,6 +71,7 @@ public enum Effect: Hashable, Sendable, CustomStringConvertible {
 public struct EffectError: Error, Sendable, Equatable, CustomStringConvertible {
     public var errno: Int32
     public var message: String
+    /// A failure with its errno value and what it was doing.
     public init(errno: Int32, message: String) {
         self.errno = errno
         self.message = message
@@ -99,6 +101,7 @@ public struct FileInfo: Sendable, Equatable {
     public var gid: UInt32
     public var permissions: UInt32
     public var isRegular: Bool
+    /// A file's status; a regular file by default.
     public init(inode: UInt64, links: UInt64, size: UInt64, allocated: UInt64, uid: UInt32, gid: UInt32,
                 permissions: UInt32, isRegular: Bool = true) {
         self.inode = inode
@@ -130,6 +133,7 @@ public struct TakeBack: Sendable, Equatable {
     /// Links beyond its `leased/` name when it was taken, and where they were found.
     public var extraLinks: UInt64
     public var names: [String]
+    /// By default the file had no other name.
     public init(bytes: UInt64, held: UInt64, extraLinks: UInt64 = 0, names: [String] = []) {
         self.bytes = bytes
         self.held = held

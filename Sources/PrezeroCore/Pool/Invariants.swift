@@ -2,6 +2,7 @@
 /// after every step, with the rest (no former guest's byte in `clean/`, pages that
 /// add up, pages on the node asked) checked against its model of the host.
 extension PoolState {
+    /// Every invariant the state breaks, one line each; empty when it keeps them all.
     public func violations() -> [String] {
         var v: [String] = []
         // No file in two states: every pool file has one sequence number, and sits in one list.

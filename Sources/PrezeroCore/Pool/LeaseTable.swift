@@ -13,6 +13,7 @@ public struct LeaseTable: Sendable, Equatable {
         var inode: UInt64
     }
 
+    /// An empty table.
     public init() {}
 
     public subscript(key: String) -> Lease? {
@@ -59,5 +60,6 @@ public struct LeaseTable: Sendable, Equatable {
         }
     }
 
+    /// Equal when the leases are: the indexes follow from them.
     public static func == (a: LeaseTable, b: LeaseTable) -> Bool { a.byKey == b.byKey }
 }

@@ -4,11 +4,13 @@ import PrezeroProtocol
 public struct NodeKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var mount: Int
     public var node: Int
+    /// The pool of node `node` on the mount at index `mount`.
     public init(mount: Int, node: Int) {
         self.mount = mount
         self.node = node
     }
     public var description: String { "m\(mount)/n\(node)" }
+    /// By mount, then node, so that keys sort in a stable order.
     public static func < (a: NodeKey, b: NodeKey) -> Bool { (a.mount, a.node) < (b.mount, b.node) }
 }
 
@@ -17,6 +19,7 @@ public struct NodeKey: Hashable, Sendable, Comparable, CustomStringConvertible {
 public struct NodeCounters: Sendable, Equatable {
     public var free: UInt64
     public var total: UInt64
+    /// A node's free and total huge-page bytes.
     public init(free: UInt64, total: UInt64) {
         self.free = free
         self.total = total
@@ -56,6 +59,7 @@ public struct NodeState: Sendable, Equatable {
     public var owedRefill: UInt64 = 0
     public var stats: NodeStatus
 
+    /// An empty pool for `node`, with its settings.
     public init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {
         self.target = target
         self.minFree = minFree
@@ -77,6 +81,7 @@ public struct HeldPages: Sendable, Equatable {
     public var id: String
     public var lease: String
     public var bytes: UInt64
+    /// `bytes` pinned by the take-back `id` of a file leased under `lease`.
     public init(id: String, lease: String, bytes: UInt64) {
         self.id = id
         self.lease = lease
@@ -106,6 +111,7 @@ public struct Lease: Sendable, Equatable {
     public var nextScan: Double = 0
     public var heldScans: Int = 0
 
+    /// A lease of `file` under `key`, not yet released; claimed by root by default.
     public init(key: String, mount: Int, file: PoolFileName, dest: String?, inode: UInt64, claiming: Bool, claimant: UInt32 = 0) {
         self.key = key
         self.mount = mount
@@ -138,6 +144,7 @@ public struct MountState: Sendable, Equatable {
     /// claimed each: the names are paths in that tenant's directories, shown to it and root only.
     public var outsideNames: [ClaimantsNames] = []
 
+    /// A mount with no file yet, learning at most `learnedCapacity` shapes.
     public init(pageSize: UInt64, nodes: [Int], learnedCapacity: Int) {
         self.pageSize = pageSize
         self.nodes = nodes
@@ -176,11 +183,13 @@ public struct PoolState: Sendable, Equatable {
 
     public var keys: [NodeKey] { nodes.keys.sorted() }
 
+    /// A sequence number not used before, for a new file name or a made-up lease key.
     public mutating func nextSeq() -> UInt64 {
         seq += 1
         return seq
     }
 
+    /// The page size of the node's mount.
     public func pageSize(_ k: NodeKey) -> UInt64 { mounts[k.mount].pageSize }
 
     /// Bytes that must stay free on a node: `min_free`, plus (for filling only) the
@@ -194,6 +203,7 @@ public struct PoolState: Sendable, Equatable {
         return minFree + hold
     }
 
+    /// Bytes the pool should hold on the node, rounded down to whole pages.
     public func target(_ k: NodeKey, totalBytes: UInt64) -> UInt64 {
         let ps = pageSize(k)
         return (nodes[k]?.target.resolve(totalBytes: totalBytes) ?? 0) / ps * ps
