@@ -52,9 +52,9 @@ public struct ReleaseRequest: Codable, Sendable, Equatable {
 public struct PoolScope: Codable, Sendable, Equatable {
     public var mount: String?
     public var node: Int?
-    /// For fill: the new target per (mount, node); nil keeps the configured one.
+    /// For fill: the new target per (mount, node); nil goes back to the configured one.
     public var target: SizeSpec?
-    /// By default every mount and node; a nil `target` changes no target.
+    /// By default every mount and node; a nil `target` means the configured one.
     public init(mount: String? = nil, node: Int? = nil, target: SizeSpec? = nil) {
         self.mount = mount
         self.node = node

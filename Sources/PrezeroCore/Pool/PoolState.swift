@@ -44,6 +44,8 @@ public struct NodeState: Sendable, Equatable {
     /// They are not the pool's: never counted toward its target, never reused.
     public var held: [HeldPages] = []
     public var target: SizeSpec
+    /// The target the config gives: a fill without a target of its own goes back to it.
+    public let configuredTarget: SizeSpec
     public var minFree: SizeSpec
     public var fileSize: UInt64
     /// Pages kept free after a make-room, until `holdUntil`.
@@ -62,6 +64,7 @@ public struct NodeState: Sendable, Equatable {
     /// An empty pool for `node`, with its settings.
     public init(node: Int, target: SizeSpec, minFree: SizeSpec, fileSize: UInt64) {
         self.target = target
+        configuredTarget = target
         self.minFree = minFree
         self.fileSize = fileSize
         stats = NodeStatus(node: node)

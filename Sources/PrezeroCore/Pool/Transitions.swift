@@ -245,10 +245,13 @@ extension PoolState {
         nodes[k]?.held.append(HeldPages(id: id, lease: lease, bytes: bytes))
     }
 
-    /// Fill sets targets; drain sets them to 0 (and the caller gives everything back).
+    /// Fill sets targets, or with no target of its own goes back to the configured one (so
+    /// that `prezero fill` after a drain refills); drain sets them to 0 (and the caller gives
+    /// everything back).
     public mutating func setTargets(_ keys: [NodeKey], drain: Bool, target: SizeSpec?) {
         for k in keys {
-            if drain { nodes[k]?.target = .bytes(0) } else if let t = target { nodes[k]?.target = t }
+            guard let n = nodes[k] else { continue }
+            nodes[k]?.target = drain ? .bytes(0) : target ?? n.configuredTarget
         }
     }
 
