@@ -110,14 +110,15 @@ struct ControlServerTests {
 
     @Test("a peer that never finishes its line is answered at request_timeout_ms; others are served meanwhile")
     func slowPeer() throws {
-        try withServer({ $0.requestTimeoutMs = 300 }) { _, h in
+        // The slow peer's deadline is far above a status's time even on a loaded machine.
+        try withServer({ $0.requestTimeoutMs = 1500 }) { _, h in
             let slow = try connect(h.config)
             try slow.writeAll(Array(#"{"v":1,"#.utf8), deadline: monotonicSeconds() + 5)
             let t = monotonicSeconds()
             guard case .status = try ask(h.config, Wire.encode(Request.status)) else { throw TestError("status not answered") }
-            #expect(monotonicSeconds() - t < 0.25, "status waited behind the slow peer")
+            #expect(monotonicSeconds() - t < 1.2, "status waited behind the slow peer")
             let r = try read(slow)
-            #expect(code(r) == .badRequest && monotonicSeconds() - t >= 0.25, "\(r)")
+            #expect(code(r) == .badRequest && monotonicSeconds() - t >= 1.2, "\(r)")
         }
     }
 
@@ -127,7 +128,7 @@ struct ControlServerTests {
             let held = try fillAdminLane(h)
             let t = monotonicSeconds()
             guard case .status = try ask(h.config, Wire.encode(Request.status)) else { throw TestError("status not answered") }
-            #expect(monotonicSeconds() - t < 0.5)
+            #expect(monotonicSeconds() - t < 2, "status waited behind make-room, which is held until the test lets it go")
             sleepSeconds(0.1)
             #expect(h.count == 3, "only the status joined the two make-rooms: \(h.count)")
             h.open()
