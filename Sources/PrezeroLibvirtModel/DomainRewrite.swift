@@ -5,6 +5,10 @@ import PrezeroCore
 /// (`<source type='file'/>`, `<access mode='shared'/>`, no `<hugepages>`), as text,
 /// so that everything else, formatting included, stays byte for byte.
 public enum DomainRewrite {
+    /// The `<memoryBacking>` children of the eligible form, preallocated: what the demo, the
+    /// benches and the tests define a handed-over guest with.
+    public static let eligibleBacking = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
+
     /// The rewritten XML and what changed.
     public struct Result: Equatable, Sendable {
         public var xml: String

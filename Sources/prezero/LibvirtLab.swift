@@ -22,7 +22,7 @@ struct BootImage {
 /// The host as the libvirt bench finds it, checked, and the domains it defines,
 /// undefined again by `close()`.
 final class LibvirtLab {
-    static let eligible = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
+    static let eligible = DomainRewrite.eligibleBacking
     let conn: LibvirtConnection
     let connection: Connection
     let mount: String

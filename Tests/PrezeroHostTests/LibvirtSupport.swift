@@ -144,7 +144,7 @@ final class LibvirtHost {
         return uuid
     }
 
-    static let eligible = "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
+    static let eligible = DomainRewrite.eligibleBacking
 
     /// PID of the QEMU running a domain.
     func qemuPID(_ uuid: String) throws -> Int32 {
