@@ -21,6 +21,7 @@ public enum PrometheusText {
                 gauge("pool_clean_bytes", "Pre-zeroed bytes ready to hand out", Double(n.cleanBytes))
                 gauge("held_outside_bytes", "Pages of released files still pinned outside the pool (io_uring buffers, pipes): not free, never reused", Double(n.heldBytes))
                 gauge("pool_leased_bytes", "Bytes handed out to VMs", Double(n.leasedBytes))
+                gauge("pool_releasing_bytes", "Bytes of released files not taken back yet (still open somewhere, or not reached yet)", Double(n.releasingBytes))
                 gauge("pool_filling_bytes", "Bytes being filled", Double(n.fillingBytes))
                 gauge("fill_rate_bytes_per_second", "Rate of the node's last refill, all of its fill workers together", n.fillRate)
                 gauge("fill_workers", "Files the node fills at once (fill_workers)", Double(n.fillWorkers))

@@ -59,7 +59,9 @@ extension PoolDaemon {
                 s.cleanFiles = nb.clean.count
                 s.fillingBytes = nb.fillingBytes
                 s.heldBytes = nb.heldBytes
-                s.leasedBytes = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }.reduce(0) { $0 + $1.file.bytes }
+                let leased = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }
+                s.leasedBytes = leased.reduce(0) { $0 + $1.file.bytes }
+                s.releasingBytes = leased.filter(\.released).reduce(0) { $0 + $1.file.bytes }
                 return s
             }
             let leases = b.leases.values.filter { $0.mount == mi }.sorted { $0.key < $1.key }

@@ -13,6 +13,10 @@ public struct NodeStatus: Codable, Sendable, Equatable {
     public var keptForLaunchBytes: UInt64
     public var cleanBytes: UInt64
     public var leasedBytes: UInt64
+    /// Of those, files released and not taken back yet: something still has them open (a
+    /// VMM that has not exited), or the monitor has not come to them. A backlog that grows
+    /// is pages the pool cannot refill with.
+    public var releasingBytes: UInt64
     public var fillingBytes: UInt64
     /// Pages of released files that something outside the pool still pins (an io_uring
     /// buffer, a pipe): punched out of their file, not back in the kernel's free pool,
@@ -41,6 +45,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         keptForLaunchBytes = 0
         cleanBytes = 0
         leasedBytes = 0
+        releasingBytes = 0
         fillingBytes = 0
         heldBytes = 0
         cleanFiles = 0
@@ -58,7 +63,7 @@ public struct NodeStatus: Codable, Sendable, Equatable {
         case totalBytes = "total_bytes", freeBytes = "free_bytes", targetBytes = "target_bytes"
         case minFreeBytes = "min_free_bytes", cleanBytes = "clean_bytes", heldBytes = "held_outside_bytes"
         case keptForLaunchBytes = "kept_for_launch_bytes"
-        case leasedBytes = "leased_bytes", fillingBytes = "filling_bytes"
+        case leasedBytes = "leased_bytes", releasingBytes = "releasing_bytes", fillingBytes = "filling_bytes"
         case cleanFiles = "clean_files", fillRate = "fill_rate_bps"
         case filledBytes = "filled_bytes", recycledBytes = "recycled_bytes", recycledFiles = "recycled_files"
         case yieldedBytes = "yielded_bytes"

@@ -21,13 +21,27 @@ extension HostTests {
             try waitFor("the textfile to show the filled pool", timeout: 10) {
                 ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").contains("prezero_pool_clean_bytes{mount=\"\(pool.mount)\",page_size=\"2097152\",node=\"0\"} 8388608")
             }
-            let check = try run(["promtool", "check", "metrics"], stdin: try String(contentsOfFile: file, encoding: .utf8))
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            let check = try run(["promtool", "check", "metrics"], stdin: text)
             #expect(check.status == 0, "promtool: \(check.out)\(check.err)")
+            // Every prezero_* series the alerting rules read is one prezerod writes.
+            let rules = try String(contentsOfFile: examplesDir + "/prometheus/prezero.rules.yml", encoding: .utf8)
+            let named = Set(rules.matches(of: /prezero_[a-z_]+/).map { String($0.output) })
+            #expect(!named.isEmpty && named.allSatisfy { text.contains("\n\($0){") }, "series the rules name but prezerod does not write: \(named.filter { !text.contains("\n\($0){") }.sorted())")
             #expect(Files.status(followingPath: file)?.permissions == 0o644, "node_exporter (not root) can read it")
             #expect(try run([Binaries.prezero, "metrics", "--socket", pool.socket]).out.contains("prezero_pool_clean_bytes"),
                     "prezero metrics prints the same text")
             pool.stop()
             #expect(!FileManager.default.fileExists(atPath: file), "no stale figures after prezerod stops")
+        }
+
+        @Test("examples/prometheus: the alerting rules pass promtool's checks and their unit tests on synthetic series")
+        func alertRules() throws {
+            let dir = examplesDir + "/prometheus"
+            let check = try run(["promtool", "check", "rules", dir + "/prezero.rules.yml"])
+            #expect(check.status == 0 && check.out.contains("SUCCESS: 6 rules found"), "\(check.out)\(check.err)")
+            let unit = try run(["sh", "-c", "cd \"$1\" && promtool test rules prezero.rules.test.yml", "sh", dir])
+            #expect(unit.status == 0 && unit.out.contains("SUCCESS"), "\(unit.out)\(unit.err)")
         }
 
         @Test("examples/systemd: systemd-analyze verify accepts prezerod.service and prezero.slice with no warning")
