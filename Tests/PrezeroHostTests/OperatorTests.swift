@@ -35,6 +35,68 @@ extension HostTests {
             #expect(!FileManager.default.fileExists(atPath: file), "no stale figures after prezerod stops")
         }
 
+        @Test("a real scrape: Debian's node_exporter reads prezerod's textfile, Debian's Prometheus scrapes it, and PromQL answers what status --json says, a lease's bytes too")
+        func prometheusScrape() throws {
+            let pool = try TestPool(config: "min_free: 0\nmetrics_textfile: {base}/textfile/prezero.prom\nmetrics_interval_ms: 1000",
+                                    mountConfig: "target: 8M\nfile_size: 8M")
+            defer { pool.close() }
+            let textDir = pool.base + "/textfile"
+            try FileManager.default.createDirectory(atPath: textDir, withIntermediateDirectories: true)
+            try pool.start()
+            try pool.waitClean(8 * MiB)
+            // Both on loopback, on ports free now, started and stopped here by PID.
+            let ports = try run(["python3", "-c", "import socket\nfor _ in range(2):\n s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])"])
+                .out.split(separator: "\n").map(String.init)
+            try #require(ports.count == 2)
+            let exporter = try Child(["prometheus-node-exporter", "--web.listen-address=127.0.0.1:\(ports[0])", "--collector.disable-defaults",
+                                      "--collector.textfile", "--collector.textfile.directory=\(textDir)"],
+                                     stdout: pool.base + "/node-exporter.log", stderr: pool.base + "/node-exporter.log")
+            defer { exporter.signal(SIGTERM); _ = try? exporter.wait(timeout: 10) }
+            let config = pool.base + "/prometheus.yml"
+            try """
+                global: {scrape_interval: 1s, evaluation_interval: 1s}
+                scrape_configs:
+                  - job_name: node
+                    static_configs: [{targets: ['127.0.0.1:\(ports[0])']}]
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let prometheus = try Child(["prometheus", "--config.file=\(config)", "--storage.tsdb.path=\(pool.base)/tsdb",
+                                        "--web.listen-address=127.0.0.1:\(ports[1])"],
+                                       stdout: pool.base + "/prometheus.log", stderr: pool.base + "/prometheus.log")
+            defer { prometheus.signal(SIGTERM); _ = try? prometheus.wait(timeout: 30) }
+            /// One PromQL instant query over the HTTP API: each sample's labels and value.
+            func query(_ q: String) throws -> [(labels: [String: String], value: String)] {
+                let r = try run(["curl", "-sf", "-G", "--data-urlencode", "query=\(q)", "http://127.0.0.1:\(ports[1])/api/v1/query"], timeout: 10)
+                guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any],
+                      let data = json["data"] as? [String: Any], let result = data["result"] as? [[String: Any]] else { return [] }
+                return result.compactMap { sample in
+                    guard let labels = sample["metric"] as? [String: String], let v = sample["value"] as? [Any], v.count == 2,
+                          let value = v[1] as? String else { return nil }
+                    return (labels, value)
+                }
+            }
+            let clean = "prezero_pool_clean_bytes{mount=\"\(pool.mount)\",node=\"0\"}"
+            try waitFor("Prometheus to have scraped prezerod's figures", timeout: 60) {
+                guard exporter.isRunning, prometheus.isRunning else {
+                    throw TestFailure("node_exporter or Prometheus exited: \((try? String(contentsOfFile: pool.base + "/prometheus.log", encoding: .utf8))?.suffix(2000) ?? "")")
+                }
+                return try query(clean).count == 1
+            }
+            // An idle pool: the same figure from both.
+            let status = try run([Binaries.prezero, "status", "--json", "--socket", pool.socket])
+            let statusJSON = try #require(try JSONSerialization.jsonObject(with: Data(status.out.utf8)) as? [String: Any])
+            let nodes = try #require(((statusJSON["mounts"] as? [[String: Any]])?.first)?["nodes"] as? [[String: Any]])
+            let fromStatus = try #require((nodes.first { ($0["node"] as? Int) == 0 })?["clean_bytes"] as? Int)
+            let fromPromQL = try query(clean)
+            print("PromQL \(clean) = \(fromPromQL.map(\.value)); status --json node 0 clean_bytes = \(fromStatus)")
+            #expect(fromPromQL.map(\.value) == [String(fromStatus)] && fromStatus == Int(8 * MiB))
+            // A claim: its lease's bytes, by lease and VM, reach Prometheus at the next scrapes.
+            _ = try pool.claim(8 * MiB, as: "scraped", lease: "scraped-vm")
+            let lease = "prezero_lease_bytes{lease=\"scraped-vm\"}"
+            try waitFor("the lease in Prometheus", timeout: 30) { try query(lease).first?.value == String(8 * MiB) }
+            print("PromQL \(lease) = \(try query(lease).map(\.value))")
+            _ = try pool.release(lease: "scraped-vm")
+        }
+
         @Test("examples/prometheus: the alerting rules pass promtool's checks and their unit tests on synthetic series")
         func alertRules() throws {
             let dir = examplesDir + "/prometheus"
