@@ -26,6 +26,7 @@ release: deps
 # parser of outside input.
 test: deps
 	$(SWIFT) build --build-tests
+	$(SWIFT) build --product generate-manual
 	SWIFT=$(SWIFT) scripts/swift-tests.sh
 	$(MAKE) numa NUMA_SCRATCH=.build
 	$(MAKE) isolation
@@ -137,11 +138,29 @@ BIN ?= .build/release
 SYSTEMD_DIR ?= $(PREFIX)/lib/systemd/system
 install: release install-files
 
-install-files:
+# Man pages: prezero(8) with a page per subcommand, and prezerod(8), from the commands' own
+# help (swift-argument-parser's generate-manual, run on the binaries in BIN); prezero-hook(8)
+# and prezerod.yaml(5) are written by hand in docs/man (a test checks they name every key).
+# The tool is built beside BIN, in BIN's configuration, only when missing: `make test` builds it
+# before the tests, which run `make install-files` while swift test holds the build directory.
+MAN_DIR ?= .build/man
+GENERATE_MANUAL ?= $(BIN)/generate-manual
+.PHONY: man
+man:
+	[ -x $(GENERATE_MANUAL) ] || $(SWIFT) build $(if $(findstring release,$(BIN)),-c release) --product generate-manual
+	rm -rf $(MAN_DIR) && mkdir -p $(MAN_DIR)
+	gm=$(GENERATE_MANUAL); day=$$(git log -1 --format=%cs 2>/dev/null || date +%F); \
+		$$gm $(BIN)/prezero --multi-page --section 8 --date $$day --authors "the prezero developers" -o $(MAN_DIR) && \
+		$$gm $(BIN)/prezerod --section 8 --date $$day --authors "the prezero developers" -o $(MAN_DIR)
+	cp docs/man/prezero-hook.8 docs/man/prezerod.yaml.5 $(MAN_DIR)/
+
+install-files: man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/prezero \
 		$(DESTDIR)/etc/prezero $(DESTDIR)$(SYSTEMD_DIR) \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
-		$(DESTDIR)$(PREFIX)/share/doc/prezero
+		$(DESTDIR)$(PREFIX)/share/doc/prezero $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 $(MAN_DIR)/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 $(MAN_DIR)/*.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 755 $(BIN)/prezerod $(DESTDIR)$(PREFIX)/sbin/prezerod
 	install -m 755 $(BIN)/prezero $(DESTDIR)$(PREFIX)/bin/prezero
 	install -m 755 $(BIN)/prezero-hook $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook
@@ -164,7 +183,9 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/sbin/prezerod $(DESTDIR)$(PREFIX)/bin/prezero $(DESTDIR)$(PREFIX)/libexec/prezero/prezero-hook \
 		$(DESTDIR)$(PREFIX)/libexec/prezero/prezero-bench $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero \
-		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md
+		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md $(DESTDIR)$(PREFIX)/share/man/man5/prezerod.yaml.5
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/prezero.8 $(DESTDIR)$(PREFIX)/share/man/man8/prezero.*.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/prezerod.8 $(DESTDIR)$(PREFIX)/share/man/man8/prezero-hook.8
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/prezero $(DESTDIR)$(PREFIX)/share/doc/prezero 2>/dev/null
 	@echo "removed; /etc/prezero is kept"
 
