@@ -23,12 +23,13 @@ release: deps
 # They include 200 cycles of the chaos soak (make soak runs 1000).
 # Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries,
 # tenant isolation seen from inside a guest, the hostile tenants, and 30 s of libFuzzer on each
-# parser of outside input.
+# parser of outside input. And the Debian package: built, lintian-clean, installed, used, purged.
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) build --product generate-manual
 	SWIFT=$(SWIFT) scripts/swift-tests.sh
 	$(MAKE) numa NUMA_SCRATCH=.build
+	$(MAKE) deb-test
 	$(MAKE) isolation
 	$(MAKE) hostile
 	$(MAKE) fuzz FUZZ_SECONDS=30
@@ -138,7 +139,7 @@ BIN ?= .build/release
 SYSTEMD_DIR ?= $(PREFIX)/lib/systemd/system
 install: release install-files
 
-# Man pages: prezero(8) with a page per subcommand, and prezerod(8), from the commands' own
+# Man pages: prezero(8), every subcommand a section of it, and prezerod(8), from the commands' own
 # help (swift-argument-parser's generate-manual, run on the binaries in BIN); prezero-hook(8)
 # and prezerod.yaml(5) are written by hand in docs/man (a test checks they name every key).
 # The tool is built beside BIN, in BIN's configuration, only when missing: `make test` builds it
@@ -150,8 +151,10 @@ man:
 	[ -x $(GENERATE_MANUAL) ] || $(SWIFT) build $(if $(findstring release,$(BIN)),-c release) --product generate-manual
 	rm -rf $(MAN_DIR) && mkdir -p $(MAN_DIR)
 	gm=$(GENERATE_MANUAL); day=$$(git log -1 --format=%cs 2>/dev/null || date +%F); \
-		$$gm $(BIN)/prezero --multi-page --section 8 --date $$day --authors "the prezero developers" -o $(MAN_DIR) && \
+		$$gm $(BIN)/prezero --section 8 --date $$day --authors "the prezero developers" -o $(MAN_DIR) && \
 		$$gm $(BIN)/prezerod --section 8 --date $$day --authors "the prezero developers" -o $(MAN_DIR)
+	# A blank line in help text is a paragraph break, which mdoc spells .Pp.
+	sed -i 's/^$$/.Pp/' $(MAN_DIR)/prezero.8 $(MAN_DIR)/prezerod.8
 	cp docs/man/prezero-hook.8 docs/man/prezerod.yaml.5 $(MAN_DIR)/
 
 install-files: man
@@ -177,6 +180,19 @@ install-files: man
 	$(BIN)/prezero install --root "$(DESTDIR)" --hook $(BIN)/prezero-hook
 	@echo "installed under $(DESTDIR)$(PREFIX); restart libvirtd so that it finds the hook"
 
+# A Debian package of the release binaries, from a staged make install (scripts/deb.sh), then
+# checked with lintian: no error and no warning; each override is explained in packaging/lintian-overrides.
+.PHONY: deb
+deb: release
+	rm -rf .build/deb && scripts/deb.sh .build/deb
+	lintian --fail-on error,warning .build/deb/prezero_*_amd64.deb
+
+# The package on this machine: installed, a libvirt start handed over by its binaries and its
+# hook, removed and purged; the file lists of /etc, /usr and /var/lib must be as before.
+.PHONY: deb-test
+deb-test: deb
+	scripts/deb-test.sh .build/deb/prezero_*_amd64.deb
+
 uninstall:
 	if [ -x $(DESTDIR)$(PREFIX)/bin/prezero ]; then $(DESTDIR)$(PREFIX)/bin/prezero install --uninstall --root "$(DESTDIR)"; \
 	else rm -f $(DESTDIR)/etc/libvirt/hooks/qemu.d/prezero; fi
@@ -184,7 +200,7 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/libexec/prezero/prezero-bench $(DESTDIR)$(SYSTEMD_DIR)/prezerod.service $(DESTDIR)$(SYSTEMD_DIR)/prezero.slice \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/prezero $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_prezero \
 		$(DESTDIR)$(PREFIX)/share/doc/prezero/README.md $(DESTDIR)$(PREFIX)/share/man/man5/prezerod.yaml.5
-	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/prezero.8 $(DESTDIR)$(PREFIX)/share/man/man8/prezero.*.8 \
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/prezero.8 \
 		$(DESTDIR)$(PREFIX)/share/man/man8/prezerod.8 $(DESTDIR)$(PREFIX)/share/man/man8/prezero-hook.8
 	-rmdir $(DESTDIR)$(PREFIX)/libexec/prezero $(DESTDIR)$(PREFIX)/share/doc/prezero 2>/dev/null
 	@echo "removed; /etc/prezero is kept"

@@ -3,6 +3,9 @@
 #
 #   pool_up PAGES POOL_TARGET FILE_SIZE [MIN_PAGES]            (prezerod only)
 #   env_up PAGES POOL_TARGET FILE_SIZE HOOK_NAME [MIN_PAGES]   (and libvirt)
+#     HOOK_NAME `installed`: the hook a package installed (/etc/libvirt/hooks/qemu.d/prezero)
+#     is used as it is, pointed at the private prezerod by its /etc/prezero/hook.conf
+#     (saved and restored)
 #
 # Pages are of $page_size (2M, the default, or 1G; set it before sourcing). Reserves
 # PAGES huge pages, or as many as the host gives when that is at least MIN_PAGES
@@ -101,19 +104,26 @@ YAML
 env_up() {
     local pages=$1 target=$2 file_size=$3 hook_name=$4 min_pages=${5:-$1}
     hook=/etc/libvirt/hooks/qemu.d/$hook_name
-    if [ -e "$hook" ]; then
+    if [ "$hook_name" = installed ]; then
+        [ -x /etc/libvirt/hooks/qemu.d/prezero ] || { echo "no installed hook at /etc/libvirt/hooks/qemu.d/prezero" >&2; hook=; return 1; }
+        hook=   # the package's: never removed here
+    elif [ -e "$hook" ]; then
         echo "$hook exists already: this host has prezero installed; run the command against its own prezerod instead" >&2
         hook=; return 1
     fi
     pool_up "$pages" "$target" "$file_size" "$min_pages"
 
-    echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook $hook"
+    echo "== libvirt: memory_backing_dir and hugetlbfs_mount on $mnt, hook ${hook:-/etc/libvirt/hooks/qemu.d/prezero (installed)}"
     cp "$conf" "$work/qemu.conf.orig"
     printf '\nmemory_backing_dir = "%s"\nhugetlbfs_mount = "%s"\n' "$mnt/libvirt-ram" "$mnt" >> "$conf"
-    for d in /etc/libvirt/hooks "$(dirname "$hook")"; do
+    for d in /etc/libvirt/hooks /etc/libvirt/hooks/qemu.d; do
         [ -d "$d" ] || { mkdir "$d" && made_hook_dirs="$d $made_hook_dirs"; }
     done
-    if [ "$hook_name" = prezero ]; then
+    if [ "$hook_name" = installed ]; then
+        [ -f "$hook_conf" ] && cp -p "$hook_conf" "$work/hook.conf.orig"
+        wrote_hook_conf=1
+        printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$hook_conf"
+    elif [ "$hook_name" = prezero ]; then
         # As `prezero install` lays it out: the binary itself, configured by /etc/prezero/hook.conf
         # (saved and restored), so that what is timed is what a host runs.
         mkdir -p /etc/prezero
@@ -126,7 +136,7 @@ env_up() {
         printf 'socket = %s\ntimeout_ms = 5000\n' "$sock" > "$work/hook.conf"
         printf '#!/bin/sh\nPREZERO_HOOK_CONF=%s exec %s "$@"\n' "$work/hook.conf" "$bin/prezero-hook" > "$hook"
     fi
-    chmod 755 "$hook"
+    [ -n "$hook" ] && chmod 755 "$hook"
     kvm_granted=1; scripts/kvm.sh grant "$bin/prezero" > /dev/null
     decide_accel --libvirt
     if ! alive "$(cat /run/virtlogd.pid 2>/dev/null)"; then /usr/sbin/virtlogd -d; started_virtlogd=$(cat /run/virtlogd.pid); fi

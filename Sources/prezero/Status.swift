@@ -5,7 +5,7 @@ import PrezeroProtocol
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show each pool mount and node: pages, clean/dirty/leased bytes, rates and claim outcomes.")
+        abstract: "Show each pool mount and node: pages; clean, leased, filling and held bytes; rates and claim outcomes.")
 
     @OptionGroup var connection: Connection
     @Flag(name: .long, help: "Print the daemon's status as JSON.")

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The package test, on this machine: dpkg -i the .deb, a libvirt start handed over by the
+# installed prezerod, CLI and hook (the package's symlink in qemu.d), dpkg -r, dpkg -P.
+# Afterwards every file the package put down is gone (conffiles after the purge) and the
+# file list of /etc, /usr and /var/lib (less /var/lib/dpkg) is what it was before.
+#   scripts/deb-test.sh DEB        (make deb-test builds the package first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deb=$(realpath "${1:?usage: $0 DEB}")
+if dpkg-query -W -f='${Status}' prezero 2>/dev/null | grep -q installed; then
+    echo "deb-test: a prezero package is installed on this host already; remove it first (dpkg -r prezero)" >&2; exit 1
+fi
+lists=$(mktemp -d /tmp/prezero-deb-test.XXXXXX)
+files() { find /etc /usr /var/lib -path /var/lib/dpkg -prune -o -print 2>/dev/null | sort; }
+files > "$lists/before"
+installed=
+undo() {
+    local status=$?
+    set +e
+    [ -n "$installed" ] && dpkg -P prezero > /dev/null 2>&1
+    rm -rf "$lists"
+    exit $status
+}
+trap undo EXIT
+
+echo "== dpkg -i $(basename "$deb")"
+installed=1
+dpkg -i "$deb" | sed 's/^/  /'
+for f in /usr/sbin/prezerod /usr/bin/prezero /usr/libexec/prezero/prezero-hook /usr/libexec/prezero/prezero-bench; do
+    [ -x "$f" ] || { echo "deb-test: $f is not installed" >&2; exit 1; }
+done
+[ "$(readlink /etc/libvirt/hooks/qemu.d/prezero)" = /usr/libexec/prezero/prezero-hook ] || { echo "deb-test: the hook is not the symlink to libexec" >&2; exit 1; }
+man -w prezero prezerod prezero-hook prezerod.yaml > /dev/null || { echo "deb-test: man cannot find the pages" >&2; exit 1; }
+echo "  $(dpkg -L prezero | wc -l) paths; Depends: $(dpkg-query -W -f='${Depends}' prezero)"
+
+# A start handed over by the installed binaries and hook: the private setup of the demo
+# (scripts/env.sh), with the package's hook pointed at its prezerod through hook.conf.
+(
+    bin=$(mktemp -d /tmp/prezero-deb-bin.XXXXXX)
+    trap 'rm -rf "$bin"' EXIT
+    ln -s /usr/sbin/prezerod /usr/bin/prezero /usr/libexec/prezero/prezero-hook "$bin"/
+    export PREZERO_BIN=$bin
+    . scripts/env.sh
+    name=pz-deb-test
+    finish() { virsh destroy "$name" > /dev/null 2>&1; virsh undefine "$name" > /dev/null 2>&1; env_cleanup; rm -rf "$bin"; }
+    trap finish EXIT
+    env_up 192 256M 256M installed
+    cat > "$work/$name.xml" <<XML
+<domain type='$domain_type'>
+  <name>$name</name><uuid>5e6d0c1a-0000-4000-8000-0000000000de</uuid>
+  <memory unit='MiB'>256</memory>
+  <memoryBacking><source type='file'/><access mode='shared'/><allocation mode='immediate'/></memoryBacking>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+</domain>
+XML
+    virsh define "$work/$name.xml" > /dev/null
+    for _ in $(seq 300); do [ "$(cli status --json | sed -n 's/.*"clean_bytes" : \([0-9]*\).*/\1/p' | head -1)" = $((256 << 20)) ] && break; sleep 0.1; done
+    virsh start "$name" > /dev/null
+    grep -q "pc.ram: handed over" "$log" || { echo "deb-test: the start was not handed over by the installed hook; see prezerod's log" >&2; tail -5 "$log" >&2; exit 1; }
+    echo "  virsh start $name: pc.ram handed over by the installed prezerod, through the installed hook"
+)
+
+echo "== dpkg -r prezero"
+dpkg -r prezero | sed 's/^/  /'
+for f in /usr/sbin/prezerod /etc/libvirt/hooks/qemu.d/prezero; do
+    [ ! -e "$f" ] && [ ! -L "$f" ] || { echo "deb-test: $f is still there after dpkg -r" >&2; exit 1; }
+done
+[ -f /etc/prezero/prezerod.yaml ] || { echo "deb-test: dpkg -r removed a conffile; only a purge may" >&2; exit 1; }
+echo "== dpkg -P prezero"
+dpkg -P prezero | sed 's/^/  /'
+installed=
+files > "$lists/after"
+if ! diff -u "$lists/before" "$lists/after" > "$lists/diff"; then
+    echo "deb-test: /etc, /usr and /var/lib differ from before the install:" >&2
+    grep '^[-+]/' "$lists/diff" | head -20 >&2
+    exit 1
+fi
+echo "deb-test: installed, used and purged; the file lists of /etc, /usr and /var/lib are as before ($(wc -l < "$lists/before") paths)"
