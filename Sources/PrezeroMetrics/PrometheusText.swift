@@ -51,6 +51,12 @@ public enum PrometheusText {
                             labels: labels).set(to: Double(l.bytes))
             }
         }
+        for op in Operation.allCases {
+            r.makeCounter(descriptor: descriptor("requests_refused_total", "Requests prezerod refused since it started, by operation (hook: starts that fell back or were refused)"),
+                          labels: [("operation", op.rawValue)]).increment(by: Int64(s.refused[op.rawValue] ?? 0))
+        }
+        r.makeCounter(descriptor: descriptor("hook_failed_handovers_total", "Memory backends whose hand-over the hook planned and that failed, since prezerod started"))
+            .increment(by: Int64(s.failedHandovers))
         return r.emitToString()
     }
 

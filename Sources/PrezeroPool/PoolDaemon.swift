@@ -21,6 +21,8 @@ public final class PoolDaemon: Sendable {
     /// Each node's workers, one semaphore each: a wake-up reaches them all.
     let wakeups: [NodeKey: [DispatchSemaphore]]
     let threads = DispatchGroup()
+    /// Requests refused and hand-overs failed since start, for status and the metrics.
+    let refusals = Locked<(refused: [String: UInt64], failedHandovers: UInt64)>(([:], 0))
     /// libvirt's hook calls, handed in by prezerod (they need an XML parser this target does not link).
     let hooks: (any HookHandling)?
 

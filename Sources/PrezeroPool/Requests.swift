@@ -10,6 +10,16 @@ import PrezeroSys
 extension PoolDaemon {
     /// Answers one request from `caller`: an operation it may not ask for, or any failure, is an error answer.
     public func handle(_ r: Request, from caller: Caller = .root) -> Response {
+        let res = answer(r, from: caller)
+        switch res {
+        case .error: refusals.withLock { $0.refused[r.operation.rawValue, default: 0] += 1 }
+        case .hook(let h) where !h.failed.isEmpty: refusals.withLock { $0.failedHandovers += UInt64(h.failed.count) }
+        default: break
+        }
+        return res
+    }
+
+    func answer(_ r: Request, from caller: Caller) -> Response {
         do throws(ControlError) {
             try CallerPolicy.check(r.operation, by: caller)
             switch r {
@@ -71,7 +81,8 @@ extension PoolDaemon {
             return MountStatus(path: pool.mount.path, pageSize: pool.mount.pageSize, poolDir: pool.rootPath,
                                quarantined: b.mounts[mi].quarantined, nodes: nodes, leases: leases, held: held, outsideNames: b.mounts[mi].outsideNames.filter { caller.isRoot || $0.claimant == caller.uid }.map(\.names))
         }
-        return StatusResult(pid: Processes.current(), mounts: mounts)
+        let (refused, failed) = refusals.withLock { ($0.refused, $0.failedHandovers) }
+        return StatusResult(pid: Processes.current(), mounts: mounts, refused: refused, failedHandovers: failed)
     }
 
     // MARK: fill and drain

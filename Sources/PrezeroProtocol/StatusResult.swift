@@ -169,9 +169,31 @@ public struct MountStatus: Codable, Sendable, Equatable {
 public struct StatusResult: Codable, Sendable, Equatable {
     public var pid: Int32
     public var mounts: [MountStatus]
+    /// Requests refused since prezerod started, by operation: for the hook, starts that fell
+    /// back (fail-open) or were refused (`fail_closed`) because prezerod said no.
+    public var refused: [String: UInt64]
+    /// Memory backends the hook planned to hand over whose hand-over failed, since start.
+    public var failedHandovers: UInt64
+
     /// A status of `mounts`, from the daemon with `pid`.
-    public init(pid: Int32, mounts: [MountStatus]) {
+    public init(pid: Int32, mounts: [MountStatus], refused: [String: UInt64] = [:], failedHandovers: UInt64 = 0) {
         self.pid = pid
         self.mounts = mounts
+        self.refused = refused
+        self.failedHandovers = failedHandovers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case pid, mounts, refused
+        case failedHandovers = "failed_handovers"
+    }
+
+    /// The counters are read when present, so that a status from an older prezerod still reads.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        pid = try c.decode(Int32.self, forKey: .pid)
+        mounts = try c.decode([MountStatus].self, forKey: .mounts)
+        refused = try c.decodeIfPresent([String: UInt64].self, forKey: .refused) ?? [:]
+        failedHandovers = try c.decodeIfPresent(UInt64.self, forKey: .failedHandovers) ?? 0
     }
 }

@@ -38,6 +38,10 @@ extension HostTests {
             #expect(r.handovers.map(\.path) == [domainDir + "/ram-node0"])
             #expect(r.failed.count == 1 && r.failed[0].hasPrefix("ram-node1: ") && r.failed[0].contains("already exists"), "\(r.failed)")
             #expect(HookCall.refusal(Wire.encode(answer)) != nil)
+            // Counted for the metrics (prezero_hook_failed_handovers_total), as is a refused request.
+            #expect(try pool.client.status().failedHandovers == 1)
+            _ = try? pool.client.send(.release(ReleaseRequest(lease: "no-such-lease")))
+            #expect(try pool.client.status().refused["release"] == 1)
 
             // The hook as libvirtd runs it: refused under fail_closed, started otherwise, one line either way.
             let conf = pool.base + "/hook.conf"
