@@ -45,17 +45,7 @@ echo "  $(dpkg -L prezero | wc -l) paths; Depends: $(dpkg-query -W -f='${Depends
     finish() { virsh destroy "$name" > /dev/null 2>&1; virsh undefine "$name" > /dev/null 2>&1; env_cleanup; rm -rf "$bin"; }
     trap finish EXIT
     env_up 192 256M 256M installed
-    cat > "$work/$name.xml" <<XML
-<domain type='$domain_type'>
-  <name>$name</name><uuid>5e6d0c1a-0000-4000-8000-0000000000de</uuid>
-  <memory unit='MiB'>256</memory>
-  <memoryBacking><source type='file'/><access mode='shared'/><allocation mode='immediate'/></memoryBacking>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
-</domain>
-XML
-    virsh define "$work/$name.xml" > /dev/null
+    define_domain "$name" 5e6d0c1a-0000-4000-8000-0000000000de 256 "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
     for _ in $(seq 300); do [ "$(cli status --json | sed -n 's/.*"clean_bytes" : \([0-9]*\).*/\1/p' | head -1)" = $((256 << 20)) ] && break; sleep 0.1; done
     virsh start "$name" > /dev/null
     grep -q "pc.ram: handed over" "$log" || { echo "deb-test: the start was not handed over by the installed hook; see prezerod's log" >&2; tail -5 "$log" >&2; exit 1; }

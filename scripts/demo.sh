@@ -24,19 +24,7 @@ trap cleanup EXIT
 # The pool's file + the stock guest's pages + headroom.
 env_up $(( size_g * 512 * 2 + 64 )) "${size_g}G" "${size_g}G" prezero-demo
 
-domain() {  # name uuid memoryBacking
-    cat > "$work/$1.xml" <<XML
-<domain type='$domain_type'>
-  <name>$1</name><uuid>$2</uuid>
-  <memory unit='GiB'>$size_g</memory>
-  <memoryBacking>$3</memoryBacking>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
-</domain>
-XML
-    virsh define "$work/$1.xml" > /dev/null
-}
+domain() { define_domain "$1" "$2" $(( size_g * 1024 )) "$3"; }  # name uuid memoryBacking
 threads=$(nproc)
 domain pz-demo-stock 5e6d0c1a-0000-4000-8000-000000000001 "<hugepages/><allocation mode='immediate'/>"
 domain pz-demo-threads 5e6d0c1a-0000-4000-8000-000000000003 "<hugepages/><allocation mode='immediate' threads='$threads'/>"

@@ -145,6 +145,22 @@ env_up() {
     for _ in $(seq 100); do virsh version >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
+# define_domain NAME UUID MEMORY_MIB BACKING: a guest with no disk (SeaBIOS idles, which is
+# enough to time a start), its <memoryBacking> children BACKING; libvirt's accelerator.
+define_domain() {
+    cat > "$work/$1.xml" <<XML
+<domain type='$domain_type'>
+  <name>$1</name><uuid>$2</uuid>
+  <memory unit='MiB'>$3</memory>
+  <memoryBacking>$4</memoryBacking>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/></devices>
+</domain>
+XML
+    virsh define "$work/$1.xml" > /dev/null
+}
+
 env_cleanup() {
     local status=$?
     set +e
