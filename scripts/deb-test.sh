@@ -46,7 +46,7 @@ echo "  $(dpkg -L prezero | wc -l) paths; Depends: $(dpkg-query -W -f='${Depends
     trap finish EXIT
     env_up 192 256M 256M installed
     define_domain "$name" 5e6d0c1a-0000-4000-8000-0000000000de 256 "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
-    for _ in $(seq 300); do [ "$(cli status --json | sed -n 's/.*"clean_bytes" : \([0-9]*\).*/\1/p' | head -1)" = $((256 << 20)) ] && break; sleep 0.1; done
+    wait_clean $((256 << 20))
     virsh start "$name" > /dev/null
     grep -q "pc.ram: handed over" "$log" || { echo "deb-test: the start was not handed over by the installed hook; see prezerod's log" >&2; tail -5 "$log" >&2; exit 1; }
     echo "  virsh start $name: pc.ram handed over by the installed prezerod, through the installed hook"

@@ -30,7 +30,6 @@ domain pz-demo-stock 5e6d0c1a-0000-4000-8000-000000000001 "<hugepages/><allocati
 domain pz-demo-threads 5e6d0c1a-0000-4000-8000-000000000003 "<hugepages/><allocation mode='immediate' threads='$threads'/>"
 domain pz-demo-prezero 5e6d0c1a-0000-4000-8000-000000000002 "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
 
-clean_bytes() { cli status --json | sed -n 's/.*"clean_bytes" : \([0-9]*\).*/\1/p' | head -1; }
 time_start() {
     local t0 t1
     t0=$(date +%s.%N); virsh start "$1" > /dev/null; t1=$(date +%s.%N)
@@ -39,7 +38,7 @@ time_start() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "== virsh start, ${size_g} GiB guest, $runs runs each after one untimed round (the host backs memory lazily)"
-settle() { for _ in $(seq 300); do [ "$(clean_bytes)" = "$(( size_g << 30 ))" ] && break; sleep 0.1; done; }
+settle() { wait_clean $(( size_g << 30 )); }
 : > "$work/stock"; : > "$work/threads"; : > "$work/prezero"
 for r in $(seq 0 "$runs"); do
     line="  run $r:"

@@ -145,6 +145,15 @@ env_up() {
     for _ in $(seq 100); do virsh version >/dev/null 2>&1 && break; sleep 0.1; done
 }
 
+# wait_clean BYTES: until the private pool holds BYTES clean (at most 30 s), so that no start
+# is timed or checked while the pool refills.
+wait_clean() {
+    for _ in $(seq 300); do
+        [ "$(cli status --json | sed -n 's/.*"clean_bytes" : \([0-9]*\).*/\1/p' | head -1)" = "$1" ] && return 0
+        sleep 0.1
+    done
+}
+
 # define_domain NAME UUID MEMORY_MIB BACKING: a guest with no disk (SeaBIOS idles, which is
 # enough to time a start), its <memoryBacking> children BACKING; libvirt's accelerator.
 define_domain() {

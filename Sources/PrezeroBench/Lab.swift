@@ -25,7 +25,7 @@ final class Lab: @unchecked Sendable {
     init(pageSize: UInt64) throws {
         guard Processes.userID() == 0 else { throw BenchError("prezero-bench needs root: it mounts hugetlbfs and binds memory; run it with sudo") }
         self.pageSize = pageSize
-        othersInUse = HugePageCounters.host(pageSize: pageSize).map { $0.total - min($0.total, $0.free) } ?? 0
+        othersInUse = Lab.pagesInUse(pageSize)
         base = "/tmp/prezero-bench-\(Processes.current())-\(pageSize >> 20)M"
         mount = base + "/hugepages"
         try Files.makeDirectories(mount, mode: 0o755)
@@ -158,10 +158,12 @@ final class Lab: @unchecked Sendable {
     }
 
     func waitPagesBack() throws {
-        try wait("the kernel to have every page back") {
-            let c = HugePageCounters.host(pageSize: pageSize)
-            return c.map { $0.total - min($0.total, $0.free) <= othersInUse } ?? true
-        }
+        try wait("the kernel to have every page back") { Lab.pagesInUse(pageSize) <= othersInUse }
+    }
+
+    /// Huge pages of `pageSize` in use on the host (0 where the counters cannot be read).
+    static func pagesInUse(_ pageSize: UInt64) -> UInt64 {
+        HugePageCounters.host(pageSize: pageSize).map { $0.total - min($0.total, $0.free) } ?? 0
     }
 
     func wait(_ what: String, timeout: Double = 120, _ cond: () -> Bool) throws {

@@ -10,24 +10,17 @@ import Synchronization
 /// a job's start and end as the engine's operations.
 public final class JobRunner: Sendable {
     let engine: PoolEngine
-    let fs: any PoolFileSystem
-    let logger: Logger
-    let clock: @Sendable () -> Double
-    let pause: @Sendable (Double) -> Void
-    let config: Config
     /// Each node's fill budget (`fill_bandwidth`), shared by all of its workers.
     let budgets = Mutex<[NodeKey: TokenBucket]>([:])
 
     /// A runner with the engine's file system, clock and configuration.
-    public init(engine: PoolEngine) {
-        self.engine = engine
-        fs = engine.fs
-        logger = engine.logger
-        clock = engine.clock
-        pause = engine.pause
-        config = engine.config
-    }
+    public init(engine: PoolEngine) { self.engine = engine }
 
+    var fs: any PoolFileSystem { engine.fs }
+    var logger: Logger { engine.logger }
+    var config: Config { engine.config }
+    func clock() -> Double { engine.clock() }
+    func pause(_ seconds: Double) { engine.pause(seconds) }
 
     /// What the node's worker does next, from the node's counters now; nil when there is nothing.
     public func nextJob(_ k: NodeKey) -> Job? { engine.nextJob(k, counters: fs.counters(k)) }

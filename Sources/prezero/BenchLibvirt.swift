@@ -210,7 +210,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
     /// The machine a figure was measured on, for the chart.
     static func hostLine(_ accel: Accelerator) -> String {
-        let mem = (Files.readText("/proc/meminfo") ?? "").split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
+        let mem = (HostDiscovery.meminfo()).split(separator: "\n").first { $0.hasPrefix("MemTotal:") }
             .flatMap { UInt64($0.split(separator: " ")[1]) }.map { ByteSize.format($0 << 10) } ?? "?"
         return "Linux \(HostInfo.kernelRelease()), \(HostInfo.onlineCPUs()) vCPUs, \(mem), QEMU \(accel == .kvm ? "KVM" : "TCG")"
     }
