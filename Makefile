@@ -18,7 +18,7 @@ release: deps
 
 # The tests need real huge pages (1 GiB pages first); they are given back afterwards.
 # Where /dev/kvm works but libvirt's QEMU user cannot open it, it gets Debian's udev
-# mode for the run and its own back after (scripts/kvm.sh); the tests pass under KVM
+# mode for the run and its own back after (`prezero lab run --kvm`); the tests pass under KVM
 # and under TCG (PREZERO_ACCEL=tcg forces TCG).
 # They include 200 cycles of the chaos soak (make soak runs 1000).
 # Then the multi-node scenarios in fake-NUMA guests (2 and 4 nodes), on the release binaries,
@@ -100,14 +100,12 @@ demo: release
 # The pool bench (prezero-bench pool): fill with 1 and N workers beside 1 and N files fallocated
 # on the node, recycle, hand-over, fill budget; 8 GiB of 2 MiB pages unless BENCH_ARGS says.
 bench: release
-	scripts/hugepages.sh reserve 0 4096
-	status=0; .build/release/prezero-bench pool $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+	.build/release/prezero lab run --reserve 2M:4096 -- .build/release/prezero-bench pool $(BENCH_ARGS)
 
 # A boot storm (prezero-bench storm): 32 claims of 256 MiB at once, then 32 releases, beside
 # 32 VMs preallocating at once; BENCH_ARGS as prezero-bench --help says.
 bench-storm: release
-	scripts/hugepages.sh reserve 0 4096
-	status=0; .build/release/prezero-bench storm $(BENCH_ARGS) || status=$$?; scripts/hugepages.sh restore; exit $$status
+	.build/release/prezero lab run --reserve 2M:4096 -- .build/release/prezero-bench storm $(BENCH_ARGS)
 
 # The benches for a machine with nothing installed (no Swift, libvirt, QEMU or network):
 # the static prezero-bench and scripts/bench-bundle/run.sh in .build/prezero-bench-bundle.tar.gz.

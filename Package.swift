@@ -84,6 +84,14 @@ let package = Package(
         // libvirt's C API, for the CLI only (never the hook: linking libvirt costs ~11 ms a process).
         .target(name: "PrezeroLibvirt", dependencies: ["CLibvirt"], swiftSettings: strict),
 
+        // The private environment the demo, the benches and the host tests run in: huge pages
+        // reserved, a private mount and prezerod, /dev/kvm's mode, libvirt pointed at the pool
+        // with the hook, the test guest; each made and undone in one place.
+        .target(
+            name: "PrezeroLab",
+            dependencies: ["PrezeroProtocol", "PrezeroQemuModel", "PrezeroLibvirtModel", "PrezeroSys", "PrezeroClient"],
+            swiftSettings: strict),
+
         .executableTarget(
             name: "prezerod",
             dependencies: [
@@ -97,7 +105,7 @@ let package = Package(
             name: "prezero",
             dependencies: [
                 "PrezeroClient", "PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroSys", "PrezeroHost", "PrezeroLibvirt",
-                "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler", "PrezeroBench",
+                "PrezeroMetrics", "PrezeroLibvirtModel", "PrezeroConfigYAML", "PrezeroHookHandler", "PrezeroBench", "PrezeroLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -128,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "PrezeroHostTests",
             dependencies: ["PrezeroProtocol", "PrezeroCore", "PrezeroQemuModel", "PrezeroLibvirtModel", "PrezeroHookHandler", "PrezeroSys", "PrezeroHost", "PrezeroClient",
-                           "PrezeroBench", "prezerod", "prezero"],
+                           "PrezeroBench", "PrezeroLab", "prezerod", "prezero"],
             swiftSettings: strict),
     ]
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `prezero bench libvirt` on a private setup: a private prezerod and hugetlbfs mount,
-# libvirt pointed at it, the hook installed as qemu.d/prezero; all undone on exit.
+# `prezero bench libvirt` in a private environment (`prezero lab run`): huge pages, a private
+# prezerod and hugetlbfs mount, libvirt pointed at it, the hook installed as qemu.d/prezero;
+# all undone on exit.
 #   scripts/bench-libvirt.sh [prezero bench libvirt options...]
 #   BENCH_SIZE=GiB (default 8, or the largest of --sizes; with --page-size 1G, as many
 #   1 GiB pages as the host gives, less one for the small guest).
@@ -19,29 +20,25 @@ for i in "${!args[@]}"; do
         --boot) boot=1 ;;
     esac
 done
-. scripts/env.sh
-page_geometry "$@"
+. scripts/page-geometry.sh
 if [ -n "$sizes" ]; then
     size_g=$(echo "$sizes" | tr ',' '\n' | sed 's/[Gg]$//' | sort -n | tail -n 1)
 elif [ -n "${BENCH_SIZE:-}" ]; then
     size_g=$BENCH_SIZE
-elif [ "$page_size" = 1G ]; then
-    most=$(scripts/hugepages.sh most-1g 64)
-    size_g=$(( most - small_pages ))
-    echo "bench-libvirt: the host can reserve $most x 1 GiB pages now: a ${size_g} GiB guest and a 1 GiB one"
-    [ "$size_g" -ge 1 ] || { echo "bench-libvirt: too few 1 GiB pages; free memory or reserve them at boot (hugepagesz=1G hugepages=N)" >&2; exit 1; }
 else
-    size_g=8
+    size_for bench-libvirt 1
 fi
-trap env_cleanup EXIT
-pool_pages=$(( size_g * per_g + small_pages ))
-# Best: the pool and a stock guest side by side; at least: the pool alone (make-room).
-env_up $(( pool_pages + size_g * per_g + headroom )) "$(( pool_pages * page_m ))M" "${size_g}G" prezero $(( pool_pages + headroom ))
+if [ -z "${PREZERO_LAB_DIR:-}" ]; then
+    pool_pages=$(( size_g * per_g + small_pages ))
+    # Best: the pool and a stock guest side by side; at least: the pool alone (make-room).
+    exec "$bin/prezero" lab run --reserve "$page_size:$(( pool_pages + size_g * per_g + headroom )):$(( pool_pages + headroom ))" \
+        --page-size "$page_size" --target "$(( pool_pages * page_m ))M" --file-size "${size_g}G" --libvirt prezero -- "$0" "$@"
+fi
 extra=()
 if [ -n "$boot" ]; then
-    scripts/boot-guest.sh "$work/boot"
-    extra=(--kernel "$work/boot/vmlinuz" --initrd "$work/boot/initrd")
+    scripts/boot-guest.sh "$PREZERO_LAB_DIR/boot"
+    extra=(--kernel "$PREZERO_LAB_DIR/boot/vmlinuz" --initrd "$PREZERO_LAB_DIR/boot/initrd")
 fi
 size_args=(--size "${size_g}G")
 [ -n "$sizes" ] && size_args=()
-"$bin/prezero" bench libvirt "${size_args[@]}" --socket "$sock" "${extra[@]}" "$@"
+"$bin/prezero" bench libvirt "${size_args[@]}" --socket "$PREZERO_LAB_SOCKET" "${extra[@]}" "$@"

@@ -4,29 +4,30 @@
 # and each time the seconds from the release request to a new file in clean/ are taken
 # (its pages punched back, a new file filled). Then LOAD_PROCS processes of LOAD_THREADS
 # threads and LOAD_FDS descriptors each (default 2000, 8, 64) start, and it is measured
-# again. Prints the medians, ranges and their ratio; all is undone on exit.
+# again. Prints the medians, ranges and their ratio. It runs in a private environment
+# (`prezero lab run`), undone on exit.
 #   scripts/bench-reuse.sh          (make bench-reuse)
 #   PREZERO_BIN=DIR: the binaries to measure (default .build/release), e.g. an older build.
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")/.."
-. scripts/env.sh
+bin=${PREZERO_BIN:-$PWD/.build/release}
+# One file of 64 MiB: 32 pages and no spare, so the refill waits for the take-back.
+# The lab is this tree's (an older build may have none); the daemon measured is $bin's.
+[ -n "${PREZERO_LAB_DIR:-}" ] || exec "$PWD/.build/release/prezero" lab run --bin "$bin" --reserve 2M:32 --target 64M --refill-delay-ms 0 -- "$0" "$@"
+work=$PREZERO_LAB_DIR; mnt=$PREZERO_LAB_MOUNT
+cli() { "$bin/prezero" "$@" --socket "$PREZERO_LAB_SOCKET"; }
+stop_pid() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; }
 rounds=${ROUNDS:-10}
 procs=${LOAD_PROCS:-2000}; threads=${LOAD_THREADS:-8}; fds=${LOAD_FDS:-64}
 loader=; loader_pid=
 cleanup() {
-    local status=$?
     [ -n "$loader_pid" ] && stop_pid "$loader_pid"
     [ -n "$loader" ] && rm -f "$loader"
-    (exit $status); env_cleanup
 }
 trap cleanup EXIT
 loader=$(mktemp /tmp/prezero-idle-load.XXXXXX)
 gcc -O2 -Wall -Wextra -Werror -pthread -o "$loader" scripts/idle-load.c
-# One file of 64 MiB: 32 pages and no spare, so the refill waits for the take-back.
-pool_refill_delay_ms=0
-pool_up 32 64M 64M
-for _ in $(seq 600); do [ -n "$(ls "$mnt/.prezero/clean")" ] && break; sleep 0.05; done
 
 # One round: claim, release, and the time to a new clean file.
 round() {

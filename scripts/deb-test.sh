@@ -33,24 +33,21 @@ done
 man -w prezero prezerod prezero-hook prezerod.yaml > /dev/null || { echo "deb-test: man cannot find the pages" >&2; exit 1; }
 echo "  $(dpkg -L prezero | wc -l) paths; Depends: $(dpkg-query -W -f='${Depends}' prezero)"
 
-# A start handed over by the installed binaries and hook: the private setup of the demo
-# (scripts/env.sh), with the package's hook pointed at its prezerod through hook.conf.
-(
-    bin=$(mktemp -d /tmp/prezero-deb-bin.XXXXXX)
-    trap 'rm -rf "$bin"' EXIT
-    ln -s /usr/sbin/prezerod /usr/bin/prezero /usr/libexec/prezero/prezero-hook "$bin"/
-    export PREZERO_BIN=$bin
-    . scripts/env.sh
+# A start handed over by the installed binaries and hook, in the demo's private environment
+# (`prezero lab run` of the installed CLI), with the package's hook pointed at the lab's
+# prezerod through hook.conf (saved and restored).
+bin=$(mktemp -d /tmp/prezero-deb-bin.XXXXXX)
+ln -s /usr/sbin/prezerod /usr/bin/prezero /usr/libexec/prezero/prezero-hook "$bin"/
+/usr/bin/prezero lab run --bin "$bin" --reserve 2M:192 --target 256M --libvirt installed -- sh -c '
+    set -e
     name=pz-deb-test
-    finish() { virsh destroy "$name" > /dev/null 2>&1; virsh undefine "$name" > /dev/null 2>&1; env_cleanup; rm -rf "$bin"; }
-    trap finish EXIT
-    env_up 192 256M 256M installed
-    define_domain "$name" 5e6d0c1a-0000-4000-8000-0000000000de 256 "<source type='file'/><access mode='shared'/><allocation mode='immediate'/>"
-    wait_clean $((256 << 20))
-    virsh start "$name" > /dev/null
-    grep -q "pc.ram: handed over" "$log" || { echo "deb-test: the start was not handed over by the installed hook; see prezerod's log" >&2; tail -5 "$log" >&2; exit 1; }
+    /usr/bin/prezero lab define "$name" --memory 256M --uuid 5e6d0c1a-0000-4000-8000-0000000000de > /dev/null
+    /usr/bin/prezero lab settle
+    virsh -q -c qemu:///system start "$name" > /dev/null
+    grep -q "pc.ram: handed over" "$PREZERO_LAB_LOG" || { echo "deb-test: the start was not handed over by the installed hook; see the log above" >&2; exit 1; }
     echo "  virsh start $name: pc.ram handed over by the installed prezerod, through the installed hook"
-)
+' || { rm -rf "$bin"; exit 1; }
+rm -rf "$bin"
 
 echo "== dpkg -r prezero"
 dpkg -r prezero | sed 's/^/  /'

@@ -20,28 +20,21 @@
 # Exit status: 0 isolation held and the control saw the leak; 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/env.sh
+bin=${PREZERO_BIN:-$PWD/.build/release}
 size_m=${ISOLATION_SIZE_M:-256}
 timeout_s=${ISOLATION_TIMEOUT_S:-600}
-pages=$(( size_m / 2 ))
+# In a private environment (`prezero lab run`), undone on exit. Room for one pool file and
+# not a page more, so that B's file can only be made of A's pages (a spare page would be
+# filled into a small second file while A runs, and B's file would be cut from two); the
+# control runs on the same pages once the pool is drained.
+[ -n "${PREZERO_LAB_DIR:-}" ] || exec "$bin/prezero" lab run --reserve "2M:$(( size_m / 2 ))" --target "${size_m}M" -- "$0" "$@"
+work=$PREZERO_LAB_DIR; mnt=$PREZERO_LAB_MOUNT; sock=$PREZERO_LAB_SOCKET; log=$PREZERO_LAB_LOG
 lpid=
-
-# A tenant still running is stopped first (its launcher releases its file), then
-# env_cleanup undoes the rest; it reads the exit status from $?, so it is called
-# straight after a command that has it (under set -e, `(exit N)` would end the trap).
-cleanup() {
-    local status=$?
-    set +e
-    [ -n "$lpid" ] && stop_pid "$lpid"
-    return "$status"
-}
-trap 'cleanup; env_cleanup' EXIT
-
-# Room for one pool file and not a page more, so that B's file can only be made of A's
-# pages (a spare page would be filled into a small second file while A runs, and B's file
-# would be cut from two); the control runs on the same pages once the pool is drained.
-pool_up "$pages" "${size_m}M" "${size_m}M"
-decide_accel --boots-kernel
+alive() { [ -e "/proc/$1" ] && ! grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+# A tenant still running is stopped (its launcher releases its file) before the lab ends.
+trap '[ -n "$lpid" ] && { kill "$lpid"; wait "$lpid"; }' EXIT
+accel=$("$bin/prezero" accel --boots-kernel | sed -n 's/^accel: //p')
+echo "accel: $accel"
 cpu=max; [ "$accel" = kvm ] && cpu=host
 guest=$work/guest
 scripts/boot-guest.sh "$guest" scripts/isolation-init.c
@@ -108,7 +101,7 @@ tenant B "prezero.scan=$marker" "{prezero:m0}"; scanned "$report"
 [ "$inode" != "$a_inode" ] || { echo "isolation: FAILED: B got A's inode $a_inode: an inode served two tenants" >&2; exit 1; }
 b_mib=$mib b_matches=$matches
 
-cli drain > /dev/null
+"$bin/prezero" drain --socket "$sock" > /dev/null
 control=$mnt/control.ram
 tenant A-control "prezero.write=$marker" "$control"; wrote "$report"
 tenant B-control "prezero.scan=$marker" "$control"; scanned "$report"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Swift tests as `make test` runs them: as root, on real huge pages, with every host
-# test run. Reserves huge pages (1 GiB first), gives QEMU's user /dev/kvm where the host
-# lacks udev's mode, runs `swift test`, puts everything back, and fails if any test was
+# test run. In `prezero lab run`: reserves huge pages (1 GiB first), gives QEMU's user
+# /dev/kvm where the host lacks udev's mode, runs `swift test`, puts everything back, and fails if any test was
 # skipped: a host suite skips itself when it lacks root, libvirtd or QEMU, which must
 # never pass unseen here.
 #   scripts/swift-tests.sh [swift test arguments]     (SOAK_CYCLES, default 200)
@@ -23,17 +23,13 @@ no_skips() {
 if [ "${1:-}" = "--check-log" ]; then no_skips "${2:?usage: $0 --check-log LOG}"; exit; fi
 
 [ "$(id -u)" = 0 ] || { echo "tests: make test needs root (huge pages, hugetlbfs, libvirtd, /dev/kvm); as another user, swift test runs the pure tests alone" >&2; exit 1; }
-scripts/hugepages.sh idle
-scripts/hugepages.sh reserve 2 512 || { scripts/hugepages.sh restore; exit 1; }
+prezero="$($SWIFT build --show-bin-path)/prezero"
+"$prezero" lab hugepages idle
 log=$(mktemp /tmp/prezero-tests.XXXXXX)
 status=0
-if scripts/kvm.sh grant "$($SWIFT build --show-bin-path)/prezero"; then
-    SOAK_CYCLES=${SOAK_CYCLES:-200} $SWIFT test --skip-build "$@" 2>&1 | tee "$log" || status=$?
-else
-    status=1
-fi
-scripts/kvm.sh restore || status=1
-scripts/hugepages.sh restore || status=1
+# The tests' own environment (PrezeroLab) makes their mounts, daemons and libvirt setup; the
+# lab around them reserves the huge pages (1 GiB first) and /dev/kvm's mode, and puts both back.
+"$prezero" lab run --reserve 1G:2 --reserve 2M:512 --kvm -- env SOAK_CYCLES="${SOAK_CYCLES:-200}" $SWIFT test --skip-build "$@" 2>&1 | tee "$log" || status=$?
 no_skips "$log" || status=1
 rm -f "$log"
 exit $status

@@ -174,6 +174,14 @@ public enum Files {
         try check("chmod", fd.label) { fchmod(fd.raw, mode_t(mode)) }
     }
 
+    /// A device node's group and mode by path (opening /dev/kvm to fchmod it would create a VM):
+    /// the group first, then the mode, as for `setOwner`.
+    /// The corresponding C functions are `chown(path, -1, gid)`, then `chmod`.
+    public static func setGroupAndMode(path: String, gid: UInt32, mode: UInt32) throws(SysError) {
+        try check("chown", path) { Glibc.chown(path, uid_t.max, gid_t(gid)) }
+        try check("chmod", path) { Glibc.chmod(path, mode_t(mode)) }
+    }
+
     /// Owner, then mode (fchown clears set-id bits, so the mode comes last): how every pool
     /// file changes hands, to a guest's uid:gid or back to root.
     /// The corresponding C functions are `fchown`, then `fchmod`.

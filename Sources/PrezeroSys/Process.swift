@@ -147,3 +147,11 @@ public enum Namespaces {
         Files.readLink("/proc/\(pid)/ns/pid")
     }
 }
+
+extension Processes {
+    /// Sends `sig` to any process by PID (a daemon this process started that forked itself
+    /// away, a stale one a killed run left). False if there is no such process or it is not ours.
+    /// The corresponding C function is `kill`.
+    @discardableResult
+    public static func signal(_ pid: Int32, _ sig: Int32) -> Bool { pid > 0 && kill(pid, sig) == 0 }
+}

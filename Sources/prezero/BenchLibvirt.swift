@@ -5,6 +5,7 @@ import PrezeroClient
 import PrezeroCore
 import PrezeroHookHandler
 import PrezeroLibvirtModel
+import PrezeroLab
 import PrezeroLibvirt
 import PrezeroHost
 import PrezeroProtocol
@@ -54,7 +55,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
     var boot = false
     @Option(name: .long, help: "With --boot: the guest kernel.")
     var kernel: String?
-    @Option(name: .long, help: "With --boot: an initramfs whose /init writes \(BootImage.marker) on ttyS0.")
+    @Option(name: .long, help: "With --boot: an initramfs whose /init writes \(GuestDomain.Boot.marker) on ttyS0.")
     var initrd: String?
     @OptionGroup var libvirt: LibvirtOptions
     @OptionGroup var connection: Connection
@@ -145,8 +146,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
 
     var threadCount: Int { threads ?? HostInfo.onlineCPUs() }
 
-    func openLab() throws -> LibvirtLab {
-        let lab = try LibvirtLab(libvirt: libvirt, connection: connection)
+    func openLab() throws -> BenchGuests {
+        let lab = try BenchGuests(libvirt: libvirt, connection: connection)
         if let want = pageSize?.bytes, want != lab.pageSize {
             lab.close()
             throw CLIError("--page-size \(ByteSize.format(want)): memory_backing_dir is on a mount of \(ByteSize.format(lab.pageSize)) pages; point it at a pool mount of \(ByteSize.format(want)) pages", code: 2)
@@ -169,7 +170,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             let tag = "\(b >> 20)m"
             let stock = try lab.define("stock-\(tag)", bytes: b, backing: lab.stock())
             let threaded = try lab.define("threads-\(tag)", bytes: b, backing: lab.stock(threads: threadCount))
-            let handover = try lab.define("handover-\(tag)", bytes: b, backing: LibvirtLab.eligible)
+            let handover = try lab.define("handover-\(tag)", bytes: b, backing: BenchGuests.eligible)
             var s: [Double] = [], st: [Double] = [], h: [Double] = []
             for round in 0...runs {
                 let ts = try lab.timeStart(stock), tt = try lab.timeStart(threaded), th = try lab.timeStart(handover, handedOver: b)
@@ -227,8 +228,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             let n = threadCount
             let stock = try lab.define("stock", bytes: bytes, backing: lab.stock())
             let threaded = try lab.define("threads", bytes: bytes, backing: lab.stock(threads: n))
-            let big = try lab.define("handover", bytes: bytes, backing: LibvirtLab.eligible)
-            let little = try lab.define("small", bytes: smallBytes, backing: LibvirtLab.eligible)
+            let big = try lab.define("handover", bytes: bytes, backing: BenchGuests.eligible)
+            let little = try lab.define("small", bytes: smallBytes, backing: BenchGuests.eligible)
             let floor = try lab.define("floor", bytes: bytes, backing: "")
             let plain = try lab.define("plain", bytes: smallBytes, backing: "")
             note("bench libvirt: \(ByteSize.format(bytes)) and \(ByteSize.format(smallBytes)) guests, \(ByteSize.format(lab.pageSize)) pages, threads=\(n), \(runs) runs after one untimed round")
@@ -242,9 +243,9 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             }
             if boot, let kernel, let initrd {
                 note("bench libvirt: boot accel: \(lab.bootAccel.accel.rawValue) (\(lab.bootAccel.reason))")
-                let image = BootImage(kernel: kernel, initrd: initrd)
+                let image = (kernel: kernel, initrd: initrd)
                 let forms = [("boot_stock_s", "boot-stock", lab.stock(), nil), ("boot_stock_threads_s", "boot-threads", lab.stock(threads: n), nil),
-                             ("boot_handover_s", "boot-handover", LibvirtLab.eligible, Optional(bytes))]
+                             ("boot_handover_s", "boot-handover", BenchGuests.eligible, Optional(bytes))]
                 let doms = try forms.map { try lab.define($0.1, bytes: bytes, backing: $0.2, boot: image) }
                 for round in 0...runs {
                     let row = try zip(forms, doms).map { ($0.0.0, try lab.timeBoot($0.1, handedOver: $0.0.3)) }

@@ -14,7 +14,7 @@ struct Prezero: ParsableCommand {
             Exit status: 0 success, 1 the request failed or was refused, 2 bad usage,
             3 prezerod could not be reached, 4 doctor found a problem.
             """,
-        subcommands: [Status.self, Claim.self, Release.self, Fill.self, Drain.self, Doctor.self, Metrics.self, Launch.self, Install.self, Libvirt.self, Accel.self, Bench.self])
+        subcommands: [Status.self, Claim.self, Release.self, Fill.self, Drain.self, Doctor.self, Metrics.self, Launch.self, Install.self, Libvirt.self, Accel.self, Bench.self, LabCommandGroup.self])
 }
 
 extension Prezero {

@@ -34,12 +34,14 @@ struct LayeringTests {
         "PrezeroBench": ["Glibc", "Logging", "PrezeroClient", "PrezeroCore", "PrezeroHost", "PrezeroPool", "PrezeroProtocol", "PrezeroQemuModel",
                          "PrezeroSys", "Synchronization"],
         "prezero-bench": ["PrezeroBench"],
+        // The private environment of the demo, the benches and the host tests: never in prezerod.
+        "PrezeroLab": ["Foundation", "PrezeroClient", "PrezeroLibvirtModel", "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         // libvirt's C API is this target's C layer, as the C library is PrezeroSys's.
         "PrezeroLibvirt": ["CLibvirt", "Glibc"],
         "prezerod": ["ArgumentParser", "Glibc", "Logging", "PrezeroConfigYAML", "PrezeroCore", "PrezeroHookHandler",
                      "PrezeroHost", "PrezeroMetrics", "PrezeroPool", "PrezeroProtocol", "PrezeroSys", "ServiceLifecycle"],
         "prezero": ["ArgumentParser", "Foundation", "Glibc", "Logging", "PrezeroBench", "PrezeroClient", "PrezeroConfigYAML", "PrezeroCore",
-                    "PrezeroHookHandler", "PrezeroHost", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics",
+                    "PrezeroHookHandler", "PrezeroHost", "PrezeroLab", "PrezeroLibvirt", "PrezeroLibvirtModel", "PrezeroMetrics",
                     "PrezeroProtocol", "PrezeroQemuModel", "PrezeroSys"],
         "prezero-hook": ["Glibc", "PrezeroProtocol", "PrezeroSys"],
     ]

@@ -8,6 +8,7 @@ import PrezeroLibvirtModel
 import PrezeroPool
 import PrezeroQemuModel
 import PrezeroSys
+import PrezeroLab
 import Testing
 
 extension HostTests {
@@ -25,7 +26,7 @@ extension HostTests {
             try FileManager.default.createDirectory(atPath: giga, withIntermediateDirectories: true)
             #expect(try run(["/bin/mount", "-t", "hugetlbfs", "-o", "pagesize=1G", "none", giga]).status == 0)
             defer { _ = try? run(["/bin/umount", giga]) }
-            let lv = try LibvirtHost(pool: pool, hook: false)
+            let lv = try LibvirtHost(pool: pool, hook: .none)
             defer { lv.close(); pool.close() }
             // A second memory_backing_dir, single-quoted: libvirt takes the first (virConfGetValue).
             var conf = try String(contentsOfFile: LibvirtHost.qemuConf, encoding: .utf8)
@@ -198,24 +199,15 @@ extension HostSuite {
     /// A defined-domain XML with the parts a shape varies; it needs no disk. ACPI, because
     /// QEMU refuses a pc-dimm without it ("memory hotplug is not enabled").
     static func shapeXML(name: String, memoryMiB: Int, maxMemory: String = "", backing: String, numatune: String = "",
-
                          cells: String = "", devices: String = "", vcpus: Int = 2) -> String {
-        """
-        <domain type='\(LibvirtHost.accel.domainType)'>
-          <name>\(name)</name>
-          <uuid>\(UUID().uuidString.lowercased())</uuid>
-          <memory unit='MiB'>\(memoryMiB)</memory>
-          \(maxMemory)
-          <memoryBacking>\(backing)</memoryBacking>
-          <vcpu placement='static'>\(vcpus)</vcpu>
-          \(numatune)
-          <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-          <features><acpi/></features>
-          <cpu mode='custom' match='exact' check='none'><model fallback='forbid'>qemu64</model>\(cells.isEmpty ? "" : "<numa>\(cells)</numa>")</cpu>
-          <on_poweroff>destroy</on_poweroff>
-          <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\(devices)<memballoon model='none'/></devices>
-        </domain>
-        """
+        var d = GuestDomain(name: name, memoryKiB: UInt64(memoryMiB) << 10, backing: backing)
+        d.maxMemory = maxMemory
+        d.numatune = numatune
+        d.cells = cells.isEmpty ? "" : "<numa>\(cells)</numa>"
+        d.devices = devices
+        d.vcpus = vcpus
+        d.acpi = true
+        return d.xml
     }
 
     /// The memory-backend objects of a QEMU command line, each as its JSON dictionary.

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import PrezeroClient
 import PrezeroCore
+import PrezeroLab
 import PrezeroProtocol
 import PrezeroSys
 import Testing
@@ -29,29 +30,15 @@ struct TestFailure: Error, CustomStringConvertible {
 /// Child processes come from PrezeroSys, wrapped to throw a test failure.
 typealias Child = ChildProcess
 
-/// Runs a command to completion; returns (status, stdout, stderr). Output goes through
-/// files, not pipes, so a daemon the command leaves behind cannot hold us up; after
-/// `timeout` seconds the command is killed.
+/// Runs a command to completion; returns (status, stdout, stderr) (PrezeroLab's LabCommand).
 @discardableResult
 func run(_ args: [String], stdin: String? = nil, env: [String: String] = [:], timeout: Double = 120) throws -> (status: Int32, out: String, err: String) {
-    let tmp = NSTemporaryDirectory() + "prezero-run-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    defer { for f in [".in", ".out", ".err"] { unlink(tmp + f) } }
-    try Data((stdin ?? "").utf8).write(to: URL(fileURLWithPath: tmp + ".in"))
-    let child = try Child(args, stdin: tmp + ".in", stdout: tmp + ".out", stderr: tmp + ".err", env: env)
-    let status = try child.wait(timeout: timeout)
-    let out = (try? String(contentsOfFile: tmp + ".out", encoding: .utf8)) ?? ""
-    let err = (try? String(contentsOfFile: tmp + ".err", encoding: .utf8)) ?? ""
-    return (status, out, err)
+    try LabCommand.run(args, stdin: stdin, env: env, timeout: timeout)
 }
 
 /// Polls `cond` until it holds or `timeout` passes.
 func waitFor(_ what: String, timeout: Double = 30, _ cond: () throws -> Bool) throws {
-    let end = monotonicSeconds() + timeout
-    while monotonicSeconds() < end {
-        if try cond() { return }
-        sleepSeconds(0.05)
-    }
-    throw TestFailure("timed out after \(timeout) s waiting for \(what)")
+    try LabCommand.waitFor(what, timeout: timeout, cond)
 }
 
 /// Host-wide huge-page counters (sysfs), read directly rather than through the daemon.
@@ -62,83 +49,17 @@ let MiB: UInt64 = 1 << 20
 let GiB: UInt64 = 1 << 30
 let page2M: UInt64 = 2 * MiB
 
-/// A private hugetlbfs mount under /tmp and a prezerod running on it, with its own
-/// socket and state directory, so a test never touches a host's real configuration.
-/// Everything is undone by `close()`: the daemon stopped by PID, the pool drained,
-/// the mount unmounted, the directory removed.
-final class TestPool {
-    let base: String
-    let mount: String
-    let pageSize: UInt64
-    let socket: String
-    let configPath: String
-    var process: Child?
-    var logPath: String { base + "/prezerod.log" }
+/// The tests' pool is the lab's (PrezeroLab): a private hugetlbfs mount under /tmp and a
+/// prezerod on it, undone by `close()`. Three fill workers unless a test says otherwise, so
+/// every host test runs with fills at once (this machine's default, half its CPUs, may be 1).
+typealias TestPool = LabPool
 
-    /// - Parameter config: YAML lines added to the generated config (mounts, socket and state_dir are set here).
-    ///   - mountOptions: extra hugetlbfs options, e.g. `size=32M` to cap what the pool can ever hold.
-    ///   - listMount: false leaves `mounts:` out of the config, for prezerod to find its mounts itself.
-    init(pageSize: UInt64 = page2M, config: String = "", mountConfig: String = "", mountOptions: String = "",
-         listMount: Bool = true) throws {
-        TestPool.reapStale()
-        base = "/tmp/prezero-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        mount = base + "/hugepages"
-        self.pageSize = pageSize
-        socket = base + "/prezerod.sock"
-        configPath = base + "/prezerod.yaml"
-        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
-        let opt = (pageSize == GiB ? "pagesize=1G" : "pagesize=2M") + (mountOptions.isEmpty ? "" : "," + mountOptions)
-        let m = try run(["/bin/mount", "-t", "hugetlbfs", "-o", opt, "none", mount])
-        guard m.status == 0 else { throw TestFailure("mount hugetlbfs: \(m.err)") }
-        // Three fill workers unless a test says otherwise: every host test then runs with
-        // fills at once (this machine's default, half its CPUs, may be 1).
-        let config = (config.contains("fill_workers:") ? config : config + "\nfill_workers: 3")
-            .replacingOccurrences(of: "{mount}", with: mount).replacingOccurrences(of: "{base}", with: base)
-        let mounts = """
-            mounts:
-              - path: \(mount)
-            \(mountConfig.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
-            """
-        let yaml = """
-            socket: \(socket)
-            state_dir: \(base)/state
-            \(config)
-            \(listMount ? mounts : "")
-
-            """
-        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+extension LabPool {
+    convenience init(pageSize: UInt64 = page2M, config: String = "", mountConfig: String = "", mountOptions: String = "",
+                     listMount: Bool = true) throws {
+        try self.init(bin: Binaries.dir, pageSize: pageSize, config: config.contains("fill_workers:") ? config : config + "\nfill_workers: 3",
+                      mountConfig: mountConfig, mountOptions: mountOptions, listMount: listMount)
     }
-
-    /// - Parameter wrapper: a command prezerod runs under, e.g. `setpriv` with a unit's capabilities.
-    func start(wrapper: [String] = []) throws {
-        let p = try Child(wrapper + [Binaries.prezerod, "--config", configPath, "--log-level", "debug"], stdout: logPath, stderr: logPath)
-        process = p
-        try "\(p.pid)".write(toFile: base + "/prezerod.pid", atomically: true, encoding: .utf8)
-        try waitFor("prezerod to listen on \(socket)", timeout: 20) {
-            guard p.isRunning else { throw TestFailure("prezerod exited: \(self.log())") }
-            return (try? client.status()) != nil
-        }
-    }
-
-    /// Graceful stop (SIGTERM) by PID, waiting for the exit.
-    func stop() {
-        guard let p = process else { return }
-        p.signal(SIGTERM)
-        _ = try? p.wait(timeout: 30)
-        process = nil
-    }
-
-    /// kill -9, as a crash would.
-    func crash() {
-        guard let p = process else { return }
-        p.signal(SIGKILL)
-        _ = try? p.wait(timeout: 10)
-        process = nil
-    }
-
-    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-
-    var client: ControlClient { ControlClient(socket: socket, timeout: 20) }
 
     func status() throws -> MountStatus {
         try client.status().mounts[0]
@@ -206,35 +127,6 @@ final class TestPool {
         return to
     }
 
-    func close() {
-        if process != nil {
-            _ = try? client.drain()
-            stop()
-        }
-        // Whatever is left in the mount goes back to the kernel with the unmount.
-        _ = try? run(["/bin/umount", mount])
-        try? FileManager.default.removeItem(atPath: base)
-    }
-
-    deinit { close() }
-
-    /// A test run that crashed leaves its prezerod and mount behind: stop that daemon
-    /// by its recorded PID and unmount, for every pool whose test process is gone.
-    static func reapStale() {
-        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
-        for d in dirs where d.hasPrefix("prezero-test-") {
-            let parts = d.split(separator: "-")
-            guard parts.count == 4, let owner = Int32(parts[2]), !LibvirtHost.alive(owner) else { continue }
-            let base = "/tmp/" + d
-            if let text = try? String(contentsOfFile: base + "/prezerod.pid", encoding: .utf8), let pid = Int32(text) {
-                kill(pid, SIGKILL)
-                try? waitFor("stale prezerod \(pid) to exit", timeout: 5) { !LibvirtHost.alive(pid) }
-            }
-            _ = try? run(["/bin/umount", base + "/hugepages"])
-            try? FileManager.default.removeItem(atPath: base)
-        }
-        LibvirtHost.reapStale()
-    }
 }
 
 /// Maps a whole file shared and checks or writes every byte.

@@ -4,6 +4,7 @@ import PrezeroBench
 import PrezeroClient
 import PrezeroCore
 import PrezeroHookHandler
+import PrezeroLab
 import PrezeroLibvirtModel
 import PrezeroLibvirt
 import PrezeroHost
@@ -11,18 +12,10 @@ import PrezeroProtocol
 import PrezeroQemuModel
 import PrezeroSys
 
-/// A guest that boots to userspace: Debian's kernel and an initramfs whose /init
-/// writes `marker` on the first serial port (scripts/boot-guest.sh builds both).
-struct BootImage {
-    static let marker = "PREZERO-BOOT-USERSPACE"
-    var kernel: String
-    var initrd: String
-}
-
-/// The host as the libvirt bench finds it, checked, and the domains it defines,
-/// undefined again by `close()`.
-final class LibvirtLab {
-    static let eligible = DomainRewrite.eligibleBacking
+/// The host as the libvirt bench finds it (set up by `prezero lab run --libvirt prezero`),
+/// checked, and the guests it times, undefined again by `close()`.
+final class BenchGuests {
+    static let eligible = GuestDomain.Backing.prezero
     let conn: LibvirtConnection
     let connection: Connection
     let mount: String
@@ -40,10 +33,7 @@ final class LibvirtLab {
     /// The stock form of the same guest: huge pages of the pool's size, preallocated and
     /// zeroed by QEMU at start (libvirt sets prealloc for huge pages), on `threads`
     /// threads when given (`prealloc-threads`).
-    func stock(threads: Int? = nil) -> String {
-        "<hugepages><page size='\(pageSize >> 10)' unit='KiB'/></hugepages>"
-            + (threads.map { "<allocation mode='immediate' threads='\($0)'/>" } ?? "")
-    }
+    func stock(threads: Int? = nil) -> String { GuestDomain.Backing.stock(pageKiB: pageSize >> 10, threads: threads) }
 
     init(libvirt: LibvirtOptions, connection: Connection) throws {
         hook = libvirt.hooksDir + "/prezero"
@@ -78,26 +68,13 @@ final class LibvirtLab {
         conn = try libvirt.open()
     }
 
-    /// Defines a guest with no disk: SeaBIOS idles, which is enough to time a start; with
-    /// `boot`, the kernel boots to its /init, which writes its marker on ttyS0 (a file).
-    func define(_ role: String, bytes: UInt64, backing: String, boot: BootImage? = nil) throws -> String {
+    /// Defines the lab's guest (`GuestDomain`); with `boot`, the kernel boots to its /init,
+    /// which writes its marker on ttyS0 (a file).
+    func define(_ role: String, bytes: UInt64, backing: String, boot: (kernel: String, initrd: String)? = nil) throws -> String {
         let name = "prezero-bench-\(role)-\(Processes.current())"
-        let os = boot.map {
-            "<kernel>\($0.kernel)</kernel><initrd>\($0.initrd)</initrd><cmdline>console=ttyS0 panic=-1 quiet</cmdline>"
-        } ?? "<boot dev='hd'/>"
-        let serial = boot == nil ? "" : "<serial type='file'><source path='\(consolePath(name))'/><target port='0'/></serial>"
-        let xml = """
-            <domain type='\((boot == nil ? accel : bootAccel).domainType)'>
-              <name>\(name)</name>
-              <uuid>\(UUID().uuidString.lowercased())</uuid>
-              <memory unit='KiB'>\(bytes >> 10)</memory>
-              <memoryBacking>\(backing)</memoryBacking>
-              <vcpu>1</vcpu>
-              <os><type arch='x86_64' machine='pc'>hvm</type>\(os)</os>
-              <on_poweroff>destroy</on_poweroff>
-              <devices><emulator>/usr/bin/qemu-system-x86_64</emulator><memballoon model='none'/>\(serial)</devices>
-            </domain>
-            """
+        var d = GuestDomain(name: name, memoryKiB: bytes >> 10, backing: backing, type: (boot == nil ? accel : bootAccel).domainType)
+        d.boot = boot.map { GuestDomain.Boot(kernel: $0.kernel, initrd: $0.initrd, console: consolePath(name)) }
+        let xml = d.xml
         try libvirtCall { () throws(LibvirtError) in try conn.define(xml) }
         domains.append(name)
         return name
@@ -146,9 +123,9 @@ final class LibvirtLab {
         try libvirtCall { () throws(LibvirtError) in try conn.start(name) }
         defer { try? conn.destroy(name) }
         try checkHandedOver(name, handedOver)
-        while Files.readText(console)?.contains(BootImage.marker) != true {
+        while Files.readText(console)?.contains(GuestDomain.Boot.marker) != true {
             guard monotonicSeconds() - t < 180 else {
-                throw CLIError("\(name): no \(BootImage.marker) on the serial console within 180 s; see \(console)")
+                throw CLIError("\(name): no \(GuestDomain.Boot.marker) on the serial console within 180 s; see \(console)")
             }
             sleepSeconds(0.002)
         }
@@ -221,22 +198,11 @@ final class LibvirtLab {
     }
 }
 
-/// Waits for the pool on `mount` to be back at its target with nothing leased or
-/// filling, and for a stock start's make-room hold to be over, so that no start is timed
-/// against the pool's own work, and no refill beside a hand-over is cut short by a hold
-/// kept for a guest already gone.
+/// Waits for the pool on `mount` to settle (`LabPool.settle`), as the CLI's one-line error.
 func settlePool(_ connection: Connection, mount: String) throws {
-    let deadline = monotonicSeconds() + 300
-    while true {
-        let s = try connection.status()
-        let nodes = s.mounts.first { $0.path == mount }?.nodes ?? []
-        let busy = nodes.reduce(UInt64(0)) { $0 + $1.fillingBytes + $1.leasedBytes }
-        if busy == 0 && nodes.allSatisfy({ $0.cleanBytes >= min($0.targetBytes, $0.totalBytes - $0.minFreeBytes) && $0.keptForLaunchBytes == 0 }) {
-            return
-        }
-        guard monotonicSeconds() < deadline else {
-            throw CLIError("the pool on \(mount) did not settle in 300 s (clean, nothing leased or filling); see `prezero status`")
-        }
-        sleepSeconds(0.1)
+    do {
+        try LabPool.settle(connection.client, mount: mount)
+    } catch {
+        throw CLIError("\(error)")
     }
 }
