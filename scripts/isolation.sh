@@ -63,7 +63,9 @@ tenant() {
     until grep -q '^PREZERO-' "$serial"; do
         if ! alive "$lpid" || [ "$waited" -ge $(( timeout_s * 10 )) ]; then
             echo "isolation: tenant $name gave no report ($(alive "$lpid" && echo "in ${timeout_s} s" || echo "its QEMU exited")); its console and launcher:" >&2
-            tail -n 15 "$serial" "$work/$name.launch" >&2; exit 1
+            tail -n 15 "$serial" "$work/$name.launch" >&2
+            grep -E '^HugePages_(Total|Free|Rsvd|Surp)' /proc/meminfo | tr '\n' ' ' >&2; echo >&2
+            ls -l "$mnt" "$mnt"/.prezero/* >&2; exit 1
         fi
         sleep 0.1; waited=$(( waited + 1 ))
     done

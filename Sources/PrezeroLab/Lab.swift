@@ -63,7 +63,7 @@ public final class Lab {
                         """,
                     mountConfig: "target: \(p.target)\nfile_size: \(p.fileSize)")
                 self.pool = pool
-                try pool.start(logLevel: "info")
+                try pool.start(logLevel: "debug")
                 say("prezerod: on \(pool.mount), filling to \(p.target) in files of \(p.fileSize); log \(pool.logPath)")
                 try pool.settle()
             }

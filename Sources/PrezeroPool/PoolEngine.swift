@@ -43,7 +43,6 @@ public final class PoolEngine: Sendable {
     public func stop() { state.withLock { $0.stopping = true } }
 
     // MARK: named queries
-
     /// The lease with this key, if any.
     public func lease(_ key: String) -> Lease? { state.withLock { $0.leases[key] } }
     /// The lease whose file is `inode` on mount `mi`, if any: how a release by destination finds its lease.
@@ -63,7 +62,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: the executor
-
     /// Where an operation failed: the effect and its error.
     public struct Failure: Error, Sendable {
         public var index: Int
@@ -106,7 +104,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: recovery
-
     /// Rebuilds the state of every mount from its directories (see `Recovery`).
     public func recover() throws(EffectError) {
         let mounts = state.withLock { $0.mounts.count }
@@ -139,7 +136,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: claim
-
     /// Hands out a clean file at the request's destination (see `ClaimPolicy`), keeping a
     /// second link in `leased/`. The request has been checked; a miss makes room instead.
     /// A `quota` (a non-root claimant's) is checked against its leases in the same step that
@@ -191,7 +187,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: release and reclaim
-
     /// Ends a lease: the destination name is removed, the file is root's again at once,
     /// and it is taken back if the kernel says no one else has it open (else on a later
     /// reclaim pass). Only this lease's file is looked at: the cost of a release does not
@@ -307,7 +302,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: giving pages back
-
     /// Gives up to `bytes` back to the kernel on one node (see `PoolState.beginGiveBack`).
     /// Returns the bytes given back.
     @discardableResult
@@ -391,7 +385,6 @@ public final class PoolEngine: Sendable {
     }
 
     // MARK: what the job runner asks and tells (see `JobRunner`)
-
     func nextJob(_ k: NodeKey, counters c: NodeCounters) -> Job? { let now = clock(); return state.withLock { $0.nextJob(k, counters: c, now: now) } }
     func pageSize(_ k: NodeKey) -> UInt64 { state.withLock { $0.pageSize(k) } }
     /// Whether a fill may take its next chunk on the node (its target, what must stay free).

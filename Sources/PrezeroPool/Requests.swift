@@ -67,7 +67,9 @@ extension PoolDaemon {
                 s.keptForLaunchBytes = b.keepFree(k, totalBytes: c.total, forFill: true, now: now) - s.minFreeBytes
                 s.cleanBytes = nb.cleanBytes
                 s.cleanFiles = nb.clean.count
-                s.fillingBytes = nb.fillingBytes
+                // With the chunk being allocated now: a drain waits for it (a fill's one chunk may be
+                // the whole file, and its pages are taken before fallocate returns).
+                s.fillingBytes = nb.fillingBytes + nb.allocating
                 s.heldBytes = nb.heldBytes
                 let leased = b.leases.values.filter { $0.mount == mi && $0.file.node == k.node }
                 s.leasedBytes = leased.reduce(0) { $0 + $1.file.bytes }

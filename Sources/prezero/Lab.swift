@@ -76,7 +76,9 @@ struct LabRun: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() throws { try guarded(work) }
+
+    private func work() throws {
         try requireRoot()
         var options = Lab.Options()
         options.reserve = reserve.compactMap(HugePageReservation.Want.init)
@@ -134,7 +136,9 @@ struct LabDefine: ParsableCommand {
     @Option(name: .long, help: "Its UUID (default: a new one).")
     var uuid: String?
 
-    func run() throws {
+    func run() throws { try guarded(work) }
+
+    private func work() throws {
         try requireRoot()
         let lab = try currentLab()
         guard let bytes = ByteSize.parse(memory) else { throw ValidationError("--memory '\(memory)' is not a size (e.g. 2G)") }
@@ -162,7 +166,9 @@ struct LabSettle: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait.")
     var timeout: Double = 300
 
-    func run() throws {
+    func run() throws { try guarded(work) }
+
+    private func work() throws {
         let lab = try currentLab()
         try labStep { try LabPool.settle(ControlClient(socket: lab.socket, timeout: 20), mount: lab.mount, timeout: timeout) }
     }
@@ -178,7 +184,9 @@ struct LabHugePages: ParsableCommand {
     @Argument(help: "most-1g's MAX.")
     var max: UInt64?
 
-    func run() throws {
+    func run() throws { try guarded(work) }
+
+    private func work() throws {
         switch action {
         case "idle":
             if let busy = HugePageReservation.busy() { throw CLIError(busy) }
@@ -198,7 +206,9 @@ struct LabRestore: ParsableCommand {
         abstract: "Undo what a killed lab left: its prezerod, mount, hook and qemu.conf lines, /dev/kvm's mode, the huge page counts.",
         discussion: "Only for after a kill: a lab that is still running would lose its huge pages.")
 
-    func run() throws {
+    func run() throws { try guarded(work) }
+
+    private func work() throws {
         try requireRoot()
         LabPool.reapStale()
         if let line = try labStep({ try KvmAccess.restore() }) { print(line) }

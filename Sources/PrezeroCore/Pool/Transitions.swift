@@ -39,13 +39,15 @@ extension PoolState {
         return .fill(f, resume: false)
     }
 
-    /// May a fill allocate its next chunk? Not on shutdown, over a lowered target, or when the
-    /// pages are needed by others. Yes sets the chunk aside (`allocating`) until
-    /// `fillAllocated`, so that the node's other fills, checking meanwhile, leave room for it.
+    /// May a fill allocate its next chunk? Not on shutdown, at or over a lowered target (a drain's
+    /// 0 included: a fill woken just before it must not take its first chunk after), or when the
+    /// pages are needed by others. A planned fill always has room below its target (planning keeps
+    /// clean + planned within it), so the check is strict. Yes sets the chunk aside (`allocating`)
+    /// until `fillAllocated`, so that the node's other fills, checking meanwhile, leave room for it.
     public mutating func fillMayAllocate(_ k: NodeKey, counters c: NodeCounters, chunk: UInt64, now: Double) -> Bool {
         guard !stopping, let nb = nodes[k] else { return false }
         let keep = keepFree(k, totalBytes: c.total, forFill: true, now: now)
-        guard nb.cleanBytes + nb.fillingBytes <= target(k, totalBytes: c.total), c.free >= keep + chunk + nb.allocating else { return false }
+        guard nb.cleanBytes + nb.fillingBytes < target(k, totalBytes: c.total), c.free >= keep + chunk + nb.allocating else { return false }
         nodes[k]?.allocating += chunk
         return true
     }
