@@ -1,8 +1,8 @@
-import Foundation
 import Logging
 import PrezeroCore
 import PrezeroPool
 import PrezeroProtocol
+import PrezeroSys
 import Synchronization
 import Testing
 
@@ -434,13 +434,13 @@ struct Simulation {
 
     @Test("seeded sequences of claims, releases, holders, pins, link races, other users, fills, faults and crashes break no invariant")
     func sequences() {
-        let env = ProcessInfo.processInfo.environment
+        let env = Environment.value
         let seeds: [UInt64]
-        if let one = env["SIM_SEED"].flatMap(UInt64.init) {
+        if let one = env("SIM_SEED").flatMap(UInt64.init) {
             seeds = [one]
         } else {
-            let n = env["SIM_SEQUENCES"].flatMap(Int.init) ?? 10_000
-            let base = env["SIM_BASE"].flatMap(UInt64.init) ?? 1
+            let n = env("SIM_SEQUENCES").flatMap(Int.init) ?? 10_000
+            let base = env("SIM_BASE").flatMap(UInt64.init) ?? 1
             seeds = (0..<UInt64(n)).map { base &+ $0 }
         }
         var steps = 0, faults = 0, crashes = 0, failed = 0
@@ -453,14 +453,14 @@ struct Simulation {
             guard let first = o.violations.first else { continue }
             failed += 1
             let short = shrink(seq)
-            let again = simulate(short, trace: env["SIM_TRACE"] != nil)
+            let again = simulate(short, trace: env("SIM_TRACE") != nil)
             Issue.record("""
                 seed \(seed) broke an invariant after \(o.steps) steps: \(first)
                 shortest failing sequence (\(short.count) steps): \(short.map(\.description).joined(separator: "; "))
                 which ends: \(again.violations.first ?? first)
                 replay: SIM_SEED=\(seed) swift test --filter Simulation
                 """)
-            if failed >= (env["SIM_MAX_FAILURES"].flatMap(Int.init) ?? 3) { break }
+            if failed >= (env("SIM_MAX_FAILURES").flatMap(Int.init) ?? 3) { break }
         }
         print("simulation: \(seeds.count) sequences, \(steps) steps, \(faults) faults, \(crashes) crashes, \(failed) violations")
     }
