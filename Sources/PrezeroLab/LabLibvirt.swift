@@ -197,6 +197,8 @@ public final class LabLibvirt {
             _ = try? virsh("undefine", d)
         }
         domains = []
+        // A bench killed inside the lab left the hook set aside: back first, then removed if ours.
+        HookAside(hooksDir: LabLibvirt.hooksDir).restore()
         removeHook()
         if wroteHookConf {
             if let saved = savedHookConf { try? Files.writeText(LabLibvirt.hookConf, saved, mode: 0o644) } else { try? Files.removePath(LabLibvirt.hookConf) }

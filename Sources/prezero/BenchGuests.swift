@@ -21,7 +21,7 @@ final class BenchGuests {
     let mount: String
     let pageSize: UInt64
     let hook: String
-    let hookAside: String
+    let hookAside: HookAside
     let accel: AccelDecision
     /// For the --boot guests, which boot a kernel.
     let bootAccel: AccelDecision
@@ -36,13 +36,10 @@ final class BenchGuests {
     func stock(threads: Int? = nil) -> String { GuestDomain.Backing.stock(pageKiB: pageSize >> 10, threads: threads) }
 
     init(libvirt: LibvirtOptions, connection: Connection) throws {
-        hook = libvirt.hooksDir + "/prezero"
-        // Beside qemu.d, not in it: libvirt runs every file in qemu.d.
-        hookAside = (libvirt.hooksDir as NSString).deletingLastPathComponent + "/prezero.bench-aside"
+        hookAside = HookAside(hooksDir: libvirt.hooksDir)
+        hook = hookAside.hook
         // A bench that was killed with the hook moved aside puts it back first.
-        if Files.status(followingPath: hook) == nil, Files.status(followingPath: hookAside) != nil {
-            try? Files.renamePath(hookAside, hook)
-        }
+        hookAside.restore()
         guard Files.status(followingPath: hook) != nil else {
             throw CLIError("no hook at \(hook); run `prezero install` and restart libvirtd (`prezero libvirt doctor` checks the setup)")
         }
@@ -145,18 +142,8 @@ final class BenchGuests {
     /// Runs `body` with the hook moved out of libvirt's hook directory, and puts it back.
     /// With `noop`, /bin/true stands in its place: what libvirt's running of any hook costs.
     func withHookAside<T>(noop: Bool = false, _ body: () throws -> T) throws -> T {
-        do {
-            try Files.renamePath(hook, hookAside)
-        } catch {
-            throw CLIError("cannot move the hook aside: \(error)")
-        }
-        defer {
-            if noop { try? Files.removePath(hook) }
-            try? Files.renamePath(hookAside, hook)
-        }
-        if noop {
-            guard (try? ChildProcess(["cp", "/bin/true", hook]).wait()) == 0 else { throw CLIError("cannot put /bin/true in place of the hook") }
-        }
+        do { try hookAside.setAside(standIn: noop ? "/bin/true" : nil) } catch { throw CLIError(error.description) }
+        defer { hookAside.restore() }
         return try body()
     }
 
@@ -188,7 +175,7 @@ final class BenchGuests {
     }
 
     func close() {
-        if Files.status(followingPath: hook) == nil { try? Files.renamePath(hookAside, hook) }
+        hookAside.restore()
         for d in domains {
             try? conn.destroy(d)
             try? conn.undefine(d)
