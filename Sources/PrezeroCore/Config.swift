@@ -45,6 +45,9 @@ public struct Config: Sendable, Equatable {
     public var refillDelayMs = 2000
     /// libvirt's qemu.conf, read at each hook call for memory_backing_dir, user and group.
     public var qemuConf = "/etc/libvirt/qemu.conf"
+    /// libvirt's QEMU capabilities cache, read at each hook call for libvirt's version
+    /// (`<selfvers>`) and a machine type's RAM id.
+    public var libvirtCapabilitiesCache = "/var/cache/libvirt/qemu/capabilities"
     /// Where prezerod writes its metrics for node_exporter's textfile collector; nil: nowhere.
     public var metricsTextfile: String?
     public var metricsIntervalMs = 15000
@@ -106,6 +109,7 @@ extension Config: Codable {
         case requestTimeoutMs = "request_timeout_ms", learnedShapes = "learned_shapes"
         case reclaimIntervalMs = "reclaim_interval_ms", monitorIntervalMs = "monitor_interval_ms"
         case makeRoomHoldS = "make_room_hold_s", refillDelayMs = "refill_delay_ms", qemuConf = "qemu_conf"
+        case libvirtCapabilitiesCache = "libvirt_capabilities_cache"
         case metricsTextfile = "metrics_textfile", metricsIntervalMs = "metrics_interval_ms"
     }
 
@@ -151,6 +155,7 @@ extension Config: Codable {
         try opt(.makeRoomHoldS, &d.makeRoomHoldS)
         try opt(.refillDelayMs, &d.refillDelayMs)
         try opt(.qemuConf, &d.qemuConf)
+        try opt(.libvirtCapabilitiesCache, &d.libvirtCapabilitiesCache)
         d.metricsTextfile = try c.decodeIfPresent(String.self, forKey: .metricsTextfile)
         try opt(.metricsIntervalMs, &d.metricsIntervalMs)
         if let t = d.metricsTextfile, !t.hasPrefix("/") || t.hasSuffix("/") {
@@ -187,6 +192,25 @@ private func rejectUnknownKeys<K: CodingKey & CaseIterable>(_ decoder: any Decod
     let c = try decoder.container(keyedBy: AnyKey.self)
     for key in c.allKeys where !known.contains(key.stringValue) {
         let at = decoder.codingPath.map(\.stringValue).joined(separator: ".")
-        throw ConfigError(message: "unknown key '\(key.stringValue)'\(at.isEmpty ? "" : " in \(at)"); known keys: \(known.sorted().joined(separator: ", "))")
+        // The nearest known key first: the whole list can pass the one line's bound.
+        let near = known.min { editDistance($0, key.stringValue) < editDistance($1, key.stringValue) }
+        let hint = near.map { editDistance($0, key.stringValue) <= 3 ? " (did you mean '\($0)'?)" : "" } ?? ""
+        throw ConfigError(message: "unknown key '\(key.stringValue)'\(at.isEmpty ? "" : " in \(at)")\(hint); known keys: \(known.sorted().joined(separator: ", "))")
     }
+}
+
+/// Levenshtein distance between two keys, for a misspelt key's suggestion.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var row = Array(0...y.count)
+    for i in 1...max(x.count, 1) where !x.isEmpty {
+        var prev = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: y.count, by: 1) {
+            let cur = row[j]
+            row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (x[i - 1] == y[j - 1] ? 0 : 1))
+            prev = cur
+        }
+    }
+    return x.isEmpty ? y.count : row[y.count]
 }

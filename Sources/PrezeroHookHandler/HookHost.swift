@@ -6,10 +6,11 @@ import PrezeroSys
 
 extension HostDiscovery {
     /// The libvirt facts for a domain's plan, read now: qemu.conf, the kernel's default huge
-    /// page size, the hugetlbfs mounts, and the machine's RAM id from libvirt's capabilities
-    /// cache (`machineRAMId` overrides it). A qemu.conf libvirt would refuse throws.
-    public static func hookHost(qemuConf path: String, domain d: DomainMemory?, poolMounts: [HookHost.Mount],
-                                machineRAMId: String? = nil) throws(HostError) -> (QemuConf, HookHost) {
+    /// page size, the hugetlbfs mounts, and from libvirt's capabilities cache `capabilities`
+    /// libvirt's version and the machine's RAM id (`libvirtVersion` and `machineRAMId` override
+    /// them). A qemu.conf libvirt would refuse throws.
+    public static func hookHost(qemuConf path: String, capabilities: String = Config().libvirtCapabilitiesCache, domain d: DomainMemory?, poolMounts: [HookHost.Mount],
+                                machineRAMId: String? = nil, libvirtVersion: LibvirtVersion? = nil) throws(HostError) -> (QemuConf, HookHost) {
         let conf: QemuConf
         do {
             conf = try QemuConf.parse(Files.readText(path) ?? "")
@@ -22,11 +23,13 @@ extension HostDiscovery {
         // waits on this read of two ~200 KB files, so it is skipped when no hand-over can depend on it.
         if ramId == nil, let d, d.cells.isEmpty, d.source == .file || d.access != .default,
            let emulator = d.emulator, let machine = d.machine {
-            ramId = HostDiscovery.firstInCapabilitiesCache {
+            ramId = HostDiscovery.firstInCapabilitiesCache(capabilities) {
                 LibvirtBackends.cachedRAMId(capsXML: $0, emulator: emulator, machine: machine, virtType: d.virtType ?? "kvm")
             }
         }
-        let host = HookHost(conf: conf, meminfo: HostDiscovery.meminfo(), mountinfo: HostDiscovery.mountinfo(), poolMounts: poolMounts, machineRAMId: ramId)
+        var host = HookHost(conf: conf, meminfo: HostDiscovery.meminfo(), mountinfo: HostDiscovery.mountinfo(), poolMounts: poolMounts, machineRAMId: ramId,
+                            libvirtVersion: libvirtVersion ?? HostDiscovery.cachedLibvirtVersion(capabilities))
+        host.cpuNodes = HostDiscovery.cpuNodes()
         return (conf, host)
     }
 }

@@ -44,14 +44,14 @@ extension PoolDaemon {
 
     func hookHost(for d: DomainMemory, call: String) throws(ControlError) -> (QemuConf, HookHost) {
         do {
-            return try HostDiscovery.hookHost(qemuConf: config.qemuConf, domain: d,
+            return try HostDiscovery.hookHost(qemuConf: config.qemuConf, capabilities: config.libvirtCapabilitiesCache, domain: d,
                                               poolMounts: poolMounts.map { HookHost.Mount(path: $0.path, pageSize: $0.pageSize) })
         } catch {
             throw ControlError(.badRequest, "hook \(call): \(error.description); the domain is left to libvirt")
         }
     }
 
-    /// Plans every backend of the domain as libvirt 9.0 will create it; hands pre-zeroed files
+    /// Plans every backend of the domain as its libvirt will create it; hands pre-zeroed files
     /// over for the eligible ones, and makes room for the ones that take huge pages themselves.
     /// Every decision is logged with its reason.
     func startBegin(_ xml: String) throws(ControlError) -> HookResult {
@@ -69,8 +69,9 @@ extension PoolDaemon {
             logger.info("domain \(d.name) (\(d.uuid)): \(s)")
             result.decisions.append(s)
         }
+        say("planned by libvirt \(host.rules)'s rules\(host.libvirtVersion == nil ? " (no version in \(config.libvirtCapabilitiesCache))" : "")")
         for p in plan.backends {
-            say("\(p.backend.id) (\(p.backend.device), \(ByteSize.format(p.backend.bytes))): \(p.decision.rawValue): \(p.reason)")
+            say("\(p.backend.id ?? "system RAM (id unknown)") (\(p.backend.device), \(ByteSize.format(p.backend.bytes))): \(p.decision.rawValue): \(p.reason)")
         }
         // A hand-over needs libvirt's domain directory and the QEMU owner; without them
         // the backends fall back to QEMU allocating, after room is made.
@@ -78,7 +79,7 @@ extension PoolDaemon {
             say("not handed over: \(why); making room")
             for i in plan.backends.indices where plan.backends[i].decision == .handOver {
                 plan.backends[i].decision = .makeRoom
-                result.failed.append("\(plan.backends[i].backend.alias): \(why)")
+                result.failed.append("\(plan.backends[i].backend.alias ?? "?"): \(why)")
             }
         }
         // Looked up only for a domain with something to hand over: every other start skips the I/O.
@@ -96,20 +97,21 @@ extension PoolDaemon {
         if let (dir, owner) = target {
             for p in plan.handOvers {
                 let b = p.backend
-                let key = "\(d.uuid).\(b.alias)"
+                guard let alias = b.alias else { continue }
+                let key = "\(d.uuid).\(alias)"
                 // A lease left from an earlier run of this domain (libvirtd died before release):
                 // its name is gone, so it is reclaimed like any other.
                 if hasLease(key) { _ = try? release(ReleaseRequest(lease: key)) }
                 do {
-                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(b.alias)",
+                    let c = try claim(ClaimRequest(bytes: b.bytes, pageSize: p.pageSize, nodes: b.hostNodes, dest: "\(dir)/\(alias)",
                                                    uid: owner.uid, gid: owner.gid, mode: 0o600, lease: key))
                     result.handovers.append(c)
                     say(c.outcome == .miss
-                        ? "\(b.alias): no clean file of \(ByteSize.format(b.bytes)) on nodes \(b.hostNodes.isEmpty ? "any" : "\(b.hostNodes)"); QEMU allocates it (room was made)"
-                        : "\(b.alias): handed over \(ByteSize.format(b.bytes)) from node \(c.node ?? -1) (\(c.outcome.rawValue), lease \(key))")
+                        ? "\(alias): no clean file of \(ByteSize.format(b.bytes)) on nodes \(b.hostNodes.isEmpty ? "any" : "\(b.hostNodes)"); QEMU allocates it (room was made)"
+                        : "\(alias): handed over \(ByteSize.format(b.bytes)) from node \(c.node ?? -1) (\(c.outcome.rawValue), lease \(key))")
                 } catch {
-                    say("\(b.alias): not handed over: \(error.message)")
-                    result.failed.append("\(b.alias): \(error.message)")
+                    say("\(alias): not handed over: \(error.message)")
+                    result.failed.append("\(alias): \(error.message)")
                 }
             }
         }
@@ -149,7 +151,12 @@ extension PoolDaemon {
     /// make-room for a launch the pool does not serve; memory bound to no node needs pages
     /// free host-wide, given back from the nodes whose pools hold the most.
     func makeRoomForLaunch(pageSize: UInt64, pages: [NodeChoice: UInt64], say: (String) -> Void) {
-        let perNode = Dictionary(uniqueKeysWithValues: pages.compactMap { k, v in k.node.map { (String($0), v) } })
+        var perNode: [String: UInt64] = [:]
+        for (k, v) in pages { if let n = k.node { perNode[String(n), default: 0] += v } }
+        // Bound where numad says at start: each node the pool serves gets room for all of it.
+        if let every = pages[.every] {
+            for n in Numa.memoryNodes() { perNode[String(n), default: 0] += every }
+        }
         if let any = pages[.any] {
             guard makeRoomAnywhere(pageSize: pageSize, pages: any) else {
                 say("no pool of \(ByteSize.format(pageSize)) pages: nothing to give back")

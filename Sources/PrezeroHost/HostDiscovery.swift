@@ -30,17 +30,32 @@ public enum HostDiscovery {
     /// The hugetlbfs mounts this process sees, with their page sizes, from mountinfo.
     public static func hugetlbfsMounts() -> [HugetlbfsMount] { ProcParsers.hugetlbfsMounts(mountinfo: mountinfo()) }
 
-    /// Where libvirt caches what it probed of each QEMU binary (`virQEMUCapsFormatCache`).
-    public static let libvirtCapabilitiesCache = "/var/cache/libvirt/qemu/capabilities"
-
-    /// The first non-nil `pick` of the XML files in libvirt's capabilities cache, read one at
-    /// a time (each is ~200 KB, and a hook call waits on them).
-    public static func firstInCapabilitiesCache<T>(_ pick: (String) -> T?) -> T? {
-        let dir = libvirtCapabilitiesCache
-        for name in Files.list(path: dir) where name.hasSuffix(".xml") {
-            if let found = pick(Files.readText("\(dir)/\(name)") ?? "") { return found }
+    /// The first non-nil `pick` of the XML files in libvirt's capabilities cache `dir` (where
+    /// libvirt caches what it probed of each QEMU binary, `virQEMUCapsFormatCache`), read one
+    /// at a time, each up to `limit` bytes (a whole file is ~200 KB, and a hook call waits on them).
+    public static func firstInCapabilitiesCache<T>(_ dir: String, limit: Int = 1 << 22, _ pick: (String) -> T?) -> T? {
+        for name in Files.list(path: dir).sorted() where name.hasSuffix(".xml") {
+            if let found = pick(Files.readText("\(dir)/\(name)", limit: limit) ?? "") { return found }
         }
         return nil
+    }
+
+    /// The version of the libvirt that wrote the capabilities cache `dir`: the `<selfvers>` near
+    /// the top of its files (only their first 4 KiB are read). nil when there is no cache.
+    public static func cachedLibvirtVersion(_ dir: String) -> LibvirtVersion? {
+        firstInCapabilitiesCache(dir, limit: 4096) { LibvirtVersion.cached(capsXML: $0) }
+    }
+
+    /// The host node of each CPU, from /sys/devices/system/node/node*/cpulist; empty where the
+    /// kernel has no NUMA.
+    public static func cpuNodes() -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        let dir = "/sys/devices/system/node"
+        for name in Files.list(path: dir) where name.hasPrefix("node") {
+            guard let node = Int(name.dropFirst(4)) else { continue }
+            for cpu in ProcParsers.cpuList(Files.readText("\(dir)/\(name)/cpulist") ?? "") { out[cpu] = node }
+        }
+        return out
     }
 
     /// The page size of the hugetlbfs mounted at `path`, read with statfs; throws if it is not hugetlbfs.

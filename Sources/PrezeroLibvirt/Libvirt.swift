@@ -27,6 +27,16 @@ public final class LibvirtConnection {
         virGetLastErrorMessage().map { String(cString: $0) } ?? "unknown libvirt error"
     }
 
+    /// libvirtd's own version, `major * 1,000,000 + minor * 1,000 + micro`.
+    /// The corresponding C function is `virConnectGetLibVersion`.
+    public func libVersion() throws(LibvirtError) -> UInt64 {
+        var v: UInt = 0
+        guard virConnectGetLibVersion(conn, &v) == 0 else {
+            throw LibvirtError(description: "cannot read libvirtd's version: \(Self.lastError())")
+        }
+        return UInt64(v)
+    }
+
     /// One domain, by name or UUID.
     public struct Domain: Sendable {
         public var name: String

@@ -2,101 +2,6 @@ import Foundation
 import PrezeroCore
 import PrezeroProtocol
 
-/// What a libvirt domain XML says about guest memory: the parts of libvirt 9.0's
-/// `virDomainDef` (`mem`, `numa`, `mems`) that decide the backends QEMU gets.
-/// Sizes are in bytes, rounded up to whole KiB as libvirt stores them.
-public struct DomainMemory: Equatable, Sendable {
-    /// `<memoryBacking><source type>`; `none` when it is absent.
-    public enum Source: String, Sendable { case none, file, anonymous, memfd }
-    /// `<access mode>` (`memAccess` on a cell); `default` when it is absent.
-    public enum Access: String, Sendable { case `default`, shared, `private` }
-
-    /// One `<memoryBacking><hugepages><page>`; `size` 0 is `<hugepages/>` with no page.
-    public struct HugePage: Equatable, Sendable {
-        public var size: UInt64
-        /// Guest cells it applies to; nil: every cell without a page of its own.
-        public var cells: [Int]?
-    }
-
-    /// `<numatune><memory>` or one `<memnode>`.
-    public struct Tune: Equatable, Sendable {
-        public var mode: String
-        /// Host nodes; nil with `placement='auto'` (numad's advice, unknown here).
-        public var nodes: [Int]?
-    }
-
-    /// One guest NUMA cell, `<cpu><numa><cell>`: its memory and its `memAccess`.
-    public struct Cell: Equatable, Sendable {
-        public var bytes: UInt64
-        public var access: Access
-    }
-
-    /// A `<devices><memory>` device.
-    public struct Device: Equatable, Sendable {
-        /// The `<memory model>` values libvirt 9.0 knows.
-        public enum Model: String, Sendable, CaseIterable {
-            case dimm, nvdimm, virtioPmem = "virtio-pmem", virtioMem = "virtio-mem", sgxEPC = "sgx-epc"
-            /// qemuAssignDeviceMemoryAlias's prefixes.
-            var aliasPrefix: String {
-                switch self {
-                case .dimm: "dimm"
-                case .nvdimm: "nvdimm"
-                case .virtioPmem: "virtiopmem"
-                case .virtioMem: "virtiomem"
-                case .sgxEPC: "epc"
-                }
-            }
-        }
-        public var model: Model
-        public var alias: String
-        public var access: Access
-        public var bytes: UInt64
-        public var targetNode: Int?
-        /// `<source><pagesize>`; 0 when absent.
-        public var pageSize: UInt64
-        /// `<source><nodemask>`.
-        public var sourceNodes: [Int]?
-        /// `<source><path>` of an nvdimm or virtio-pmem.
-        public var path: String?
-        public var pmem: Bool
-        /// virtio-mem's `<target><requested>`.
-        public var requested: UInt64
-    }
-
-    /// The uid and gid QEMU runs as for this domain: a handed-over file becomes theirs.
-    public struct Owner: Equatable, Sendable {
-        public var uid: UInt32
-        public var gid: UInt32
-        /// An owner by uid and gid.
-        public init(uid: UInt32, gid: UInt32) {
-            self.uid = uid
-            self.gid = gid
-        }
-    }
-
-    public var name: String
-    public var uuid: String
-    /// The running id; only the start-time XML has one.
-    public var id: Int?
-    public var arch: String?
-    public var machine: String?
-    /// `<domain type>`: kvm or qemu.
-    public var virtType: String?
-    public var emulator: String?
-    /// `<memory>`: everything, devices included.
-    public var total: UInt64
-    public var source: Source
-    public var access: Access
-    public var immediate: Bool
-    public var hugepages: [HugePage]
-    public var numatune: Tune?
-    public var memnodes: [Int: Tune]
-    public var cells: [Cell]
-    public var devices: [Device]
-    /// DAC owner from `<seclabel model='dac'><label>+UID:+GID`.
-    public var owner: Owner?
-}
-
 /// Why a domain XML cannot be read or would be refused by libvirt, in one line.
 public struct DomainXMLError: Error, Equatable, CustomStringConvertible {
     @OneLine public var description: String
@@ -135,7 +40,9 @@ public enum DomainXML {
         func attr(_ e: Element?, _ name: String) -> String? { e?.attributes[name] }
         /// virDomainParseMemory: a scaled value, stored in KiB rounded up.
         func memory(_ e: Element?, value: String?, what: String) throws(DomainXMLError) -> UInt64 {
-            let bytes = try size(value ?? "", unit: attr(e, "unit") ?? "KiB", what: what)
+            // virScaleInteger: a missing or empty unit is the default scale, KiB here.
+            let unit = attr(e, "unit").flatMap { $0.isEmpty ? nil : $0 } ?? "KiB"
+            let bytes = try size(value ?? "", unit: unit, what: what)
             return ByteSize.roundUp(bytes, to: 1024)
         }
         func access(_ s: String?, what: String) throws(DomainXMLError) -> DomainMemory.Access {
@@ -190,15 +97,26 @@ public enum DomainXML {
             memnodes[c] = try tune(m)
         }
 
-        var cells: [DomainMemory.Cell] = []
-        for (i, c) in elements(root, "cpu/numa/cell").enumerated() {
-            // virDomainNumaDefParseXML: ids must be 0, 1, … in order.
-            if let id = attr(c, "id"), Int(id) != i {
-                throw DomainXMLError(description: "<cell id='\(id)'> is out of order: libvirt needs ids 0, 1, … in order")
+        // virDomainNumaDefParseXML: a cell's id (its position when absent) places it; ids must
+        // cover 0 … n-1 once each, in any order; every cell needs a memory attribute.
+        let cellElements = elements(root, "cpu/numa/cell")
+        var byId: [Int: DomainMemory.Cell] = [:]
+        for (i, c) in cellElements.enumerated() {
+            let id = try attr(c, "id").map { v throws(DomainXMLError) in
+                guard let n = Int(v), n >= 0 else { throw DomainXMLError(description: "<cell id='\(v)'> is not a cell number: libvirt refuses it") }
+                return n
+            } ?? i
+            guard id < cellElements.count else {
+                throw DomainXMLError(description: "<cell id='\(id)'> with \(cellElements.count) cell(s): libvirt refuses ids that do not run 0 to \(cellElements.count - 1)")
             }
-            cells.append(DomainMemory.Cell(bytes: try memory(c, value: attr(c, "memory"), what: "cell \(i) memory"),
-                                           access: try access(attr(c, "memAccess"), what: "cell \(i)")))
+            guard byId[id] == nil else { throw DomainXMLError(description: "cell id \(id) is declared twice: libvirt refuses it") }
+            guard let mem = attr(c, "memory") else {
+                throw DomainXMLError(description: "<cell id='\(id)'> has no memory attribute: libvirt refuses it")
+            }
+            byId[id] = DomainMemory.Cell(bytes: try memory(c, value: mem, what: "cell \(id) memory"),
+                                         access: try access(attr(c, "memAccess"), what: "cell \(id)"))
         }
+        let cells = (0..<cellElements.count).compactMap { byId[$0] }
 
         var devices: [DomainMemory.Device] = []
         let memoryDevices = elements(root, "devices/memory")
@@ -248,17 +166,62 @@ public enum DomainXML {
                 requested: try reqEl.map { e throws(DomainXMLError) in try memory(e, value: e.stringValue, what: "\(alias) requested size") } ?? 0))
         }
 
+        var deviceFiles: [DomainMemory.DeviceFile] = []
+        // In the order of QEMU's command line: shmem, then pstore.
+        // virDomainShmemDefParseXML and qemuValidateDomainDeviceDefShmem: the legacy ivshmem model
+        // (also what no <model> means) is refused; ivshmem-plain gets a backend, doorbell none.
+        // Aliases shmem0, shmem1, … in order (qemuAssignDeviceShmemAlias).
+        for (i, sh) in elements(root, "devices/shmem").enumerated() {
+            let model = elements(sh, "model").first.flatMap { attr($0, "type") } ?? "ivshmem"
+            guard let name = attr(sh, "name"), !name.isEmpty else { throw DomainXMLError(description: "<shmem> has no name: libvirt refuses it") }
+            let sizeEl = elements(sh, "size").first
+            let bytes = try sizeEl.map { e throws(DomainXMLError) in try size(e.stringValue, unit: attr(e, "unit").flatMap { $0.isEmpty ? nil : $0 } ?? "b", what: "shmem \(name) size") } ?? 0
+            guard bytes == 0 || (bytes >= 1 << 20 && bytes & (bytes - 1) == 0) else {
+                throw DomainXMLError(description: "shmem \(name) size \(bytes) is not a power of 2 of at least 1 MiB: libvirt refuses it")
+            }
+            switch model {
+            case "ivshmem-plain":
+                deviceFiles.append(.init(kind: .shmem, alias: elements(sh, "alias").first.flatMap { attr($0, "name") } ?? "shmem\(i)",
+                                         path: "/dev/shm/\(name)", bytes: bytes))
+            case "ivshmem-doorbell":
+                break
+            default:
+                throw DomainXMLError(description: "shmem \(name) model '\(model)' is not ivshmem-plain or ivshmem-doorbell: libvirt refuses it")
+            }
+        }
+
+        // virDomainPstoreDefParseXML: one <pstore>, alias pstore0 (qemuAssignDevicePstoreAlias),
+        // its <size> a memory size.
+        if let p = elements(root, "devices/pstore").first {
+            guard attr(p, "backend") == "acpi-erst" else {
+                throw DomainXMLError(description: "<pstore backend='\(attr(p, "backend") ?? "")'> is not acpi-erst: libvirt refuses it")
+            }
+            let sizeEl = elements(p, "size").first
+            // Without a <path>, libvirt's nvram directory holds <name>_PSTORE.raw.
+            deviceFiles.append(.init(kind: .pstore, alias: elements(p, "alias").first.flatMap { attr($0, "name") } ?? "pstore0",
+                                     path: text(p, "path") ?? "/var/lib/libvirt/qemu/nvram/\(name)_PSTORE.raw", bytes: try memory(sizeEl, value: sizeEl?.stringValue, what: "pstore size")))
+        }
+        // qemuDomainEvaluateCPUMask: <emulatorpin>, else numad's advice, else <vcpu cpuset>.
+        let vcpu = elements(root, "vcpu").first
+        let pin = try elements(root, "cputune/emulatorpin").first.flatMap { attr($0, "cpuset") }.map { v throws(DomainXMLError) in try nodeSet(v, limit: 16384) }
+        let cpusFromNumad = pin == nil && attr(vcpu, "placement") == "auto"
+        var emulatorCPUs = pin
+        if pin == nil, !cpusFromNumad, let set = attr(vcpu, "cpuset") { emulatorCPUs = try nodeSet(set, limit: 16384) }
+
         let memEl = elements(root, "memory").first
         let total = try memory(memEl, value: memEl?.stringValue, what: "<memory>")
         var owner: DomainMemory.Owner?
         for s in elements(root, "seclabel") where attr(s, "model") == "dac" {
             owner = dacLabel(text(s, "label") ?? "")
         }
-        return DomainMemory(
+        var out = DomainMemory(
             name: name, uuid: uuid, id: attr(root, "id").flatMap { Int($0) }, arch: attr(osType, "arch"),
             machine: attr(osType, "machine"), virtType: attr(root, "type"), emulator: text(root, "devices/emulator"),
             total: total, source: source, access: domainAccess, immediate: immediate, hugepages: hugepages,
-            numatune: numatune, memnodes: memnodes, cells: cells, devices: devices, owner: owner)
+            numatune: numatune, memnodes: memnodes, cells: cells, devices: devices, deviceFiles: deviceFiles, owner: owner)
+        out.emulatorCPUs = emulatorCPUs
+        out.cpusFromNumad = cpusFromNumad
+        return out
     }
 
     /// `+107:+107` → (107, 107). Names (`qemu:kvm`) are not resolved here.
@@ -269,23 +232,14 @@ public enum DomainXML {
         return DomainMemory.Owner(uid: u, gid: g)
     }
 
-    /// libvirt's scaled integers: `unit` b/bytes, KB/MB/GB/TB (powers of 1000), k/KiB, M/MiB, G/GiB, T/TiB (powers of 1024).
+    /// libvirt's scaled integers (virScaleInteger), the unit's case ignored: b, byte, bytes; a
+    /// letter k, m, g, t, p or e alone or with `iB` is a power of 1024, with `B` a power of 1000.
     public static func size(_ value: String, unit: String, what: String) throws(DomainXMLError) -> UInt64 {
         guard let n = UInt64(value.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw DomainXMLError(description: "\(what) '\(value)' is not a number")
         }
-        let scale: UInt64
-        switch unit {
-        case "b", "bytes": scale = 1
-        case "KB": scale = 1000
-        case "k", "K", "KiB": scale = 1 << 10
-        case "MB": scale = 1_000_000
-        case "M", "MiB": scale = 1 << 20
-        case "GB": scale = 1_000_000_000
-        case "G", "GiB": scale = 1 << 30
-        case "TB": scale = 1_000_000_000_000
-        case "T", "TiB": scale = 1 << 40
-        default: throw DomainXMLError(description: "\(what) has an unknown unit '\(unit)'")
+        guard let scale = unitScale(unit) else {
+            throw DomainXMLError(description: "\(what) has an unknown unit '\(unit)': libvirt refuses it (b, KiB, MiB, GiB, TiB, KB, MB, …)")
         }
         let (v, o) = n.multipliedReportingOverflow(by: scale)
         // libvirt caps memory at ULLONG_MAX KiB; anything past 2^62 bytes is no real guest.
@@ -293,8 +247,26 @@ public enum DomainXML {
         return v
     }
 
-    /// libvirt node sets: `0-3,^2,8`.
-    public static func nodeSet(_ text: String?) throws(DomainXMLError) -> [Int] {
+    /// The bytes one `unit` stands for, as virScaleInteger reads it; nil for a unit libvirt refuses.
+    static func unitScale(_ unit: String) -> UInt64? {
+        let u = unit.lowercased()
+        if ["b", "byte", "bytes"].contains(u) { return 1 }
+        let chars = Array(u)
+        guard let first = chars.first, let power = ["k", "m", "g", "t", "p", "e"].firstIndex(of: first) else { return nil }
+        let rest = String(chars.dropFirst())
+        let base: UInt64
+        switch rest {
+        case "", "ib": base = 1024
+        case "b": base = 1000
+        default: return nil
+        }
+        var scale: UInt64 = 1
+        for _ in 0...power { scale *= base }
+        return scale
+    }
+
+    /// libvirt node and CPU sets: `0-3,^2,8`, each number below `limit`.
+    public static func nodeSet(_ text: String?, limit: Int = 4096) throws(DomainXMLError) -> [Int] {
         guard let text, !text.isEmpty else { return [] }
         var set = Set<Int>()
         var excluded = Set<Int>()
@@ -304,8 +276,8 @@ public enum DomainXML {
             let body = neg ? String(p.dropFirst()) : p
             let r = body.split(separator: "-", omittingEmptySubsequences: false)
             var nodes: [Int] = []
-            if r.count == 1, let a = Int(r[0]), a >= 0, a < 4096 { nodes = [a] }
-            else if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a >= 0, a <= b, b < 4096 { nodes = Array(a...b) }
+            if r.count == 1, let a = Int(r[0]), a >= 0, a < limit { nodes = [a] }
+            else if r.count == 2, let a = Int(r[0]), let b = Int(r[1]), a >= 0, a <= b, b < limit { nodes = Array(a...b) }
             else { throw DomainXMLError(description: "node set '\(text)' is not valid") }
             if neg { excluded.formUnion(nodes) } else { set.formUnion(nodes) }
         }

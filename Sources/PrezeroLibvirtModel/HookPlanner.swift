@@ -35,7 +35,10 @@ public struct DomainPlan: Equatable, Sendable {
     public func makeRoom(includingHandOvers: Bool = false) -> [UInt64: [NodeChoice: UInt64]] {
         var out: [UInt64: [NodeChoice: UInt64]] = [:]
         for p in backends where p.decision == .makeRoom || (includingHandOvers && p.decision == .handOver) {
-            for (node, pages) in HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: p.backend.hostNodes, pageSize: p.pageSize) {
+            let perNode = p.backend.nodesFromNumad
+                ? HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: [], pageSize: p.pageSize).mapKeys { _ in NodeChoice.every }
+                : HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: p.backend.hostNodes, pageSize: p.pageSize)
+            for (node, pages) in perNode {
                 out[p.pageSize, default: [:]][node, default: 0] += pages
             }
         }
@@ -43,9 +46,11 @@ public struct DomainPlan: Equatable, Sendable {
     }
 }
 
-/// Where pages are wanted: on a given host node, or on any (memory bound to no node).
+/// Where pages are wanted: on a given host node, on any (memory bound to no node), or on
+/// every node (bound to nodes numad picks at start, unknown until then).
 public enum NodeChoice: Hashable, Comparable, Sendable, CustomStringConvertible {
     case any
+    case every
     case node(Int)
 
     public var node: Int? {
@@ -53,13 +58,19 @@ public enum NodeChoice: Hashable, Comparable, Sendable, CustomStringConvertible 
         return nil
     }
     /// As a person reads it: "any node" or "node N".
-    public var description: String { node.map { "node \($0)" } ?? "any node" }
+    public var description: String {
+        switch self {
+        case .any: "any node"
+        case .every: "every node"
+        case .node(let n): "node \(n)"
+        }
+    }
 }
 
 /// What prezerod does at `start begin` for each backend of a domain: hand a file over,
 /// make room, or nothing, and why.
 public enum HookPlanner {
-    /// The per-backend decision for a domain, from the backends libvirt 9.0 will create.
+    /// The per-backend decision for a domain, from the backends its libvirt will create.
     /// A domain libvirt itself would refuse throws, and is left to libvirt.
     public static func plan(_ d: DomainMemory, host: HookHost) throws(PlanError) -> DomainPlan {
         DomainPlan(backends: try LibvirtBackends.plan(d, host: host).map { decide($0, host: host) })
@@ -72,6 +83,9 @@ public enum HookPlanner {
             BackendPlan(backend: b, decision: d, pageSize: ps, reason: why)
         }
         let system = host.systemPageSize
+        if b.id == nil {
+            return plan(.nothing, system, "system RAM of a machine type whose RAM id prezero cannot know (libvirt's capabilities cache names none): QEMU names it, so it is left alone; --machine-ram-id names it")
+        }
         switch (b.kind, b.path) {
         case (.epc, _):
             return plan(.nothing, system, "SGX EPC is enclave memory, not huge pages")
@@ -82,7 +96,7 @@ public enum HookPlanner {
                 ? plan(.makeRoom, b.hugepageSize, "memfd with hugetlb=on: QEMU allocates its huge pages itself")
                 : plan(.nothing, system, "memfd without hugetlb: ordinary memory")
         case (.file, .deviceFile(let p)?):
-            return plan(.nothing, host.mount(of: p)?.pageSize ?? system, "the \(b.model?.rawValue ?? "device")'s own file \(p): left alone")
+            return plan(.nothing, host.mount(of: p)?.pageSize ?? system, "the \(b.model?.rawValue ?? b.device)'s own file \(p): left alone")
         case (.file, .hugepageDirectory(let p)?):
             return plan(.makeRoom, b.hugepageSize, "<hugepages>: QEMU gets the directory \(p) and creates its own file there, so nothing can be handed over")
         case (.file, .backingFile(let p)?):
@@ -101,6 +115,9 @@ public enum HookPlanner {
             }
             if b.bytes == 0 || b.bytes % ps != 0 {
                 return plan(.makeRoom, ps, "\(b.bytes) bytes is not a whole number of \(ByteSize.format(ps)) pages")
+            }
+            if b.nodesFromNumad {
+                return plan(.makeRoom, ps, "placement='auto': libvirt binds it to the nodes numad advises at start, which the hook cannot know, so QEMU allocates it there (room is made on every node)")
             }
             return plan(.handOver, ps, "a shared file under memory_backing_dir on pool mount \(m.path)")
         case (.file, nil):
@@ -139,5 +156,12 @@ public enum HookPlanner {
             names.append("\(id)-\(cut)")
         }
         return names
+    }
+}
+
+extension Dictionary {
+    /// The same values under keys mapped by `f`; values whose keys meet add up.
+    func mapKeys<K: Hashable>(_ f: (Key) -> K) -> [K: Value] where Value: AdditiveArithmetic {
+        reduce(into: [:]) { $0[f($1.key), default: .zero] += $1.value }
     }
 }

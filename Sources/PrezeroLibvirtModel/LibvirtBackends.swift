@@ -2,68 +2,6 @@ import PrezeroCore
 import PrezeroProtocol
 import PrezeroQemuModel
 
-/// One memory backend QEMU will create for a domain, as libvirt 9.0 builds it.
-public struct MemoryBackend: Equatable, Sendable {
-    /// The QEMU backend object type, as written on QEMU's command line.
-    public enum Kind: String, Sendable, Codable {
-        case file = "memory-backend-file", ram = "memory-backend-ram", memfd = "memory-backend-memfd", epc = "memory-backend-epc"
-    }
-    /// Where `mem-path` points.
-    public enum Path: Equatable, Sendable {
-        /// A file QEMU opens, or creates, under memory_backing_dir: the one a hand-over links.
-        case backingFile(String)
-        /// A hugetlbfs directory QEMU creates its own file in.
-        case hugepageDirectory(String)
-        /// An nvdimm's or virtio-pmem's own file.
-        case deviceFile(String)
-
-        /// `file`, `directory` or `device`: the plan JSON's `path_kind`.
-        public var kind: String {
-            switch self {
-            case .backingFile: "file"
-            case .hugepageDirectory: "directory"
-            case .deviceFile: "device"
-            }
-        }
-
-        public var path: String {
-            switch self {
-            case .backingFile(let p), .hugepageDirectory(let p), .deviceFile(let p): p
-            }
-        }
-    }
-
-    /// The QOM id: the machine's RAM id, `ram-node<N>`, or `mem<alias>`.
-    public var id: String
-    /// The file name under the domain's directory (mem.info.alias): `pc.ram`, `ram-node0`, `dimm0`.
-    public var alias: String
-    public var kind: Kind
-    public var path: Path?
-    /// Huge-page size in bytes; 0 when QEMU uses the system's pages (memfd without hugetlb, ram,
-    /// a file: then the page size is its file system's).
-    public var hugepageSize: UInt64
-    public var bytes: UInt64
-    /// `share`; nil leaves QEMU's default (off for file and ram, on for memfd).
-    public var share: Bool?
-    /// Host nodes its pages may come from; empty means any node.
-    public var hostNodes: [Int]
-    /// QEMU's `policy` (bind, preferred, interleave); `restrictive` binds through cgroups only, so
-    /// QEMU gets neither host-nodes nor a policy.
-    public var policy: String?
-    public var prealloc: Bool
-    /// The `thread-context` libvirt adds for preallocation on bound nodes.
-    public var threadContext: String?
-    /// The guest device it serves: `system RAM`, `cell 0`, `dimm dimm0`, …
-    public var device: String
-    /// The memory device's model, nil for system RAM and cells.
-    public var model: DomainMemory.Device.Model?
-    /// Bytes the guest gets at start (virtio-mem's requested size; the size otherwise).
-    public var startBytes: UInt64
-
-    /// Mapped shared, so that the guest writes the file's own pages.
-    public var shared: Bool { share ?? (kind == .memfd) }
-}
-
 /// The libvirt and host facts the backends depend on, besides the domain XML.
 public struct HookHost: Sendable {
     /// qemu.conf's memory_backing_dir as written (nil: libvirt's default, /var/lib/libvirt/qemu/ram).
@@ -78,6 +16,11 @@ public struct HookHost: Sendable {
     public var defaultHugepageSize: UInt64
     /// The machine type's default RAM id (`query-machines`' default-ram-id); nil: from the table.
     public var machineRAMId: String?
+    /// The libvirt the plan follows; nil: unknown, planned by the oldest rules prezero knows (9.0).
+    public var libvirtVersion: LibvirtVersion?
+    /// The host node of each CPU (/sys/devices/system/node); nil when not known (a plan made
+    /// offline), and then a thread-context is shown untrimmed.
+    public var cpuNodes: [Int: Int]?
     public var systemPageSize: UInt64 = 4096
 
     /// A hugetlbfs mount and its page size in bytes.
@@ -94,23 +37,28 @@ public struct HookHost: Sendable {
     /// The facts as given rather than read from this host: for tests, and for `libvirt plan`
     /// with `--xml` and `--qemu-conf`.
     public init(memoryBackingDir: String?, hugetlbfs: [Mount], hostMounts: [Mount], poolMounts: [Mount],
-                defaultHugepageSize: UInt64, machineRAMId: String? = nil) {
+                defaultHugepageSize: UInt64, machineRAMId: String? = nil, libvirtVersion: LibvirtVersion? = nil) {
         self.memoryBackingDir = memoryBackingDir
         self.hugetlbfs = hugetlbfs
         self.hostMounts = hostMounts
         self.poolMounts = poolMounts
         self.defaultHugepageSize = defaultHugepageSize
         self.machineRAMId = machineRAMId
+        self.libvirtVersion = libvirtVersion
     }
+
+    /// The version whose rules apply: the one given, else the oldest prezero knows.
+    public var rules: LibvirtVersion { libvirtVersion ?? .oldest }
 
     /// The facts as read on the host: qemu.conf, /proc/meminfo (2 MiB when it names no
     /// default size), /proc/self/mountinfo, and the pool mounts. libvirt uses qemu.conf's
     /// hugetlbfs_mount when it is set (virQEMUDriverConfigLoadFile), every mount otherwise.
-    public init(conf: QemuConf, meminfo: String, mountinfo: String, poolMounts: [Mount], machineRAMId: String? = nil) {
+    public init(conf: QemuConf, meminfo: String, mountinfo: String, poolMounts: [Mount], machineRAMId: String? = nil,
+                libvirtVersion: LibvirtVersion? = nil) {
         let def = ProcParsers.defaultHugepageSize(meminfo: meminfo) ?? (2 << 20)
         let mounts = ProcParsers.hugetlbfsMounts(mountinfo: mountinfo).map { Mount(path: $0.path, pageSize: $0.pageSizeOption ?? def) }
         self.init(memoryBackingDir: conf.memoryBackingDir, hugetlbfs: Self.libvirtMounts(conf, among: mounts), hostMounts: mounts,
-                  poolMounts: poolMounts, defaultHugepageSize: def, machineRAMId: machineRAMId)
+                  poolMounts: poolMounts, defaultHugepageSize: def, machineRAMId: machineRAMId, libvirtVersion: libvirtVersion)
     }
 
     /// The mounts libvirt uses: qemu.conf's hugetlbfs_mount when set, every mount otherwise.
@@ -149,8 +97,9 @@ public struct PlanError: Error, Equatable, CustomStringConvertible {
     @OneLine public var description: String
 }
 
-/// The backends libvirt 9.0 gives QEMU for a domain. Each rule names the libvirt
-/// function (src/qemu/qemu_command.c unless noted) whose behaviour it follows.
+/// The backends libvirt gives QEMU for a domain, by the rules of the version in `HookHost`
+/// (9.0 and later). Each rule names the libvirt function (src/qemu/qemu_command.c unless
+/// noted) whose behaviour it follows, and the version where it changed.
 public enum LibvirtBackends {
     /// The system RAM id of machine types whose QEMU answers `query-machines` with one.
     /// libvirt reads it from QEMU (virQEMUCapsGetMachineDefaultRAMid); this table is the fallback.
@@ -179,8 +128,8 @@ public enum LibvirtBackends {
 
     /// One backend's inputs, as libvirt fills a `virDomainMemoryDef` for it.
     struct Spec {
-        var id: String
-        var alias: String
+        var id: String?
+        var alias: String?
         var bytes: UInt64
         var targetNode: Int
         var access: DomainMemory.Access = .default
@@ -193,8 +142,8 @@ public enum LibvirtBackends {
         var startBytes: UInt64
     }
 
-    /// Every memory backend QEMU gets for the domain, as libvirt 9.0 builds them; a domain
-    /// libvirt would refuse throws.
+    /// Every memory backend QEMU gets for the domain, as the libvirt of `host.rules` builds them;
+    /// a domain libvirt would refuse throws.
     public static func plan(_ d: DomainMemory, host: HookHost) throws(PlanError) -> [MemoryBackend] {
         var specs: [Spec] = []
         var deviceBytes: UInt64 = 0
@@ -209,9 +158,9 @@ public enum LibvirtBackends {
             guard d.total > deviceBytes else {
                 throw PlanError(description: "<memory> \(d.total) is not larger than its memory devices (\(deviceBytes) bytes): libvirt refuses it")
             }
-            guard let ram = host.machineRAMId ?? defaultRAMId(arch: d.arch, machine: d.machine) else {
-                throw PlanError(description: "machine type \(d.machine ?? "?") (\(d.arch ?? "?")) has no default RAM id that prezero knows; pass it with --machine-ram-id")
-            }
+            // An unknown machine type: its RAM id (or whether QEMU takes -m alone) is not known
+            // here; the backend is listed without one and left alone.
+            let ram = host.machineRAMId ?? defaultRAMId(arch: d.arch, machine: d.machine)
             specs.append(Spec(id: ram, alias: ram, bytes: d.total - deviceBytes, targetNode: -1, device: "system RAM", startBytes: d.total - deviceBytes))
         } else {
             // qemuBuildMemoryCellBackendProps: `ram-node<N>`, one per cell.
@@ -233,7 +182,16 @@ public enum LibvirtBackends {
                               pmem: dev.pmem, model: dev.model, device: "\(dev.model.rawValue) \(dev.alias)",
                               startBytes: dev.model == .virtioMem ? dev.requested : dev.bytes))
         }
-        return try specs.map { s throws(PlanError) in try backend(s, d, host) }
+        var out = try specs.map { s throws(PlanError) in try backend(s, d, host) }
+        // qemuBuildPstoreCommandLine (10.6 and later; 9.0 ignores <pstore>) and
+        // qemuBuildShmemBackendMemProps: a shared memory-backend-file on the device's own file.
+        for f in d.deviceFiles where f.kind != .pstore || host.rules >= LibvirtVersion(10, 6, 0) {
+            let id = f.kind == .pstore ? "mem\(f.alias)" : "shmmem-\(f.alias)"
+            out.append(MemoryBackend(id: id, alias: f.alias, kind: .file, path: f.path.map { .deviceFile($0) }, hugepageSize: 0,
+                                     bytes: f.bytes, share: true, hostNodes: [], policy: nil, prealloc: false, threadContext: nil,
+                                     device: "\(f.kind.rawValue) \(f.alias)", model: nil, startBytes: f.bytes))
+        }
+        return out
     }
 
     /// qemuBuildMemoryBackendProps.
@@ -267,7 +225,7 @@ public enum LibvirtBackends {
                 hugepageSize = pageSize
             } else {
                 // qemuGetMemoryBackingPath (qemu_conf.c): the domain's directory, then the alias.
-                path = .backingFile(host.backingBase + "/" + shortName(d) + "/" + s.alias)
+                path = s.alias.map { .backingFile(host.backingBase + "/" + shortName(d) + "/" + $0) }
             }
         } else {
             kind = .ram
@@ -277,17 +235,32 @@ public enum LibvirtBackends {
         // virDomainNumatuneMaybeGetNodeset: the cell's <memnode>, else <memory>.
         let tune = s.targetNode >= 0 ? (d.memnodes[s.targetNode] ?? d.numatune) : d.numatune
         let nodes = s.sourceNodes ?? tune?.nodes ?? []
-        let mode = tune?.mode ?? "strict"
+        let numad = s.sourceNodes == nil && tune != nil && tune?.nodes == nil
+        // libvirt 12.0: a device's own <source><nodemask> binds strictly, whatever <numatune> says.
+        let mode = s.sourceNodes != nil && host.rules >= .strictDeviceNodemask ? "strict" : (tune?.mode ?? "strict")
         // qemuNumaPolicyTypeToString: strict is QEMU's bind.
         let policy = mode == "strict" ? "bind" : mode
         // virtio-mem gets no `prealloc` property (libvirt sets it on the device, or not at all).
         let backendPrealloc = s.model == .virtioMem ? false : prealloc
-        // qemuBuildThreadContextProps: only with host-nodes (not restrictive) and prealloc.
-        let tc = !nodes.isEmpty && mode != "restrictive" && backendPrealloc ? "tc-\(s.id)" : nil
-        return MemoryBackend(
+        let bound = !nodes.isEmpty || numad
+        let tc = backendPrealloc && threadContext(nodes: nodes, numad: numad, mode: mode, d, host) ? s.id.map { "tc-\($0)" } : nil
+        var b = MemoryBackend(
             id: s.id, alias: s.alias, kind: kind, path: path, hugepageSize: hugepageSize, bytes: s.bytes, share: share,
-            hostNodes: nodes, policy: nodes.isEmpty ? nil : policy, prealloc: backendPrealloc, threadContext: tc,
+            hostNodes: nodes, policy: bound ? policy : nil, prealloc: backendPrealloc, threadContext: tc,
             device: s.device, model: s.model, startBytes: s.startBytes)
+        b.nodesFromNumad = numad
+        return b
+    }
+
+    /// qemuBuildThreadContextProps, for a preallocated backend: 9.0 adds one wherever QEMU gets
+    /// host-nodes (not `restrictive`). From 9.2 the nodemask counts in restrictive mode too, and is
+    /// cut to the nodes of the CPUs the emulator may run on (`<emulatorpin>`, else `<vcpu cpuset>`);
+    /// when nothing remains there is none.
+    static func threadContext(nodes: [Int], numad: Bool, mode: String, _ d: DomainMemory, _ host: HookHost) -> Bool {
+        guard !nodes.isEmpty || numad else { return false }
+        guard host.rules >= LibvirtVersion(9, 2, 0) else { return mode != "restrictive" }
+        guard !numad, !d.cpusFromNumad, let cpus = d.emulatorCPUs, let map = host.cpuNodes, !map.isEmpty else { return true }
+        return !Set(cpus.compactMap { map[$0] }).isDisjoint(with: nodes)
     }
 
     /// qemuBuildMemoryGetPagesize: the device's own page size, else the `<page>` whose nodeset

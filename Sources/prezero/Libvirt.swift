@@ -202,10 +202,10 @@ struct LibvirtDoctor: ParsableCommand {
             return (false, "\(error)")
         }
         let handed = plan.handOvers
-        let rest = plan.backends.filter { $0.decision != .handOver }.map { "\($0.backend.id): \($0.decision.rawValue), \($0.reason)" }
+        let rest = plan.backends.filter { $0.decision != .handOver }.map { "\($0.backend.id ?? "?"): \($0.decision.rawValue), \($0.reason)" }
         let tail = rest.isEmpty ? "" : "; " + rest.joined(separator: "; ")
         if !handed.isEmpty {
-            return (true, "eligible: \(handed.map { "\($0.backend.alias) \(ByteSize.format($0.backend.bytes))" }.joined(separator: ", ")) in \(ByteSize.format(handed[0].pageSize)) pages\(tail)")
+            return (true, "eligible: \(handed.map { "\($0.backend.alias ?? "?") \(ByteSize.format($0.backend.bytes))" }.joined(separator: ", ")) in \(ByteSize.format(handed[0].pageSize)) pages\(tail)")
         }
         return (false, rest.joined(separator: "; ") + "; `prezero libvirt enable \(d.name)` rewrites it, `prezero libvirt plan \(d.name)` shows every backend")
     }

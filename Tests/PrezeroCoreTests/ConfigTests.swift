@@ -93,6 +93,7 @@ struct ConfigTests {
         make_room_hold_s: 60
         refill_delay_ms: 500
         qemu_conf: /srv/qemu.conf
+        libvirt_capabilities_cache: /srv/caps
         metrics_textfile: /var/lib/node-exporter/prezero.prom
         metrics_interval_ms: 5000
         """

@@ -226,10 +226,10 @@ extension HostSuite {
 
     /// Each backend of the plan beside the object libvirt gives QEMU, field by field.
     static func expectPlanIsArgv(_ plan: DomainPlan, _ objects: [[String: Any]], shape: String) {
-        #expect(plan.backends.map(\.backend.id) == objects.map { $0["id"] as? String ?? "?" }, "\(shape): backend ids")
+        #expect(plan.backends.map(\.backend.id) == objects.map { $0["id"] as? String }, "\(shape): backend ids")
         for (p, o) in zip(plan.backends, objects) {
             let b = p.backend
-            let what = "\(shape) \(b.id)"
+            let what = "\(shape) \(b.id ?? "?")"
             #expect(b.kind.rawValue == o["qom-type"] as? String, "\(what): type")
             #expect(b.path?.path == o["mem-path"] as? String, "\(what): mem-path")
             #expect(b.bytes == (o["size"] as? NSNumber)?.uint64Value, "\(what): size")
