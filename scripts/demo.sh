@@ -5,7 +5,8 @@
 # temporary hugetlbfs mount, libvirt pointed at it, the prezero hook installed, all
 # undone on exit), one guest is defined three times: in its stock <hugepages/> form,
 # in the best stock form, <hugepages/> with QEMU's prealloc on one thread per host CPU
-# (<allocation threads='N'/>), and in the pre-zeroed form. Each `virsh start` is timed
+# (<allocation threads='N'/>) bound to the first node, where libvirt adds a thread-context,
+# and in the pre-zeroed form. Each `virsh start` is timed
 # (median of DEMO_RUNS) and the table printed. KVM where QEMU can use it, else TCG
 # (`prezero accel --libvirt`, printed as `accel:`).
 set -euo pipefail
@@ -53,6 +54,7 @@ done
 s=$(median < "$work/stock"); th=$(median < "$work/threads"); p=$(median < "$work/prezero")
 echo
 echo "accel: $accel"
+echo "stack: $(virsh version | awk -F': *' '/Running against daemon/ {d=$2} /Running hypervisor/ {h=$2} END {print "libvirt " d ", " h}')"
 printf '%-36s %10s\n' "virsh start (${size_g} GiB guest)" "median s"
 printf '%-36s %10.3f\n' "stock <hugepages/>" "$s" "stock <hugepages/>, threads=$threads" "$th" "pre-zeroed (prezero)" "$p"
 printf '%-36s %10.2fx\n' "speedup over stock" "$(echo "$s / $p" | bc -l)" "speedup over stock, threads=$threads" "$(echo "$th / $p" | bc -l)"

@@ -5,7 +5,9 @@ pkgs=(libnuma-dev numactl libvirt-dev libvirt-daemon-system libvirt-clients qemu
       liburing-dev  # the hostile-tenant suite's io_uring techniques (Tests/hostile/hostile.c)
       prometheus systemd  # promtool checks the metrics textfile and the alert rules; systemd-analyze verifies the units
       prometheus-node-exporter curl  # a real scrape of the textfile, and its PromQL asked over HTTP
-      dpkg-dev lintian)  # make deb: dpkg-shlibdeps computes Depends, lintian checks the package
+      dpkg-dev lintian  # make deb: dpkg-shlibdeps computes Depends, lintian checks the package
+      mmdebstrap  # the second libvirt/QEMU stack's root (scripts/stack.sh)
+      numad)  # libvirt's placement='auto' asks it, for real in the tests
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

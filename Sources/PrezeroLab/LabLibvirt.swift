@@ -17,6 +17,18 @@ public final class LabLibvirt {
     /// A private hook is `qemu.d/prezero-lab-PID`.
     static let privateHookPrefix = "prezero-lab-"
 
+    /// The root of a second libvirt stack (`scripts/stack.sh run` sets PREZERO_LIBVIRT_ROOT):
+    /// libvirtd and virtlogd are started inside it, by chroot, and their PID files are its own.
+    /// Every other path is the usual one, as that script puts the root's libvirt over the host's.
+    public static let stackRoot = Environment.value("PREZERO_LIBVIRT_ROOT").flatMap { $0.isEmpty ? nil : $0 }
+    static let libvirtdPidFile = (stackRoot ?? "") + "/run/libvirtd.pid"
+    static let virtlogdPidFile = (stackRoot ?? "") + "/run/virtlogd.pid"
+    /// A daemon of the stack, started inside its root when there is one, with the root's own PATH
+    /// (the one the script gives the tests leads to a QEMU wrapper meant for the host side).
+    static func daemon(_ path: String) -> [String] {
+        stackRoot.map { ["chroot", $0, "/usr/bin/env", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", path, "-d"] } ?? [path, "-d"]
+    }
+
     /// Which prezero-hook libvirtd runs.
     public enum Hook: String, Sendable, CaseIterable {
         /// A wrapper beside a host's own hooks, pointing the lab's prezero-hook at the lab's socket.
@@ -63,7 +75,7 @@ public final class LabLibvirt {
         savedQemuConf = Files.readText(LabLibvirt.qemuConf)
         savedHookConf = Files.readText(LabLibvirt.hookConf)
         missingDirs = ["/etc/libvirt/hooks", LabLibvirt.hooksDir, "/etc/prezero"].filter { Files.status(followingPath: $0) == nil }
-        libvirtdWasRunning = Daemons.pid(file: "/run/libvirtd.pid") != nil
+        libvirtdWasRunning = Daemons.pid(file: LabLibvirt.libvirtdPidFile) != nil
         try Files.makeDirectories(backingDir, mode: 0o755)
         var conf = (savedQemuConf ?? "") + "\n\(LabLibvirt.marker)\(Processes.current())\nmemory_backing_dir = \"\(backingDir)\"\n"
         if let m = hugetlbfsMount { conf += "hugetlbfs_mount = \"\(m)\"\n" }
@@ -122,11 +134,11 @@ public final class LabLibvirt {
     /// libvirtd finds hooks only when it starts: stop it by PID, wait, start it again
     /// (and virtlogd first, where none runs).
     public func restartLibvirtd() throws {
-        if Daemons.pid(file: "/run/virtlogd.pid") == nil {
-            startedVirtlogd = try Daemons.spawn(["/usr/sbin/virtlogd", "-d"], pidFile: "/run/virtlogd.pid")
+        if Daemons.pid(file: LabLibvirt.virtlogdPidFile) == nil {
+            startedVirtlogd = try Daemons.spawn(LabLibvirt.daemon("/usr/sbin/virtlogd"), pidFile: LabLibvirt.virtlogdPidFile)
         }
-        if let p = Daemons.pid(file: "/run/libvirtd.pid") { Daemons.stop(p) }
-        try Daemons.spawn(["/usr/sbin/libvirtd", "-d"], pidFile: "/run/libvirtd.pid")
+        if let p = Daemons.pid(file: LabLibvirt.libvirtdPidFile) { Daemons.stop(p) }
+        try Daemons.spawn(LabLibvirt.daemon("/usr/sbin/libvirtd"), pidFile: LabLibvirt.libvirtdPidFile)
         try LabCommand.waitFor("libvirtd to answer", timeout: 30) { (try? virsh("version"))?.status == 0 }
     }
 
@@ -205,8 +217,8 @@ public final class LabLibvirt {
         }
         for d in missingDirs.reversed() where Files.list(path: d).isEmpty { Files.removeTree(d) }
         if let saved = savedQemuConf { try? Files.writeText(LabLibvirt.qemuConf, saved, mode: 0o644) }
-        if let p = Daemons.pid(file: "/run/libvirtd.pid") { Daemons.stop(p) }
-        if libvirtdWasRunning { _ = try? Daemons.spawn(["/usr/sbin/libvirtd", "-d"], pidFile: "/run/libvirtd.pid") }
+        if let p = Daemons.pid(file: LabLibvirt.libvirtdPidFile) { Daemons.stop(p) }
+        if libvirtdWasRunning { _ = try? Daemons.spawn(LabLibvirt.daemon("/usr/sbin/libvirtd"), pidFile: LabLibvirt.libvirtdPidFile) }
         if let p = startedVirtlogd { Daemons.stop(p) }
     }
 

@@ -24,7 +24,8 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             --libvirt`), else qemu (TCG); starts each through libvirt's API (what virsh start calls), and \
             undefines them at the end. After one untimed round, --runs rounds time:
               stock          <hugepages/> of SIZE: QEMU preallocates on one thread; the kernel zeroes every page
-              stock threads  the same with <allocation mode='immediate' threads='N'/> (QEMU prealloc-threads=N)
+              stock threads  the best stock form: the same with <allocation mode='immediate' threads='N'/> (QEMU \
+            prealloc-threads=N) and bound to the host's first node, so that libvirt adds a thread-context there
               hand-over      the same guest in the eligible form, given a pre-zeroed file
               small          the hand-over at SMALL
               floor          the same guest on ordinary RAM without prealloc: a start that zeroes nothing
@@ -169,7 +170,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             guard b % lab.pageSize == 0 else { throw CLIError("--sizes: \(ByteSize.format(b)) is not whole \(ByteSize.format(lab.pageSize)) pages", code: 2) }
             let tag = "\(b >> 20)m"
             let stock = try lab.define("stock-\(tag)", bytes: b, backing: lab.stock())
-            let threaded = try lab.define("threads-\(tag)", bytes: b, backing: lab.stock(threads: threadCount))
+            let threaded = try lab.define("threads-\(tag)", bytes: b, backing: lab.stock(threads: threadCount), bound: true)
             let handover = try lab.define("handover-\(tag)", bytes: b, backing: BenchGuests.eligible)
             var s: [Double] = [], st: [Double] = [], h: [Double] = []
             for round in 0...runs {
@@ -227,7 +228,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
             let (bytes, smallBytes) = try options.sizes(pageSize: lab.pageSize)
             let n = threadCount
             let stock = try lab.define("stock", bytes: bytes, backing: lab.stock())
-            let threaded = try lab.define("threads", bytes: bytes, backing: lab.stock(threads: n))
+            let threaded = try lab.define("threads", bytes: bytes, backing: lab.stock(threads: n), bound: true)
             let big = try lab.define("handover", bytes: bytes, backing: BenchGuests.eligible)
             let little = try lab.define("small", bytes: smallBytes, backing: BenchGuests.eligible)
             let floor = try lab.define("floor", bytes: bytes, backing: "")
@@ -246,7 +247,7 @@ struct BenchLibvirt: ParsableCommand, BenchOutput {
                 let image = (kernel: kernel, initrd: initrd)
                 let forms = [("boot_stock_s", "boot-stock", lab.stock(), nil), ("boot_stock_threads_s", "boot-threads", lab.stock(threads: n), nil),
                              ("boot_handover_s", "boot-handover", BenchGuests.eligible, Optional(bytes))]
-                let doms = try forms.map { try lab.define($0.1, bytes: bytes, backing: $0.2, boot: image) }
+                let doms = try forms.map { try lab.define($0.1, bytes: bytes, backing: $0.2, boot: image, bound: $0.1 == "boot-threads") }
                 for round in 0...runs {
                     let row = try zip(forms, doms).map { ($0.0.0, try lab.timeBoot($0.1, handedOver: $0.0.3)) }
                     record(row, round: round, into: &t, prefix: "boot", label: "boot run")

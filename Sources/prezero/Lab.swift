@@ -131,7 +131,7 @@ struct LabDefine: ParsableCommand {
     var name: String
     @Option(name: .long, help: "Its memory (2G, 256M).")
     var memory: String
-    @Option(name: .long, help: "Its <memoryBacking>: stock, threads=N (stock on N preallocation threads), prezero (the form prezero hands over to), or XML.")
+    @Option(name: .long, help: "Its <memoryBacking>: stock, threads=N (stock on N preallocation threads, bound to the first node so that libvirt adds a thread-context), prezero (the form prezero hands over to), or XML.")
     var backing: String = "prezero"
     @Option(name: .long, help: "Its UUID (default: a new one).")
     var uuid: String?
@@ -143,15 +143,19 @@ struct LabDefine: ParsableCommand {
         let lab = try currentLab()
         guard let bytes = ByteSize.parse(memory) else { throw ValidationError("--memory '\(memory)' is not a size (e.g. 2G)") }
         let xml: String
+        var bound = false
         switch backing {
         case "stock": xml = GuestDomain.Backing.stock()
         case "prezero": xml = GuestDomain.Backing.prezero
         case let b where b.hasPrefix("threads="):
             guard let n = Int(b.dropFirst("threads=".count)), n > 0 else { throw ValidationError("--backing threads=N needs a thread count") }
             xml = GuestDomain.Backing.stock(threads: n)
+            bound = true
         default: xml = backing
         }
         var domain = GuestDomain(name: name, memoryKiB: bytes >> 10, backing: xml)
+        // The best stock form: bound to the first node, so that libvirt adds a thread-context.
+        if bound { domain.numatune = "<numatune><memory mode='strict' nodeset='\(Numa.memoryNodes().first ?? 0)'/></numatune>" }
         if let uuid { domain.uuid = uuid }
         try labStep { try LabLibvirt.define(domain, inLab: lab.dir) }
         print(domain.uuid)

@@ -19,7 +19,7 @@ extension HostTests {
             #expect(r.status == 0, "\(r.err)")
             #expect(hostFreePages(page2M) == before, "HugePages_Free does not move across virsh start")
             let leased = try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased")
-            #expect(leased == ["\(uuid).pc.ram~n0-134217728-1"])
+            try #require(leased == ["\(uuid).pc.ram~n0-134217728-1"], "\(pool.log().suffix(2000))")
             let leasedInode = Files.status(followingPath: "\(pool.mount)/.prezero/leased/\(leased[0])")!.inode
             let qemu = try lv.qemuPID(uuid)
             #expect(lv.mappedInodes(qemu) == [leasedInode], "QEMU maps the leased pool file")
@@ -61,6 +61,24 @@ extension HostTests {
             #expect(r.status == 0, "\(r.err)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty)
             #expect(pool.log().contains("pc.ram (system RAM, 128 MiB): make-room: mapped private"), "\(pool.log().suffix(2000))")
+            _ = try lv.virsh("destroy", uuid)
+        }
+
+        @Test("numad: placement='auto' is never handed over; room is made, and libvirt binds QEMU where numad says")
+        func libvirtNumadPlacement() throws {
+            // Room on the mount for the pool's file and the guest's own.
+            let (pool, lv) = try libvirtPool(mountSize: "320M")
+            defer { lv.close(); pool.close() }
+            let uuid = try lv.define(name: "pz-e2e-numad", memoryMiB: 128, backing: LibvirtHost.eligible,
+                                     numatune: "<numatune><memory mode='strict' placement='auto'/></numatune>")
+            let r = try lv.virsh("start", uuid)
+            #expect(r.status == 0, "\(r.err)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(pool.mount)/.prezero/leased").isEmpty, "nothing handed over")
+            #expect(pool.log().contains("pc.ram (system RAM, 128 MiB): make-room: placement='auto'"), "\(pool.log().suffix(2000))")
+            #expect(pool.log().contains("made room"), "\(pool.log().suffix(2000))")
+            // libvirt asked numad and bound the guest's memory to its answer.
+            let live = try lv.virsh("dumpxml", uuid).out
+            #expect(live.contains("placement='auto'"), "\(live)")
             _ = try lv.virsh("destroy", uuid)
         }
 
