@@ -54,7 +54,7 @@ done
 s=$(median < "$work/stock"); th=$(median < "$work/threads"); p=$(median < "$work/prezero")
 echo
 echo "accel: $accel"
-echo "stack: $(virsh version | awk -F': *' '/Running against daemon/ {d=$2} /Running hypervisor/ {h=$2} END {print "libvirt " d ", " h}')"
+echo "stack: $(virsh version --daemon | awk -F': *' '/Running against daemon/ {d=$2} /Running hypervisor/ {h=$2} END {print "libvirt " d ", " h}')"
 printf '%-36s %10s\n' "virsh start (${size_g} GiB guest)" "median s"
 printf '%-36s %10.3f\n' "stock <hugepages/>" "$s" "stock <hugepages/>, threads=$threads" "$th" "pre-zeroed (prezero)" "$p"
 printf '%-36s %10.2fx\n' "speedup over stock" "$(echo "$s / $p" | bc -l)" "speedup over stock, threads=$threads" "$(echo "$th / $p" | bc -l)"
