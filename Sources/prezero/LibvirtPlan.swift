@@ -79,7 +79,7 @@ struct LibvirtPlan: ParsableCommand {
                 if version == nil { version = LibvirtVersion(number: try libvirtCall { () throws(LibvirtError) in try conn.libVersion() }) }
             }
             let d: DomainMemory
-            do { d = try DomainXML.parse(text) } catch { throw CLIError("\(error)", code: 2) }
+            do { d = try DomainXML.parse(text) } catch { throw CLIError(Self.refused("\(error)"), code: 2) }
             let defaultSize = try defaultPageSize.map { s in
                 guard let v = ByteSize.parse(s), v > 0 else { throw CLIError("--default-page-size \(s) is not a size like 2M or 1G", code: 2) }
                 return v
@@ -109,7 +109,7 @@ struct LibvirtPlan: ParsableCommand {
                 host = h
             }
             let plan: DomainPlan
-            do { plan = try HookPlanner.plan(d, host: host) } catch { throw CLIError("\(d.name): \(error)", code: 2) }
+            do { plan = try HookPlanner.plan(d, host: host) } catch { throw CLIError(Self.refused("\(d.name): \(error)"), code: 2) }
             if json {
                 printJSON(PlanJSON(d, plan, libvirt: host.rules))
             } else {
@@ -117,6 +117,9 @@ struct LibvirtPlan: ParsableCommand {
             }
         }
     }
+
+    /// The plan refuses only what libvirt refuses, and each refusal says so.
+    static func refused(_ why: String) -> String { why.contains("libvirt") ? why : why + ": libvirt refuses it too" }
 
     /// `PATH=PAGESIZE`.
     static func mount(_ s: String, flag: String) throws -> HookHost.Mount {
