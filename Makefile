@@ -47,7 +47,8 @@ endif
 # (scripts/stack.sh; the host's apt sources and packages are untouched). The libvirt and QEMU
 # host suites run against it (STACK_SUITES: the hook, hand-over, lifecycles, shapes, 1 GiB pages,
 # examples, the lab, migration), then the demo; prezerod stays on the host.
-STACK_ROOT ?= .build-stack/root
+# Outside the project, which may lie under /tmp (bound into the root); removed after stack-test.
+STACK_ROOT ?= /var/tmp/prezero-stack/root
 STACK_SUITES ?= HostTests/(Libvirt|LibvirtCLI|LibvirtLifecycle|LibvirtShapes|GigaPages|Examples|LabRun|Migration|Bench)/
 .PHONY: stack-root stack-test
 stack-root:
@@ -57,8 +58,10 @@ stack-root:
 
 stack-test: stack-root release
 	$(SWIFT) build --build-tests
-	SWIFT=$(SWIFT) scripts/stack.sh run $(STACK_ROOT) -- scripts/swift-tests.sh --filter '$(STACK_SUITES)'
-	scripts/stack.sh run $(STACK_ROOT) -- scripts/demo.sh
+	status=0; \
+	SWIFT=$(SWIFT) scripts/stack.sh run $(STACK_ROOT) -- scripts/swift-tests.sh --filter '$(STACK_SUITES)' || status=$$?; \
+	[ $$status != 0 ] || scripts/stack.sh run $(STACK_ROOT) -- scripts/demo.sh || status=$$?; \
+	rm -rf $(STACK_ROOT); exit $$status
 
 # Multi-node NUMA checks: a QEMU (TCG) guest with 2, then 4 fake nodes runs the release
 # binaries (Tests/numa/README.md). Its own release build, so it never races a build in .build.
@@ -230,4 +233,4 @@ uninstall:
 	@echo "removed; /etc/prezero is kept"
 
 clean:
-	rm -rf .build .build-numa .build-stack
+	rm -rf .build .build-numa

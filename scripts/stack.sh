@@ -25,8 +25,16 @@ die() { echo "stack: $*" >&2; exit 2; }
 PACKAGES=libvirt-daemon-system,libvirt-daemon-driver-qemu,libvirt-clients,qemu-system-x86,qemu-utils,numad
 MIRROR=${PREZERO_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
+# /tmp is bound into ROOT, so ROOT cannot lie under it (nor the project's path bind over it).
+outside_tmp() {
+    local r
+    r=$(realpath -m "$1")
+    case "$r/" in /tmp/*) die "$1 lies under /tmp, which is bound into the root; put the root elsewhere, e.g. /var/tmp/prezero-stack/root" ;; esac
+}
+
 build() {
     local root=$1
+    outside_tmp "$root"
     [ "$(id -u)" = 0 ] || die "building the root needs root (mmdebstrap --mode=root); run it with sudo"
     command -v mmdebstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
     [ ! -e "$root" ] || [ -z "$(ls -A "$root")" ] || die "$root is not empty; the root is built from empty (rm -rf it first)"
@@ -66,10 +74,12 @@ inside() {
     local d
     for d in /dev /proc /sys; do mount --rbind "$d" "$root$d"; mount --make-rslave "$root$d"; done
     mount --bind /tmp "$root/tmp"
-    mkdir -p /run/prezero "$root/run/prezero" "$root/boot" "$root$bin"
+    mkdir -p /run/prezero "$root/run/prezero" "$root/boot"
+    case "$bin/" in /tmp/*) ;; *) mkdir -p "$root$bin" ;; esac
     mount --bind /run/prezero "$root/run/prezero"
     mount --bind -o ro /boot "$root/boot"
-    mount --bind "$bin" "$root$bin"
+    # A project under /tmp is inside already.
+    case "$bin/" in /tmp/*) ;; *) mount --bind "$bin" "$root$bin" ;; esac
     for d in /etc/libvirt /run/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/prezero; do
         mkdir -p "$d" "$root$d"
         mount --bind "$root$d" "$d"
@@ -106,6 +116,7 @@ run() {
     [ "${1:-}" = "--" ] && shift
     [ $# -gt 0 ] || die "usage: scripts/stack.sh run ROOT -- CMD..."
     [ "$(id -u)" = 0 ] || die "run needs root (a mount namespace and chroot)"
+    outside_tmp "$root"
     versions "$root" >&2
     root=$(realpath "$root")
     # The project, with its builds, at the same path inside ROOT: the hook libvirtd runs is its
