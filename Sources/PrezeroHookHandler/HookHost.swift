@@ -29,7 +29,8 @@ extension HostDiscovery {
         }
         var host = HookHost(conf: conf, meminfo: HostDiscovery.meminfo(), mountinfo: HostDiscovery.mountinfo(), poolMounts: poolMounts, machineRAMId: ramId,
                             libvirtVersion: libvirtVersion ?? HostDiscovery.cachedLibvirtVersion(capabilities))
-        host.cpuNodes = HostDiscovery.cpuNodes()
+        // Only a domain pinned to CPUs can have its thread-context cut: every other start skips the reads.
+        if d?.emulatorCPUs != nil { host.cpuNodes = HostDiscovery.cpuNodes() }
         return (conf, host)
     }
 }

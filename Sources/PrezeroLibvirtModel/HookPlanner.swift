@@ -36,7 +36,7 @@ public struct DomainPlan: Equatable, Sendable {
         var out: [UInt64: [NodeChoice: UInt64]] = [:]
         for p in backends where p.decision == .makeRoom || (includingHandOvers && p.decision == .handOver) {
             let perNode = p.backend.nodesFromNumad
-                ? HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: [], pageSize: p.pageSize).mapKeys { _ in NodeChoice.every }
+                ? HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: [], pageSize: p.pageSize)[.any].map { [NodeChoice.every: $0] } ?? [:]
                 : HookPlanner.pagesPerNode(bytes: p.backend.startBytes, nodes: p.backend.hostNodes, pageSize: p.pageSize)
             for (node, pages) in perNode {
                 out[p.pageSize, default: [:]][node, default: 0] += pages
@@ -156,12 +156,5 @@ public enum HookPlanner {
             names.append("\(id)-\(cut)")
         }
         return names
-    }
-}
-
-extension Dictionary {
-    /// The same values under keys mapped by `f`; values whose keys meet add up.
-    func mapKeys<K: Hashable>(_ f: (Key) -> K) -> [K: Value] where Value: AdditiveArithmetic {
-        reduce(into: [:]) { $0[f($1.key), default: .zero] += $1.value }
     }
 }
